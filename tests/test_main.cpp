@@ -1,0 +1,33 @@
+// The doctest main shared by every test executable. Before running, it checks the executable's
+// declared requirements (GPTQ_TEST_REQUIRES) and exits 77, which ctest reports as skipped, when
+// one is missing — saying which and why.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+
+#include "gptq.h"
+#include "testutil.h"
+
+#include <cstdio>
+#include <cstring>
+#include <sys/stat.h>
+
+extern "C" __attribute__((weak)) const char *gptq_test_requires(void) { return ""; }
+
+int main(int argc, char **argv) {
+    const char *req = gptq_test_requires();
+    if (std::strstr(req, "shared")) {
+        struct stat st;
+        std::string models = testutil::shared_path("models");
+        if (stat(models.c_str(), &st) != 0) {
+            std::printf("SKIPPED: %s not found (set GPTQ_SHARED_DIR to the shared data folder)\n", models.c_str());
+            return 77;
+        }
+    }
+    if (std::strstr(req, "cuda") && !gptq_cuda_available()) {
+        std::printf("SKIPPED: no CUDA device (or this build has no CUDA backend)\n");
+        return 77;
+    }
+    doctest::Context ctx;
+    ctx.applyCommandLine(argc, argv);
+    return ctx.run();
+}
