@@ -30,6 +30,7 @@ std::string strprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2))
 [[noreturn]] void fail(gptq_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 // Logs through the callback set by gptq_set_log_callback (silent when none).
+void set_log_callback(gptq_log_callback cb, void *user);
 void log_msg(int32_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 // Reads a whole file; throws Error(GPTQ_ERR_IO) naming the path.

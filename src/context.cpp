@@ -1,0 +1,73 @@
+// context.cpp — see context.h.
+#include "context.h"
+
+#include <algorithm>
+
+namespace gptq {
+
+Context::Context(std::shared_ptr<Model> model, int n_ctx, int n_seq, int n_batch)
+    : model_(std::move(model)), n_ctx_(n_ctx), n_seq_(n_seq), n_batch_(n_batch) {
+    bctx_ = model_->backend->create_context(n_ctx, n_seq, n_batch);
+    seq_len_.assign(size_t(n_seq), 0);
+}
+
+void Context::reset(int seq) {
+    if (seq >= n_seq_) fail(GPTQ_ERR_INVALID_ARG, "sequence %d out of range (context holds %d)", seq, n_seq_);
+    bctx_->reset(seq);
+    if (seq < 0)
+        std::fill(seq_len_.begin(), seq_len_.end(), 0);
+    else
+        seq_len_[size_t(seq)] = 0;
+}
+
+void Context::eval(const EvalToken *toks, int n, const int8_t *want) {
+    if (n <= 0) fail(GPTQ_ERR_INVALID_ARG, "empty batch");
+    const int vocab = model_->cfg.vocab_size;
+    std::vector<int> new_len = seq_len_;
+    for (int i = 0; i < n; i++) {
+        const EvalToken &t = toks[i];
+        if (t.token < 0 || t.token >= vocab)
+            fail(GPTQ_ERR_INVALID_ARG, "batch token %d: id %d outside the vocabulary [0, %d)", i, t.token, vocab);
+        if (t.seq < 0 || t.seq >= n_seq_)
+            fail(GPTQ_ERR_INVALID_ARG, "batch token %d: sequence %d outside [0, %d)", i, t.seq, n_seq_);
+        if (t.pos < 0) fail(GPTQ_ERR_INVALID_ARG, "batch token %d: negative position %d", i, t.pos);
+        if (t.pos >= n_ctx_)
+            fail(GPTQ_ERR_CONTEXT_FULL, "batch token %d: position %d is past the context size %d", i, t.pos, n_ctx_);
+        // Attention reads positions 0..pos: they must exist (evaluated before, or in this batch).
+        if (t.pos > new_len[size_t(t.seq)])
+            fail(GPTQ_ERR_INVALID_ARG, "batch token %d: position %d of sequence %d leaves a gap (sequence holds %d positions)",
+                 i, t.pos, t.seq, new_len[size_t(t.seq)]);
+        new_len[size_t(t.seq)] = std::max(new_len[size_t(t.seq)], t.pos + 1);
+    }
+    std::vector<int8_t> keep(size_t(n), 0);
+    if (want) {
+        for (int i = 0; i < n; i++) keep[size_t(i)] = want[i] ? 1 : 0;
+    } else {
+        std::vector<int> last(size_t(n_seq_), -1);
+        for (int i = 0; i < n; i++) last[size_t(toks[i].seq)] = i;
+        for (int s : last)
+            if (s >= 0) keep[size_t(s)] = 1;
+    }
+    int rows = 0;
+    logit_row_.assign(size_t(n), -1);
+    for (int i = 0; i < n; i++)
+        if (keep[size_t(i)]) logit_row_[size_t(i)] = rows++;
+    logits_.resize(size_t(rows) * size_t(vocab));
+
+    for (int start = 0; start < n; start += n_batch_) {
+        const int m = std::min(n_batch_, n - start);
+        int row0 = -1;
+        for (int i = start; i < start + m && row0 < 0; i++) row0 = logit_row_[size_t(i)];
+        float *out = row0 >= 0 ? logits_.data() + size_t(row0) * vocab : nullptr;
+        bctx_->eval(toks + start, m, keep.data() + start, out);
+    }
+    seq_len_ = new_len;
+}
+
+const float *Context::logits(int i) const {
+    if (i < 0 || size_t(i) >= logit_row_.size() || logit_row_[size_t(i)] < 0)
+        fail(GPTQ_ERR_INVALID_ARG, "no logits kept for token %d of the last batch", i);
+    return logits_.data() + size_t(logit_row_[size_t(i)]) * size_t(model_->cfg.vocab_size);
+}
+
+} // namespace gptq
