@@ -7,6 +7,7 @@
 //   W[n, k] = scales[g, n] * (q[k, n] - z[g, n]),  g = g_idx[k]
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -40,6 +41,9 @@ struct QuantParams {
     float zero;  // an integer value held as float
 };
 QuantParams find_quant_params(const float *w, int n, int stride, int bits, bool sym);
+// The same grid from a group's observed minimum and maximum (0 is added to the range here), for
+// callers that reduce min/max themselves (the solver does it row-wise over many columns at once).
+QuantParams quant_params_from_range(float wmin, float wmax, int bits, bool sym);
 // q = clamp(round_half_even(w / scale) + zero, 0, maxq)
 int quantize_value(float w, float scale, float zero, int maxq);
 inline float dequantize_value(int q, float scale, float zero) { return scale * (float(q) - zero); }
