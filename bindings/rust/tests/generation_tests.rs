@@ -11,9 +11,10 @@ fn golden_text() -> String {
     fs::read_to_string(common::stories260k().join("golden/expected_greedy_n200.txt")).unwrap()
 }
 
-/// BOS + 199 greedy steps from an empty prompt: the run the golden text was made with.
+/// BOS, then 200 greedy tokens from an empty prompt: the run the golden text was made with
+/// (llama2.c `-n 200`; the golden id file lists those 200 tokens).
 fn golden_params() -> GenerateParams {
-    GenerateParams { add_bos: Some(true), ..GenerateParams::greedy(199) }
+    GenerateParams { add_bos: Some(true), ..GenerateParams::greedy(200) }
 }
 
 #[test]
