@@ -1,0 +1,32 @@
+// perplexity_run.cpp — see perplexity_run.h.
+#include "perplexity_run.h"
+
+#include "progress.h"
+#include "util.h"
+
+namespace common {
+
+gptq_status run_perplexity(gptq_model *model, const std::string &text, int32_t seq_len, int32_t max_chunks,
+                           int32_t n_threads, ProgressBar *bar, PerplexityResult *out) {
+    gptq_context_params cp = gptq_context_params_default();
+    cp.n_ctx = seq_len;
+    // A chunk is evaluated in one go when the batch allows it.
+    cp.n_batch = seq_len;
+    cp.n_threads = n_threads;
+    gptq_context *ctx = nullptr;
+    gptq_status st = gptq_context_init(model, &cp, &ctx);
+    if (st != GPTQ_OK) {
+        out->error = gptq_errmsg();
+        return st;
+    }
+    double t0 = now_seconds();
+    st = gptq_perplexity(ctx, text.data(), text.size(), seq_len, max_chunks, progress_callback, bar, &out->ppl,
+                         &out->n_tokens);
+    out->seconds = now_seconds() - t0;
+    if (st != GPTQ_OK) out->error = gptq_errmsg();  // before gptq_context_free resets it
+    if (bar) bar->finish();
+    gptq_context_free(ctx);
+    return st;
+}
+
+} // namespace common
