@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace gptq {
@@ -13,7 +14,7 @@ struct SamplerParams {
     float top_p = 0.95f;       // 1 = off
     float min_p = 0.05f;       // 0 = off
     float repeat_penalty = 1.1f;  // 1 = off (as llama.cpp / HF: logit>0 divided, <0 multiplied)
-    int repeat_last_n = 64;
+    int repeat_last_n = 64;    // 0 = off, < 0 = the whole history
     uint64_t seed = 0x5eed;
 };
 
@@ -21,16 +22,21 @@ class Sampler {
 public:
     explicit Sampler(const SamplerParams &p);
     // history: the ids so far (prompt and generated), for the repetition penalty.
-    // logits is not modified.
+    // logits is not modified. NaN logits count as -inf; when no logit is usable the call throws
+    // Error(GPTQ_ERR_NUMERIC). The constructor throws INVALID_ARG for NaN parameters, a
+    // repeat_penalty <= 0 or a negative top_k.
     int sample(const float *logits, int n_vocab, const std::vector<int> &history);
 
 private:
     SamplerParams p_;
     uint64_t state_;
     double next_uniform();     // [0, 1), xoshiro/splitmix-based, reproducible across platforms
-    std::vector<std::pair<float, int>> cand_;
+    std::vector<std::pair<float, int>> cand_;  // (logit, id) scratch, kept between calls
+    std::vector<double> weights_;              // their unnormalised probabilities
 };
 
+// Index of the largest value, the first of equal maxima; NaN is never chosen (0 when all are
+// NaN), -1 when n <= 0.
 int argmax(const float *x, int n);
 
 } // namespace gptq

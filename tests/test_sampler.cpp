@@ -1,0 +1,301 @@
+// Sampler: greedy, reproducibility, the distribution it draws from, and each filter's effect.
+#include <doctest/doctest.h>
+
+#include "common.h"
+#include "sampler.h"
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <set>
+#include <vector>
+
+using gptq::Sampler;
+using gptq::SamplerParams;
+
+namespace {
+
+// Every filter off: plain softmax(logits / T) sampling.
+SamplerParams plain(float temperature, uint64_t seed = 1) {
+    SamplerParams p;
+    p.temperature = temperature;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    p.min_p = 0.0f;
+    p.repeat_penalty = 1.0f;
+    p.seed = seed;
+    return p;
+}
+
+std::vector<double> softmax(const std::vector<float> &logits, double t) {
+    double mx = -1e300, sum = 0;
+    for (float v : logits) mx = std::max(mx, double(v));
+    std::vector<double> p(logits.size());
+    for (size_t i = 0; i < logits.size(); ++i) sum += p[i] = std::exp((logits[i] - mx) / t);
+    for (double &x : p) x /= sum;
+    return p;
+}
+
+std::vector<int> draw(Sampler &s, const std::vector<float> &logits, int n, const std::vector<int> &hist = {}) {
+    std::vector<int> out;
+    for (int i = 0; i < n; ++i) out.push_back(s.sample(logits.data(), int(logits.size()), hist));
+    return out;
+}
+
+std::vector<int> counts(const std::vector<int> &ids, size_t n_vocab) {
+    std::vector<int> c(n_vocab, 0);
+    for (int id : ids) {
+        REQUIRE(id >= 0);
+        REQUIRE(size_t(id) < n_vocab);
+        c[size_t(id)]++;
+    }
+    return c;
+}
+
+const std::vector<float> kLogits = {1.0f, 2.5f, -0.5f, 2.0f, 0.0f, 1.5f, -3.0f, 0.7f};
+
+} // namespace
+
+TEST_CASE("argmax: first of equal maxima, NaN never wins") {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> a = {1, 3, 2, 3};
+    CHECK(gptq::argmax(a.data(), 4) == 1);
+    std::vector<float> b = {nan, -1, nan, 5, nan};
+    CHECK(gptq::argmax(b.data(), 5) == 3);
+    CHECK(gptq::argmax(b.data(), 0) == -1);
+}
+
+TEST_CASE("greedy picks the argmax, ties to the lowest id") {
+    Sampler s(plain(0.0f));
+    CHECK(s.sample(kLogits.data(), int(kLogits.size()), {}) == 1);
+    std::vector<float> tie = {0.5f, 4.0f, 1.0f, 4.0f, 4.0f};
+    for (int i = 0; i < 10; ++i) CHECK(s.sample(tie.data(), 5, {}) == 1);
+    SamplerParams neg = plain(-1.0f);  // any temperature <= 0 is greedy
+    Sampler s2(neg);
+    CHECK(s2.sample(tie.data(), 5, {}) == 1);
+}
+
+TEST_CASE("top-k = 1 equals greedy at any temperature") {
+    for (float t : {0.1f, 1.0f, 5.0f, 100.0f}) {
+        SamplerParams p = plain(t, 77);
+        p.top_k = 1;
+        Sampler s(p);
+        for (int id : draw(s, kLogits, 200)) CHECK(id == 1);
+    }
+}
+
+TEST_CASE("same seed gives the same sequence, another seed another") {
+    Sampler a(plain(1.0f, 42)), b(plain(1.0f, 42)), c(plain(1.0f, 43));
+    const auto sa = draw(a, kLogits, 300), sb = draw(b, kLogits, 300), sc = draw(c, kLogits, 300);
+    CHECK(sa == sb);
+    CHECK(sa != sc);
+    // Several distinct ids do come out (a sampler stuck on one id would pass the checks above).
+    CHECK(std::set<int>(sa.begin(), sa.end()).size() >= 5);
+}
+
+TEST_CASE("the PRNG sequence is fixed (splitmix64), so runs reproduce across platforms") {
+    // A uniform distribution over 1024 ids turns the draws into the generator's top 10 bits.
+    std::vector<float> flat(1024, 0.0f);
+    Sampler s(plain(1.0f, 0));
+    // splitmix64 from state 0: first outputs 0xe220a8397b1dcdaf, 0x6e789e6aa1b965f4, 0x06c45d188009454f
+    CHECK(s.sample(flat.data(), 1024, {}) == int(0xe220a8397b1dcdafull >> 54));
+    CHECK(s.sample(flat.data(), 1024, {}) == int(0x6e789e6aa1b965f4ull >> 54));
+    CHECK(s.sample(flat.data(), 1024, {}) == int(0x06c45d188009454full >> 54));
+}
+
+TEST_CASE("empirical frequencies match softmax(logits / T)") {
+    for (float t : {0.7f, 1.0f, 1.6f}) {
+        CAPTURE(t);
+        Sampler s(plain(t, 1234));
+        const int n = 100000;
+        const auto c = counts(draw(s, kLogits, n), kLogits.size());
+        const auto p = softmax(kLogits, t);
+        // Pearson chi-square with 7 degrees of freedom: P(chi2 > 35) is about 1e-5.
+        double chi2 = 0;
+        for (size_t i = 0; i < p.size(); ++i) {
+            const double e = p[i] * n;
+            chi2 += (c[i] - e) * (c[i] - e) / e;
+        }
+        CHECK(chi2 < 35.0);
+    }
+}
+
+TEST_CASE("top-k keeps only the k best") {
+    SamplerParams p = plain(2.0f, 5);
+    p.top_k = 3;  // ids 1 (2.5), 3 (2.0), 5 (1.5)
+    Sampler s(p);
+    const auto c = counts(draw(s, kLogits, 20000), kLogits.size());
+    for (size_t i = 0; i < c.size(); ++i) {
+        CAPTURE(i);
+        if (i == 1 || i == 3 || i == 5) CHECK(c[i] > 0);
+        else CHECK(c[i] == 0);
+    }
+    // Among the kept ones the proportions are the renormalised softmax.
+    std::vector<float> kept = {2.5f, 2.0f, 1.5f};
+    const auto q = softmax(kept, 2.0);
+    CHECK(std::fabs(c[1] / 20000.0 - q[0]) < 0.02);
+    CHECK(std::fabs(c[3] / 20000.0 - q[1]) < 0.02);
+    CHECK(std::fabs(c[5] / 20000.0 - q[2]) < 0.02);
+}
+
+TEST_CASE("top-p keeps the smallest head reaching p") {
+    // probabilities at T = 1: 0.5, 0.25, 0.125, 0.0625, 0.0625 (logits are log2-spaced)
+    const float l2 = std::log(2.0f);
+    std::vector<float> logits = {4 * l2, 3 * l2, 2 * l2, 1 * l2, 1 * l2};
+    SUBCASE("p = 0.7 keeps {0, 1}") {
+        SamplerParams p = plain(1.0f, 9);
+        p.top_p = 0.7f;
+        Sampler s(p);
+        const auto c = counts(draw(s, logits, 20000), logits.size());
+        CHECK(c[0] > 0);
+        CHECK(c[1] > 0);
+        CHECK(c[2] == 0);
+        CHECK(c[3] == 0);
+        CHECK(c[4] == 0);
+        CHECK(std::fabs(c[0] / 20000.0 - 2.0 / 3.0) < 0.02);  // renormalised 0.5 / 0.75
+    }
+    SUBCASE("p = 0.8 keeps {0, 1, 2}") {
+        SamplerParams p = plain(1.0f, 9);
+        p.top_p = 0.8f;
+        Sampler s(p);
+        const auto c = counts(draw(s, logits, 20000), logits.size());
+        CHECK(c[2] > 0);
+        CHECK(c[3] == 0);
+        CHECK(c[4] == 0);
+    }
+    SUBCASE("a tiny p keeps at least the best one") {
+        SamplerParams p = plain(1.0f, 9);
+        p.top_p = 0.0f;
+        Sampler s(p);
+        for (int id : draw(s, logits, 500)) CHECK(id == 0);
+    }
+}
+
+TEST_CASE("min-p drops what is less likely than min_p times the best") {
+    const float l2 = std::log(2.0f);
+    std::vector<float> logits = {4 * l2, 3 * l2, 2 * l2, 1 * l2, 0.0f};  // p ∝ 16, 8, 4, 2, 1
+    SamplerParams p = plain(1.0f, 11);
+    p.min_p = 0.2f;  // keeps p >= 0.2 * p_max: 16, 8, 4 (4/16 = 0.25) but not 2 (0.125)
+    Sampler s(p);
+    const auto c = counts(draw(s, logits, 20000), logits.size());
+    CHECK(c[0] > 0);
+    CHECK(c[1] > 0);
+    CHECK(c[2] > 0);
+    CHECK(c[3] == 0);
+    CHECK(c[4] == 0);
+    CHECK(std::fabs(c[0] / 20000.0 - 16.0 / 28.0) < 0.02);
+}
+
+TEST_CASE("repetition penalty: positive logits divided, negative multiplied, each id once") {
+    SUBCASE("a tie between positive logits goes to the one not seen recently") {
+        std::vector<float> logits = {2.0f, 0.1f, 2.0f};  // greedy alone picks 0
+        SamplerParams p = plain(0.0f);
+        p.repeat_penalty = 1.5f;
+        Sampler s(p);
+        CHECK(s.sample(logits.data(), 3, {}) == 0);
+        CHECK(s.sample(logits.data(), 3, {0}) == 2);
+        CHECK(s.sample(logits.data(), 3, {2, 1}) == 0);
+    }
+    SUBCASE("a negative logit is pushed further down, not up") {
+        std::vector<float> logits = {-1.0f, -1.2f};  // dividing -1 would make it -0.67 and keep it first
+        SamplerParams p = plain(0.0f);
+        p.repeat_penalty = 1.5f;
+        Sampler s(p);
+        CHECK(s.sample(logits.data(), 2, {0}) == 1);  // -1.5 < -1.2
+    }
+    SUBCASE("an id repeated in the window is penalised once") {
+        std::vector<float> logits = {3.0f, 1.9f};
+        SamplerParams p = plain(0.0f);
+        p.repeat_penalty = 1.5f;  // once: 2.0 > 1.9; twice would be 1.33 < 1.9
+        Sampler s(p);
+        CHECK(s.sample(logits.data(), 2, {0, 0, 0}) == 0);
+    }
+    SUBCASE("only the last repeat_last_n ids count") {
+        std::vector<float> logits = {2.0f, 0.1f, 2.0f};
+        SamplerParams p = plain(0.0f);
+        p.repeat_penalty = 1.5f;
+        p.repeat_last_n = 2;
+        Sampler s(p);
+        CHECK(s.sample(logits.data(), 3, {0, 1, 1}) == 0);  // the 0 is outside the window
+        CHECK(s.sample(logits.data(), 3, {1, 0}) == 2);
+    }
+    SUBCASE("history ids outside the vocabulary are ignored") {
+        std::vector<float> logits = {1.0f, 2.0f};
+        SamplerParams p = plain(0.0f);
+        p.repeat_penalty = 1.5f;
+        Sampler s(p);
+        CHECK(s.sample(logits.data(), 2, {-5, 7, 1000000}) == 1);
+    }
+}
+
+TEST_CASE("NaN logits are never sampled; all unusable logits are NUMERIC") {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const float inf = std::numeric_limits<float>::infinity();
+    std::vector<float> logits = {nan, 1.0f, nan, 0.5f, nan};
+    Sampler s(plain(1.5f, 3));
+    const auto c = counts(draw(s, logits, 5000), logits.size());
+    CHECK(c[0] == 0);
+    CHECK(c[2] == 0);
+    CHECK(c[4] == 0);
+    CHECK(c[1] + c[3] == 5000);
+
+    Sampler g(plain(0.0f));
+    CHECK(g.sample(logits.data(), 5, {}) == 1);
+
+    std::vector<float> bad = {nan, -inf, nan};
+    for (float t : {0.0f, 1.0f}) {
+        Sampler b(plain(t));
+        try {
+            b.sample(bad.data(), 3, {});
+            FAIL("expected an error");
+        } catch (const gptq::Error &e) {
+            CHECK(e.status() == GPTQ_ERR_NUMERIC);
+        }
+    }
+}
+
+TEST_CASE("+inf logits win without producing NaN probabilities") {
+    const float inf = std::numeric_limits<float>::infinity();
+    std::vector<float> logits = {0.0f, inf, 3.0f};
+    Sampler s(plain(1.0f, 8));
+    for (int id : draw(s, logits, 200)) CHECK(id == 1);
+}
+
+TEST_CASE("bad parameters and arguments are INVALID_ARG") {
+    auto status_of = [](auto &&fn) {
+        try {
+            fn();
+        } catch (const gptq::Error &e) {
+            return int(e.status());
+        }
+        return int(GPTQ_OK);
+    };
+    SamplerParams p = plain(1.0f);
+    p.temperature = std::numeric_limits<float>::quiet_NaN();
+    CHECK(status_of([&] { Sampler s(p); }) == GPTQ_ERR_INVALID_ARG);
+    p = plain(1.0f);
+    p.repeat_penalty = 0.0f;
+    CHECK(status_of([&] { Sampler s(p); }) == GPTQ_ERR_INVALID_ARG);
+    p = plain(1.0f);
+    p.top_k = -1;
+    CHECK(status_of([&] { Sampler s(p); }) == GPTQ_ERR_INVALID_ARG);
+    Sampler s(plain(1.0f));
+    CHECK(status_of([&] { s.sample(nullptr, 4, {}); }) == GPTQ_ERR_INVALID_ARG);
+    CHECK(status_of([&] { s.sample(kLogits.data(), 0, {}); }) == GPTQ_ERR_INVALID_ARG);
+}
+
+TEST_CASE("the default parameters sample sensibly from a large vocabulary") {
+    // A peaked distribution over 32000 ids: defaults (T 0.8, top-k 40, top-p 0.95, min-p 0.05)
+    // must only ever return ids from the head.
+    std::vector<float> logits(32000);
+    for (size_t i = 0; i < logits.size(); ++i) logits[i] = -0.001f * float(i);
+    for (int i = 0; i < 5; ++i) logits[size_t(100 + i)] = 10.0f - float(i);
+    Sampler s{SamplerParams{}};
+    std::vector<int> hist;
+    for (int i = 0; i < 300; ++i) {
+        const int id = s.sample(logits.data(), int(logits.size()), hist);
+        CHECK(id >= 100);
+        CHECK(id < 105);
+        hist.push_back(id);
+    }
+}
