@@ -6,6 +6,7 @@
 #include "quant/pack.h"
 
 #include "common.h"
+#include "quant/grid.h"
 
 #include <algorithm>
 #include <cmath>
@@ -206,12 +207,7 @@ QuantParams find_quant_params(const float *w, int n, int stride, int bits, bool 
 }
 
 int quantize_value(float w, float scale, float zero, int maxq) {
-    // round(w / scale) + zero, as the reference computes it (not round(w / scale + zero)).
-    const float v = std::nearbyint(w / scale) + zero;
-    if (!(v == v)) return std::min(std::max(int(zero), 0), maxq);  // 0/0 from a flushed scale
-    if (v <= 0) return 0;
-    if (v >= float(maxq)) return maxq;
-    return int(v);
+    return quantize_code(w, scale, zero, maxq);
 }
 
 } // namespace gptq
