@@ -1,0 +1,270 @@
+// bench-kernels — 4-bit (group 128) matrix products against cuBLAS fp16, measured in one run.
+//
+// For each Llama weight shape K x N and M tokens: the time of q4 (fused kernel for M <= 64 per
+// pass, dequantize + cuBLAS for large M: both are measured) and of cuBLAS fp16 on the same x, with
+// CUDA events around back-to-back calls that rotate over enough weight copies that the 50 MB L2
+// cannot hold them. The memory floor is (4-bit weights + fp16 scales) / the device-to-device copy
+// bandwidth measured at the start of the same run.
+//
+//   bench-kernels [--quick]      (--quick: fewer shapes, for a smoke run)
+#include "cuda/cuda_check.cuh"
+#include "cuda/q4_gemm.cuh"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+using namespace gptq;
+using namespace gptq::cuda;
+
+namespace {
+
+__device__ __forceinline__ uint32_t hash32(uint64_t i, uint32_t seed) {
+    uint64_t x = i * 0x9E3779B97F4A7C15ull + seed;
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    return uint32_t(x);
+}
+
+__global__ void fill_u32(uint32_t *p, size_t n, uint32_t seed) {
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+        p[i] = hash32(i, seed);
+}
+
+__global__ void fill_f16(__half *p, size_t n, uint32_t seed, float lo, float hi) {
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+        p[i] = __float2half(lo + (hi - lo) * float(hash32(i, seed) >> 8) * (1.0f / 16777216.0f));
+}
+
+template <class T> T *dev_alloc(size_t n) {
+    T *p = nullptr;
+    CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)));
+    return p;
+}
+
+struct Timer {
+    cudaEvent_t a, b;
+    Timer() {
+        CUDA_CHECK(cudaEventCreate(&a));
+        CUDA_CHECK(cudaEventCreate(&b));
+    }
+    ~Timer() {
+        cudaEventDestroy(a);
+        cudaEventDestroy(b);
+    }
+    // Mean microseconds per call over iters back-to-back calls; median of 3 such runs.
+    double us(const std::function<void(int)> &fn, int iters) {
+        for (int i = 0; i < 3; ++i) fn(i);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        double r[3];
+        for (int rep = 0; rep < 3; ++rep) {
+            CUDA_CHECK(cudaEventRecord(a));
+            for (int i = 0; i < iters; ++i) fn(i);
+            CUDA_CHECK(cudaEventRecord(b));
+            CUDA_CHECK(cudaEventSynchronize(b));
+            float ms = 0;
+            CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+            r[rep] = 1000.0 * ms / iters;
+        }
+        std::sort(r, r + 3);
+        return r[1];
+    }
+};
+
+double copy_bandwidth(Timer &t) {
+    const size_t bytes = size_t(1) << 30;
+    char *src = dev_alloc<char>(bytes), *dst = dev_alloc<char>(bytes);
+    CUDA_CHECK(cudaMemset(src, 1, bytes));
+    double us = t.us([&](int) { CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice)); }, 10);
+    CUDA_CHECK(cudaFree(src));
+    CUDA_CHECK(cudaFree(dst));
+    return 2.0 * bytes / (us * 1e-6);  // bytes read + written per second
+}
+
+struct Shape {
+    int K, N;
+    const char *name;
+};
+
+} // namespace
+
+int main(int argc, char **argv) try {
+    const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+    int dev = 0;
+    CUDA_CHECK(cudaSetDevice(dev));
+    cudaDeviceProp prop;
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+    std::printf("device: %s, %d SMs, L2 %.0f MB, cc %d.%d\n", prop.name, prop.multiProcessorCount,
+                prop.l2CacheSize / 1e6, prop.major, prop.minor);
+    Timer timer;
+    const double bw = copy_bandwidth(timer);
+    std::printf("device-to-device copy: %.0f GB/s (bytes read + written)\n\n", bw / 1e9);
+
+    std::vector<Shape> shapes = {{4096, 12288, "7B qkv"},      {4096, 4096, "7B o_proj"},
+                                 {4096, 22016, "7B gate+up"},  {11008, 4096, "7B down"},
+                                 {8192, 57344, "70B gate+up"}, {28672, 8192, "70B down"}};
+    std::vector<int> Ms = {1, 16, 64, 256, 2048};
+    if (quick) {
+        shapes.resize(2);
+        Ms = {1, 16, 256};
+    }
+    const int group = 128;
+    const int maxM = *std::max_element(Ms.begin(), Ms.end());
+
+    cublasHandle_t cublas;
+    CUBLAS_CHECK(cublasCreate(&cublas));
+    void *cublas_ws = dev_alloc<char>(size_t(32) << 20);
+    CUBLAS_CHECK(cublasSetWorkspace(cublas, cublas_ws, size_t(32) << 20));
+
+    std::printf("%-12s %5s %5s | %9s %9s %9s %9s | %8s %8s %8s | %s\n", "shape", "K/N", "M", "q4 us", "q4 path",
+                "fp16 us", "floor us", "q4/floor", "q4/fp16", "M/M1", "notes");
+    std::vector<std::string> lines;
+    for (const Shape &s : shapes) {
+        const int K = s.K, N = s.N, KT = K / 16, NT = (N + 63) / 64, G = K / group;
+        const size_t qw_words = size_t(NT) * KT * 128, sc_elems = size_t(NT) * G * 64;
+        const double q4_bytes = double(K) * N / 2 + double(G) * N * 2;
+        const double f16_bytes = double(K) * N * 2;
+        const double footprint = 3.0 * prop.l2CacheSize;
+        const int cq = std::max(2, int(std::ceil(footprint / q4_bytes)));
+        const int cf = std::max(2, int(std::ceil(footprint / f16_bytes)));
+        std::vector<uint32_t *> qw(cq);
+        std::vector<__half *> sc(cq), w16(cf);
+        for (int i = 0; i < cq; ++i) {
+            qw[i] = dev_alloc<uint32_t>(qw_words);
+            sc[i] = dev_alloc<__half>(sc_elems);
+            fill_u32<<<1024, 256>>>(qw[i], qw_words, 17 + i);
+            fill_f16<<<1024, 256>>>(sc[i], sc_elems, 91 + i, 0.001f, 0.01f);
+        }
+        for (int i = 0; i < cf; ++i) {
+            w16[i] = dev_alloc<__half>(size_t(K) * N);
+            fill_f16<<<1024, 256>>>(w16[i], size_t(K) * N, 5 + i, -0.05f, 0.05f);
+        }
+        __half *x = dev_alloc<__half>(size_t(maxM) * K);
+        fill_f16<<<1024, 256>>>(x, size_t(maxM) * K, 3, -1.0f, 1.0f);
+        __half *y = dev_alloc<__half>(size_t(maxM) * N), *y2 = dev_alloc<__half>(size_t(maxM) * N);
+        CUDA_CHECK_LAUNCH();
+
+        Q4Workspace ws;
+        ws.sm_count = prop.multiProcessorCount;
+        ws.cublas = cublas;
+        size_t pf = 0;
+        for (int bps : {1, 2, 4, 8, 16})
+            for (int m : {1, 16, 32, 64}) pf = std::max(pf, q4_plan(m, K, N, ws.sm_count, bps).partial_floats);
+        ws.fused.partial = dev_alloc<float>(pf);
+        ws.fused.partial_floats = pf;
+        ws.fused.n_counters = (NT + 3) / 4;
+        ws.fused.counters = dev_alloc<unsigned>(ws.fused.n_counters);
+        CUDA_CHECK(cudaMemset(ws.fused.counters, 0, ws.fused.n_counters * sizeof(unsigned)));
+        ws.dequant_elems = size_t(KT) * 16 * NT * 64;
+        ws.dequant = dev_alloc<__half>(ws.dequant_elems);
+
+        auto q4view = [&](int i) {
+            Q4Dev w;
+            w.qw = reinterpret_cast<const uint4 *>(qw[i % cq]);
+            w.scales = sc[i % cq];
+            w.K = K; w.N = N; w.KT = KT; w.NT = NT; w.G = G; w.group_kt = group / 16; w.zero = 8;
+            return w;
+        };
+        Q4Out o16;
+        o16.ldo = N;
+
+        // Correctness cross-check at M = 16: fused kernel vs dequantize + cuBLAS on copy 0.
+        {
+            o16.out16 = y;
+            Q4Workspace wf = ws;
+            wf.large_m = 1 << 30;
+            q4_matmul(x, 16, K, q4view(0), o16, wf, 0);
+            o16.out16 = y2;
+            Q4Workspace wd = ws;
+            wd.large_m = 1;
+            q4_matmul(x, 16, K, q4view(0), o16, wd, 0);
+            std::vector<__half> a(size_t(16) * N), b(size_t(16) * N);
+            CUDA_CHECK(cudaMemcpy(a.data(), y, a.size() * 2, cudaMemcpyDeviceToHost));
+            CUDA_CHECK(cudaMemcpy(b.data(), y2, b.size() * 2, cudaMemcpyDeviceToHost));
+            double num = 0, den = 0;
+            for (size_t i = 0; i < a.size(); ++i) {
+                double d = double(__half2float(a[i])) - double(__half2float(b[i]));
+                num += d * d;
+                den += double(__half2float(b[i])) * __half2float(b[i]);
+            }
+            std::printf("%-12s check: fused vs dequant+cuBLAS rel L2 diff %.2e\n", s.name, std::sqrt(num / den));
+        }
+
+        double t1 = 0;
+        for (int M : Ms) {
+            const int iters = M <= 64 ? 200 : (M <= 256 ? 50 : 10);
+            o16.out16 = y;
+            double fp16 = timer.us(
+                [&](int i) {
+                    dense_matmul(cublas, x, M, K, w16[i % cf], K, N, K, o16, 0);
+                },
+                iters);
+            std::string notes;
+            double best = 0;
+            const char *path = "fused";
+            if (M <= 64) {
+                // Sweep the split heuristic: blocks per SM the split aims for.
+                int best_bps = 0;
+                for (int bps : {1, 2, 4, 8, 16}) {
+                    Q4Plan p = q4_plan(M, K, N, ws.sm_count, bps);
+                    double t = timer.us([&](int i) { q4_fused(x, M, K, q4view(i), o16, p, ws.fused, 0); }, iters);
+                    char buf[64];
+                    std::snprintf(buf, sizeof buf, "bps%d/S%d:%.1f ", bps, p.splits, t);
+                    notes += buf;
+                    if (best == 0 || t < best) { best = t; best_bps = bps; }
+                }
+                Q4Plan p = q4_plan(M, K, N, ws.sm_count);
+                double tdef = timer.us([&](int i) { q4_fused(x, M, K, q4view(i), o16, p, ws.fused, 0); }, iters);
+                char buf[64];
+                std::snprintf(buf, sizeof buf, "| default %.1f (best bps %d)", tdef, best_bps);
+                notes += buf;
+                best = tdef;
+            } else {
+                Q4Workspace wf = ws;
+                wf.large_m = 1 << 30;
+                double tf = timer.us([&](int i) { q4_matmul(x, M, K, q4view(i), o16, wf, 0); }, iters);
+                Q4Workspace wd = ws;
+                wd.large_m = 1;
+                double td = timer.us([&](int i) { q4_matmul(x, M, K, q4view(i), o16, wd, 0); }, iters);
+                double tq = timer.us([&](int i) { q4_dequant_f16(q4view(i), ws.dequant, 0); }, iters);
+                char buf[128];
+                std::snprintf(buf, sizeof buf, "fused-passes %.1f, dequant+cuBLAS %.1f (dequant alone %.1f)", tf, td,
+                              tq);
+                notes = buf;
+                best = std::min(tf, td);
+                path = tf <= td ? "fused" : "deq+cublas";
+            }
+            if (M == 1) t1 = best;
+            const double floor_us = q4_bytes / bw * 1e6;
+            char line[512];
+            std::snprintf(line, sizeof line, "%-12s %5d %5d | %9.1f %9s %9.1f %9.1f | %8.2f %8.2f %8.2f | %s", s.name,
+                          K, M, best, path, fp16, floor_us, best / floor_us, best / fp16, t1 > 0 ? best / t1 : 0.0,
+                          notes.c_str());
+            std::printf("%s\n", line);
+            std::fflush(stdout);
+            lines.push_back(line);
+        }
+        for (auto p : qw) CUDA_CHECK(cudaFree(p));
+        for (auto p : sc) CUDA_CHECK(cudaFree(p));
+        for (auto p : w16) CUDA_CHECK(cudaFree(p));
+        CUDA_CHECK(cudaFree(x));
+        CUDA_CHECK(cudaFree(y));
+        CUDA_CHECK(cudaFree(y2));
+        CUDA_CHECK(cudaFree(ws.fused.partial));
+        CUDA_CHECK(cudaFree(ws.fused.counters));
+        CUDA_CHECK(cudaFree(ws.dequant));
+    }
+    std::printf("\nsummary (q4 = best path; floor = 4-bit weights + fp16 scales at the measured copy bandwidth)\n");
+    for (auto &l : lines) std::printf("%s\n", l.c_str());
+    cublasDestroy(cublas);
+    cudaFree(cublas_ws);
+    return 0;
+} catch (const std::exception &e) {
+    std::fprintf(stderr, "bench-kernels: %s\n", e.what());
+    return 1;
+}

@@ -1,0 +1,42 @@
+// attention.cuh — causal attention over the GPU KV cache (attention.cu). Plain C++ header.
+//
+// Queries: q [n, ldq], head hq at columns hq*D. Keys/values: the cache of elementwise.cuh's
+// KVLayer. Token t attends to positions 0..pos[t] of sequence seq[t]; query head hq reads KV head
+// hq / (Hq / Hkv) (GQA). Output: out [n, ldo], head hq at columns hq*D, fp16.
+#pragma once
+
+#include "elementwise.cuh"
+
+#include <cublas_v2.h>
+
+namespace gptq {
+namespace cuda {
+
+constexpr int kAttnChunk = 64;  // cache positions per block in the split kernel
+
+// Scratch of attention_split for n tokens and n_chunks chunks.
+inline size_t attn_split_scratch_floats(int n, int Hq, int D, int n_chunks) {
+    return size_t(n) * Hq * n_chunks * (size_t(D) + 2);
+}
+
+// Decode-style attention ("flash decoding"): each block takes one (token, KV head, chunk of 64
+// positions), the combine kernel merges the chunks' softmax partials. Any n; suited to few
+// tokens per sequence. n_chunks >= ceil((max pos + 1) / kAttnChunk); blocks past a token's
+// position exit at once, so a CUDA graph may use a fixed n_chunks.
+void attention_split(const __half *q, int ldq, const int32_t *pos, const int32_t *seq, int n, int Hq,
+                     const KVLayer &kv, float scale, int n_chunks, float *scratch, __half *out, int ldo,
+                     cudaStream_t stream);
+
+// Prefill of one run of n tokens of sequence `seq` through cuBLAS: S = scale · Q Kᵀ (fp32),
+// causal softmax by pos (device array of the run's n positions) into fp16 P in place, O = P V.
+// L = max pos + 1 over the run (the caller knows the positions). scratch holds
+// attention_gemm_scratch_floats(n, Hq, L) floats: S fp32 then P fp16, [Hq][n][L rounded to 8].
+inline size_t attention_gemm_scratch_floats(int n, int Hq, int L) {
+    const size_t Ls = (size_t(L) + 7) / 8 * 8;
+    return size_t(Hq) * n * Ls * 3 / 2 + 8;
+}
+void attention_gemm(cublasHandle_t h, const __half *q, int ldq, const int32_t *pos, int n, int L, int seq, int Hq,
+                    const KVLayer &kv, float scale, float *scratch, __half *out, int ldo, cudaStream_t stream);
+
+} // namespace cuda
+} // namespace gptq

@@ -1,0 +1,129 @@
+// elementwise.cu — embedding lookup, RMSNorm, SwiGLU, RoPE + KV-cache store.
+//
+// Each kernel is one pass over its rows: one block per token row, threads striding the hidden
+// dimension, fp32 arithmetic, fp16 or fp32 storage as elementwise.cuh says.
+#include "elementwise.cuh"
+
+#include "cuda_check.cuh"
+
+#include <algorithm>
+
+namespace gptq {
+namespace cuda {
+
+namespace {
+
+__device__ __forceinline__ float block_sum(float v, float *red) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();  // red may still be read from a previous call
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    float s = 0.0f;
+    for (int i = 0; i < nw; ++i) s += red[i];
+    return s;
+}
+
+__global__ void embed_kernel(const int32_t *__restrict__ tokens, const __half *__restrict__ table, int H,
+                             float *__restrict__ out) {
+    const int i = blockIdx.x;
+    const __half *row = table + size_t(tokens[i]) * H;
+    for (int c = threadIdx.x; c < H; c += blockDim.x) out[size_t(i) * H + c] = __half2float(row[c]);
+}
+
+__global__ void rmsnorm_kernel(const float *__restrict__ x, int ldx, const int32_t *__restrict__ rows, int H,
+                               const float *__restrict__ w, float eps, const int32_t *__restrict__ perm,
+                               __half *__restrict__ out, int ldo) {
+    __shared__ float red[32];
+    const int i = blockIdx.x;
+    const int r = rows ? rows[i] : i;
+    const float *xr = x + size_t(r) * ldx;
+    float ss = 0.0f;
+    for (int c = threadIdx.x; c < H; c += blockDim.x) ss += xr[c] * xr[c];
+    const float inv = rsqrtf(block_sum(ss, red) / float(H) + eps);
+    __half *o = out + size_t(i) * ldo;
+    for (int c = threadIdx.x; c < H; c += blockDim.x) {
+        const int src = perm ? perm[c] : c;
+        o[c] = __float2half_rn(xr[src] * inv * w[src]);
+    }
+}
+
+__global__ void silu_mul_kernel(const __half *__restrict__ gu, int I, __half *__restrict__ out) {
+    const int i = blockIdx.y;
+    const __half *gr = gu + size_t(i) * 2 * I;
+    for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < I; j += gridDim.x * blockDim.x) {
+        const float gt = __half2float(gr[j]), up = __half2float(gr[I + j]);
+        out[size_t(i) * I + j] = __float2half_rn(gt / (1.0f + __expf(-gt)) * up);
+    }
+}
+
+// One block per token: the token's cos/sin table in shared memory, then every head.
+__global__ void rope_store_kv_kernel(__half *__restrict__ qkv, int ldq, const int32_t *__restrict__ pos,
+                                     const int32_t *__restrict__ seq, const float *__restrict__ inv_freq, int Hq,
+                                     int Hkv, int D, KVLayer kv) {
+    extern __shared__ float cs[];  // [D/2] cos, then [D/2] sin
+    const int t = blockIdx.x, half_d = D / 2;
+    const int p = pos[t], s = seq[t];
+    for (int i = threadIdx.x; i < half_d; i += blockDim.x) {
+        float sn, c;
+        sincosf(float(p) * inv_freq[i], &sn, &c);
+        cs[i] = c;
+        cs[half_d + i] = sn;
+    }
+    __syncthreads();
+    __half *row = qkv + size_t(t) * ldq;
+    // Rotate Hq + Hkv heads (queries in place, keys into the cache).
+    for (int idx = threadIdx.x; idx < (Hq + Hkv) * half_d; idx += blockDim.x) {
+        const int h = idx / half_d, i = idx % half_d;
+        __half *hd = row + size_t(h) * D;
+        const float x1 = __half2float(hd[i]), x2 = __half2float(hd[i + half_d]);
+        const float c = cs[i], sn = cs[half_d + i];
+        const __half o1 = __float2half_rn(x1 * c - x2 * sn), o2 = __float2half_rn(x2 * c + x1 * sn);
+        if (h < Hq) {
+            hd[i] = o1;
+            hd[i + half_d] = o2;
+        } else {
+            __half *kc = kv.k + ((size_t(s) * kv.n_kv + (h - Hq)) * kv.n_ctx + p) * D;
+            kc[i] = o1;
+            kc[i + half_d] = o2;
+        }
+    }
+    const __half *vrow = row + size_t(Hq + Hkv) * D;
+    for (int idx = threadIdx.x; idx < Hkv * D; idx += blockDim.x) {
+        const int h = idx / D, d = idx % D;
+        kv.v[((size_t(s) * kv.n_kv + h) * kv.n_ctx + p) * D + d] = vrow[idx];
+    }
+}
+
+} // namespace
+
+void embed_lookup(const int32_t *tokens, int n, const __half *table, int H, float *out, cudaStream_t stream) {
+    if (n <= 0) return;
+    embed_kernel<<<n, 256, 0, stream>>>(tokens, table, H, out);
+    CUDA_CHECK_LAUNCH();
+}
+
+void rmsnorm(const float *x, int ldx, const int32_t *rows, int n, int H, const float *w, float eps,
+             const int32_t *perm, __half *out, int ldo, cudaStream_t stream) {
+    if (n <= 0) return;
+    rmsnorm_kernel<<<n, 256, 0, stream>>>(x, ldx, rows, H, w, eps, perm, out, ldo);
+    CUDA_CHECK_LAUNCH();
+}
+
+void silu_mul(const __half *gu, int n, int I, __half *out, cudaStream_t stream) {
+    if (n <= 0) return;
+    dim3 grid(unsigned(std::min((I + 255) / 256, 64)), unsigned(n));
+    silu_mul_kernel<<<grid, 256, 0, stream>>>(gu, I, out);
+    CUDA_CHECK_LAUNCH();
+}
+
+void rope_store_kv(__half *qkv, int n, int ldq, const int32_t *pos, const int32_t *seq, const float *inv_freq,
+                   int Hq, int Hkv, int D, const KVLayer &kv, cudaStream_t stream) {
+    if (n <= 0) return;
+    if (D % 2) fail(GPTQ_ERR_UNSUPPORTED, "RoPE needs an even head dimension (got %d)", D);
+    rope_store_kv_kernel<<<n, 128, size_t(D) * sizeof(float), stream>>>(qkv, ldq, pos, seq, inv_freq, Hq, Hkv, D, kv);
+    CUDA_CHECK_LAUNCH();
+}
+
+} // namespace cuda
+} // namespace gptq

@@ -1,0 +1,100 @@
+// q4_gemm.cuh — launchers for the 4-bit matrix kernels (q4_gemm.cu). Plain C++ header.
+//
+//   y[M, N] = x[M, K] · W[K, N]   with W in the tiled layout of q4_layout.cuh, x and y fp16
+//   (or y accumulated into fp32: the residual stream), fp32 accumulation inside the kernels.
+//
+// q4_matmul picks the path by M: the fused tensor-core kernel (weights dequantized in registers,
+// split over K across blocks, the last block of each column strip reducing) for up to
+// kQ4FusedMaxM rows per pass, or dequantize-to-fp16 + cuBLAS for large M.
+#pragma once
+
+#include "q4_layout.cuh"
+
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+namespace gptq {
+namespace cuda {
+
+// Device copy of a repacked layer. Owns nothing (the backend owns the allocations).
+struct Q4Dev {
+    const uint4 *qw = nullptr;
+    const __half *scales = nullptr;
+    const __half *zeros = nullptr;   // null when the zero point is uniform
+    const int32_t *perm = nullptr;   // null when rows are in checkpoint order
+    int K = 0, N = 0, KT = 0, NT = 0, G = 1, group_kt = 0;
+    int zero = 8;
+};
+
+// Where the result goes. Exactly one of out16 / out32 is set. out32 is accumulated into (+=).
+struct Q4Out {
+    __half *out16 = nullptr;
+    float *out32 = nullptr;
+    const __half *bias = nullptr;  // [N] or null
+    int ldo = 0;                   // row stride of the output, in elements (>= N)
+};
+
+// How the fused kernel splits one call: `splits` blocks along K per 256-column strip.
+struct Q4Plan {
+    int splits = 1;
+    int kt_per_split = 1;
+    int strips = 1;
+    size_t partial_floats = 0;  // scratch the call needs (splits * M * NT*64 when splits > 1)
+};
+
+constexpr int kQ4FusedMaxM = 64;     // rows one fused pass handles (4 m16 tiles)
+constexpr int kQ4WarpsPerBlock = 4;  // each warp owns one 64-column tile
+
+// blocks_per_sm_target: how many blocks per SM the split aims for (0 = the tuned default).
+Q4Plan q4_plan(int M, int K, int N, int sm_count, int blocks_per_sm_target = 0);
+
+// Scratch for the fused kernel: partial sums and per-strip arrival counters (zeroed once at
+// allocation; every launch leaves them zero again). One set per stream.
+struct Q4Scratch {
+    float *partial = nullptr;
+    size_t partial_floats = 0;
+    unsigned *counters = nullptr;
+    int n_counters = 0;
+};
+
+// x: [M, ldx] fp16, already gathered by w.perm when w.perm is set. M <= kQ4FusedMaxM.
+void q4_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
+              const Q4Scratch &scratch, cudaStream_t stream);
+
+// Everything q4_matmul may use: fused-kernel scratch, an fp16 buffer for the dequantized weight
+// (large-M path; at least KT*16 * NT*64 elements of the largest layer), cuBLAS.
+struct Q4Workspace {
+    Q4Scratch fused;
+    __half *dequant = nullptr;
+    size_t dequant_elems = 0;
+    cublasHandle_t cublas = nullptr;
+    int sm_count = 1;
+    int large_m = 256;  // from this many rows on: dequantize + cuBLAS; below: fused passes of 64 rows
+};
+
+// y = x · W for any M >= 1 (x gathered by w.perm already), choosing the path by M.
+void q4_matmul(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,
+               cudaStream_t stream);
+
+// Expands the tiled layer into fp16 W[KT*16, NT*64] (row-major, k-major: ld = NT*64).
+void q4_dequant_f16(const Q4Dev &w, __half *W, cudaStream_t stream);
+
+// x[M, ldx] gathered: xp[m, i] = x[m, perm[i]] for i < K (xp has ld K).
+void gather_columns(const __half *x, int M, int ldx, const int32_t *perm, int K, __half *xp, cudaStream_t stream);
+
+// Adds bias[N] to every row of y[M, ldy] (fp16 or fp32 y).
+void add_bias_f16(__half *y, int M, int N, int ldy, const __half *bias, cudaStream_t stream);
+void add_bias_f32(float *y, int M, int N, int ldy, const __half *bias, cudaStream_t stream);
+
+// Dense fp16 product through cuBLAS, y = x · Wᵀ with W [N, ldw] (Hugging Face layout, k inner),
+// fp32 accumulation; out16 overwritten or out32 accumulated into.
+void dense_matmul(cublasHandle_t h, const __half *x, int M, int ldx, const __half *W, int K, int N, int ldw,
+                  const Q4Out &out, cudaStream_t stream);
+
+// Same through a k-major W [K, ldw] (the q4_dequant_f16 output).
+void dense_matmul_kn(cublasHandle_t h, const __half *x, int M, int ldx, const __half *W, int K, int N, int ldw,
+                     const Q4Out &out, cudaStream_t stream);
+
+} // namespace cuda
+} // namespace gptq
