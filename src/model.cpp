@@ -62,8 +62,7 @@ LinearWeights load_linear(const TensorStore &store, const std::string &prefix, i
             fail(GPTQ_ERR_FORMAT, "%s: out_features %d cannot hold packed %d-bit zeros", prefix.c_str(), N, bits);
         q.group_size = qc.group_size <= 0 ? K : qc.group_size;
         q.G = (K + q.group_size - 1) / q.group_size;
-        if (qc.group_size > 0 && !qc.desc_act && K % qc.group_size != 0)
-            fail(GPTQ_ERR_FORMAT, "%s: group_size %d does not divide in_features %d", prefix.c_str(), qc.group_size, K);
+        // G = ceil(K / group_size), as the peers allocate it: a last partial group is legal.
         q.qweight = &require_typed(store, prefix + ".qweight", DType::I32, {int64_t(K) * bits / 32, N});
         q.qzeros = &require_typed(store, prefix + ".qzeros", DType::I32, {q.G, int64_t(N) * bits / 32});
         q.scales = &store.require(prefix + ".scales", {q.G, N});
