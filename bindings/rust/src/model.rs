@@ -8,7 +8,7 @@ use std::ffi::CStr;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::ptr::{self, NonNull};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Options of [`Model::load_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +62,8 @@ pub struct ModelInfo {
 /// on the C side, so dropping a `Model` before its contexts is fine.
 pub struct Model {
     raw: NonNull<sys::gptq_model>,
-    max_piece_bytes: OnceLock<usize>,
+    /// 0 until computed (see `max_piece_bytes`).
+    max_piece_bytes: AtomicUsize,
 }
 
 // SAFETY: gptq.h: "gptq_model is immutable after load and may be shared by threads".
@@ -98,7 +99,7 @@ impl Model {
         let status = unsafe { sys::gptq_load(cdir.as_ptr(), &raw, &mut out) };
         state.finish(status)?;
         let raw = NonNull::new(out).ok_or_else(|| Error::invalid_arg("gptq_load returned no model"))?;
-        Ok(Model { raw, max_piece_bytes: OnceLock::new() })
+        Ok(Model { raw, max_piece_bytes: AtomicUsize::new(0) })
     }
 
     pub fn as_ptr(&self) -> *mut sys::gptq_model {
@@ -187,8 +188,9 @@ impl Model {
     /// The longest piece of the vocabulary in bytes: a bound on the text one token can produce,
     /// used to size generation buffers. Computed once per model.
     pub(crate) fn max_piece_bytes(&self) -> Result<usize> {
-        if let Some(n) = self.max_piece_bytes.get() {
-            return Ok(*n);
+        let known = self.max_piece_bytes.load(Ordering::Relaxed);
+        if known > 0 {
+            return Ok(known);
         }
         let vocab = self.info()?.vocab_size;
         let mut longest = 8usize;
@@ -205,7 +207,9 @@ impl Model {
                 longest = longest.max(n + 1);
             }
         }
-        Ok(*self.max_piece_bytes.get_or_init(|| longest))
+        // Threads racing here compute the same value; either store is fine.
+        self.max_piece_bytes.store(longest, Ordering::Relaxed);
+        Ok(longest)
     }
 }
 
