@@ -10,7 +10,7 @@ import (
 	"unsafe"
 )
 
-// ContextParams are the options of NewContext. Start from DefaultContextParams.
+// ContextParams are the options of NewContext. Zero fields take the library's defaults.
 type ContextParams struct {
 	NCtx     int // positions per sequence; 0 = min(max_position_embeddings, 4096)
 	NSeqMax  int // sequences held at once (batched generation)
@@ -50,8 +50,12 @@ func NewContext(m *Model, params ContextParams) (*Context, error) {
 	}
 	raw := C.gptq_context_params_default()
 	raw.n_ctx = C.int32_t(params.NCtx)
-	raw.n_seq_max = C.int32_t(params.NSeqMax)
-	raw.n_batch = C.int32_t(params.NBatch)
+	if params.NSeqMax > 0 {
+		raw.n_seq_max = C.int32_t(params.NSeqMax)
+	}
+	if params.NBatch > 0 {
+		raw.n_batch = C.int32_t(params.NBatch)
+	}
 	raw.n_threads = C.int32_t(params.NThreads)
 	var out *C.gptq_context
 	if err := call(func() C.gptq_status { return C.gptq_context_init(mp, &raw, &out) }); err != nil {
@@ -65,7 +69,7 @@ func NewContext(m *Model, params ContextParams) (*Context, error) {
 			nCtx = 4096
 		}
 	}
-	nSeq := params.NSeqMax
+	nSeq := int(raw.n_seq_max)
 	if nSeq < 1 {
 		nSeq = 1
 	}

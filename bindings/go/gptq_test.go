@@ -122,7 +122,7 @@ func TestTokenizerRoundTripsTheGoldenText(t *testing.T) {
 
 func TestLogitsMatchTheGolden(t *testing.T) {
 	m := loadStories(t)
-	c := newContext(t, m, ContextParams{NCtx: 64, NSeqMax: 1, NBatch: 512})
+	c := newContext(t, m, ContextParams{NCtx: 64})
 	lines := strings.Split(strings.TrimSpace(readFile(t, filepath.Join(stories(t), "golden", "logits_pos0-2.txt"))), "\n")
 	if err := c.EvalBatch(Batch{Tokens: []int32{1, 403, 407}, Logits: []bool{true, true, true}}); err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func TestSharedModelAcrossGoroutinesAndCloseOrder(t *testing.T) {
 	want := readFile(t, filepath.Join(stories(t), "golden", "expected_greedy_n200.txt"))
 	var ctxs []*Context
 	for i := 0; i < 3; i++ {
-		c, err := NewContext(m, ContextParams{NCtx: 256, NSeqMax: 1, NBatch: 512})
+		c, err := NewContext(m, ContextParams{NCtx: 256})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +246,7 @@ func TestSharedModelAcrossGoroutinesAndCloseOrder(t *testing.T) {
 func TestBatchAndStopStrings(t *testing.T) {
 	m := loadStories(t)
 	want := readFile(t, filepath.Join(stories(t), "golden", "expected_greedy_n200.txt"))
-	c := newContext(t, m, ContextParams{NCtx: 256, NSeqMax: 2, NBatch: 512})
+	c := newContext(t, m, ContextParams{NCtx: 256, NSeqMax: 2})
 	outs, err := c.GenerateBatch([]string{"", ""}, goldenParams())
 	if err != nil || len(outs) != 2 || outs[0] != want || outs[1] != want {
 		t.Errorf("batch: %v", err)
@@ -309,7 +309,7 @@ func TestQuantizeDocsLlama8m(t *testing.T) {
 	if info.QuantBits != 4 || info.QuantGroupSize != 128 || !info.QuantSym {
 		t.Errorf("quantized info %+v", info)
 	}
-	c := newContext(t, m, ContextParams{NCtx: 64, NSeqMax: 1, NBatch: 512})
+	c := newContext(t, m, ContextParams{NCtx: 64})
 	if text, err := c.Generate("The", GreedyParams(8)); err != nil || text == "" {
 		t.Errorf("generate from quantized: %v %q", err, text)
 	}

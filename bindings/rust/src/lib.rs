@@ -52,3 +52,8 @@ pub fn build_info() -> String {
 pub fn cuda_available() -> bool {
     unsafe { sys::gptq_cuda_available() != 0 }
 }
+
+// The README's example is compiled as a doctest, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
