@@ -406,6 +406,31 @@ TEST_CASE("the reported error is the GPTQ loss: ½ Σ ΔHΔᵀ on the damped Hes
     }
 }
 
+TEST_CASE("the solver's first column rounds half to even, like the grid") {
+    // Per-column grid with max |w| = 7.5 (sym 4-bit: scale 1, z 8); column 0 is quantized before
+    // any error feedback, so its codes are exactly round(w) + 8 with ties to even.
+    const int N = 24, K = 64;
+    const Problem p = make_problem(N, K, 256, 22);
+    std::vector<float> W(size_t(N) * K);
+    std::mt19937 rng(22);
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    for (auto &w : W) w = u(rng);
+    const float halves[8] = {0.5f, 1.5f, 2.5f, 3.5f, -0.5f, -1.5f, -2.5f, -6.5f};
+    const int expect[8] = {8, 10, 10, 12, 8, 6, 6, 2};
+    for (int n = 0; n < N; ++n) {
+        W[size_t(n) * K + 0] = halves[n % 8];
+        W[size_t(n) * K + 1] = 7.5f;
+    }
+    GptqOptions opt;
+    opt.group_size = -1;
+    const GptqResult r = gptq_quantize_layer(W.data(), N, K, p.H.data(), opt, "t");
+    for (int n = 0; n < N; ++n) {
+        CAPTURE(n);
+        CHECK(r.scales[n] == 1.0f);
+        CHECK(int(r.codes[n]) == expect[n % 8]);  // codes row k = 0
+    }
+}
+
 TEST_CASE("dead inputs give zero weights") {
     const std::vector<int> dead = {0, 5, 77, 127};
     const Problem p = make_problem(32, 128, 512, 17, dead);

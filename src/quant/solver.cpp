@@ -2,9 +2,10 @@
 // reference implementation step by step (see solver.h), plus round-to-nearest on the same grid.
 //
 // Layout: the solver works on Wt = Wᵀ [K, N] (k-major), so "column c of W" — what GPTQ quantizes
-// one at a time — is a contiguous row of N floats, and every output column n is independent of
-// the others inside a block. Each block is therefore swept by all threads at once, each thread
-// owning a slice of n; the trailing columns are then updated with one GEMM (the lazy batch update).
+// one at a time — is a contiguous row of N floats. Every output column n evolves independently
+// of the others (they share only U), so each thread takes a slice of n and runs the whole blocked
+// sweep on it, lazy-batch GEMMs included (OpenBLAS single-threaded meanwhile): no barriers, and
+// no OpenMP and OpenBLAS threads competing for the cores.
 #include "quant/solver.h"
 
 #include "common.h"
@@ -95,14 +96,13 @@ void range_of_rows(RowFn row, int rows, int n0, int n1, float *wmin, float *wmax
 double quantize_column(const float *__restrict w, const float *__restrict scale,
                        const float *__restrict zero, float d, int maxq, int n0, int n1,
                        uint8_t *__restrict codes, float *__restrict err) {
-    float loss = 0.f;
     for (int n = n0; n < n1; ++n) {
         const int q = quantize_code(w[n], scale[n], zero[n], maxq);
         codes[n] = uint8_t(q);
-        const float e = (w[n] - dequantize_value(q, scale[n], zero[n])) / d;
-        err[n] = e;
-        loss += e * e;
+        err[n] = (w[n] - dequantize_value(q, scale[n], zero[n])) / d;
     }
+    float loss = 0.f;  // a separate loop: the one above vectorizes without it
+    for (int n = n0; n < n1; ++n) loss += err[n] * err[n];
     return loss;
 }
 
