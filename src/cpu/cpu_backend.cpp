@@ -152,43 +152,35 @@ private:
         return cache.data() + ((size_t(layer) * n_seq_ + size_t(seq)) * n_ctx_ + size_t(pos)) * kvd_;
     }
 
+    // Tokens are grouped by sequence; each (sequence, head) is two sgemm calls over the cache
+    // (attend_head), so a long prompt runs at matrix speed and a single decode token as a gemv.
     void attention(int l, const EvalToken *toks, int n) {
         const int hd = c_.head_dim, group = c_.n_heads / c_.n_kv_heads;
-        const float scale = 1.0f / std::sqrt(float(hd));
-        const int nt = b_.n_threads_;
-#pragma omp parallel num_threads(nt)
-        {
-            std::vector<float> scores(static_cast<size_t>(n_ctx_));
-#pragma omp for collapse(2) schedule(dynamic, 4)
-            for (int t = 0; t < n; t++) {
-                for (int h = 0; h < c_.n_heads; h++) {
-                    const int kh = h / group, pos = toks[t].pos;
-                    const float *qt = q_.data() + int64_t(t) * qd_ + h * hd;
-                    const float *K = kv(kcache_, l, toks[t].seq, 0) + kh * hd;
-                    const float *V = kv(vcache_, l, toks[t].seq, 0) + kh * hd;
-                    float mx = -INFINITY;
-                    for (int p = 0; p <= pos; p++) {
-                        const float *kp = K + int64_t(p) * kvd_;
-                        float d = 0;
-                        for (int i = 0; i < hd; i++) d += qt[i] * kp[i];
-                        scores[size_t(p)] = d * scale;
-                        mx = std::max(mx, scores[size_t(p)]);
-                    }
-                    float sum = 0;
-                    for (int p = 0; p <= pos; p++) {
-                        scores[size_t(p)] = std::exp(scores[size_t(p)] - mx);
-                        sum += scores[size_t(p)];
-                    }
-                    float *o = att_.data() + int64_t(t) * qd_ + h * hd;
-                    std::fill(o, o + hd, 0.0f);
-                    const float inv = 1.0f / sum;
-                    for (int p = 0; p <= pos; p++) {
-                        const float w = scores[size_t(p)] * inv;
-                        const float *vp = V + int64_t(p) * kvd_;
-                        for (int i = 0; i < hd; i++) o[i] += w * vp[i];
-                    }
+        for (int seq = 0; seq < n_seq_; seq++) {
+            rows_.clear();
+            pos_.clear();
+            int L = 0;
+            for (int t = 0; t < n; t++)
+                if (toks[t].seq == seq) {
+                    rows_.push_back(t);
+                    pos_.push_back(toks[t].pos);
+                    L = std::max(L, toks[t].pos + 1);
                 }
+            const int m = int(rows_.size());
+            if (m == 0) continue;
+            qs_.resize(size_t(m) * qd_);
+            os_.resize(size_t(m) * qd_);
+            s_.resize(size_t(m) * size_t(L));
+            for (int i = 0; i < m; i++)
+                std::copy_n(q_.data() + int64_t(rows_[size_t(i)]) * qd_, qd_, qs_.data() + int64_t(i) * qd_);
+            const float *K = kv(kcache_, l, seq, 0), *V = kv(vcache_, l, seq, 0);
+            for (int h = 0; h < c_.n_heads; h++) {
+                const int kh = h / group;
+                attend_head(qs_.data() + h * hd, qd_, m, pos_.data(), K + kh * hd, V + kh * hd, kvd_, L, hd,
+                            os_.data() + h * hd, qd_, s_.data());
             }
+            for (int i = 0; i < m; i++)
+                std::copy_n(os_.data() + int64_t(i) * qd_, qd_, att_.data() + int64_t(rows_[size_t(i)]) * qd_);
         }
     }
 
@@ -198,6 +190,8 @@ private:
     int kvd_ = 0, qd_ = 0;
     Buffer<float> kcache_, vcache_;
     Buffer<float> x_, xn_, q_, k_, v_, att_, gate_, up_, scratch_;
+    std::vector<int> rows_, pos_;            // attention: the batch rows of one sequence, their positions
+    std::vector<float> qs_, os_, s_;         // attention: gathered queries, outputs, scores
 };
 
 std::unique_ptr<BackendContext> CpuBackend::create_context(int n_ctx, int n_seq, int n_batch) {

@@ -68,45 +68,41 @@ void add_inplace(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
 
+void attend_head(const float *Q, int ldq, int m, const int *pos, const float *K, const float *V, int ldkv, int L,
+                 int head_dim, float *O, int ldo, float *S) {
+    const float scale = 1.0f / std::sqrt(float(head_dim));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, L, head_dim, scale, Q, ldq, K, ldkv, 0.0f, S, L);
+    for (int i = 0; i < m; i++) {
+        float *s = S + int64_t(i) * L;
+        const int n = pos[i] + 1;
+        float mx = -INFINITY;
+        for (int j = 0; j < n; j++) mx = std::max(mx, s[j]);
+        float sum = 0;
+        for (int j = 0; j < n; j++) {
+            s[j] = std::exp(s[j] - mx);
+            sum += s[j];
+        }
+        const float inv = 1.0f / sum;
+        for (int j = 0; j < n; j++) s[j] *= inv;
+        std::fill(s + n, s + L, 0.0f);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, head_dim, L, 1.0f, S, L, V, ldkv, 0.0f, O, ldo);
+}
+
 void causal_attention(const float *q, const float *k, const float *v, float *out, int n_seq, int seq_len,
                       int n_heads, int n_kv_heads, int head_dim, int n_threads) {
     const int group = n_heads / n_kv_heads;
     const int qd = n_heads * head_dim, kvd = n_kv_heads * head_dim;
-    const float scale = 1.0f / std::sqrt(float(head_dim));
-#pragma omp parallel num_threads(n_threads)
-    {
-        std::vector<float> scores(static_cast<size_t>(seq_len));
-#pragma omp for collapse(2) schedule(dynamic, 4)
-        for (int s = 0; s < n_seq; s++) {
-            for (int h = 0; h < n_heads; h++) {
-                const int kh = h / group;
-                const int64_t base = int64_t(s) * seq_len;
-                for (int t = 0; t < seq_len; t++) {
-                    const float *qt = q + (base + t) * qd + h * head_dim;
-                    float mx = -INFINITY;
-                    for (int p = 0; p <= t; p++) {
-                        const float *kp = k + (base + p) * kvd + kh * head_dim;
-                        float d = 0;
-                        for (int i = 0; i < head_dim; i++) d += qt[i] * kp[i];
-                        d *= scale;
-                        scores[size_t(p)] = d;
-                        mx = std::max(mx, d);
-                    }
-                    float sum = 0;
-                    for (int p = 0; p <= t; p++) {
-                        scores[size_t(p)] = std::exp(scores[size_t(p)] - mx);
-                        sum += scores[size_t(p)];
-                    }
-                    float *ot = out + (base + t) * qd + h * head_dim;
-                    std::fill(ot, ot + head_dim, 0.0f);
-                    const float inv = 1.0f / sum;
-                    for (int p = 0; p <= t; p++) {
-                        const float *vp = v + (base + p) * kvd + kh * head_dim;
-                        const float w = scores[size_t(p)] * inv;
-                        for (int i = 0; i < head_dim; i++) ot[i] += w * vp[i];
-                    }
-                }
-            }
+    std::vector<int> pos(static_cast<size_t>(seq_len));
+    for (int t = 0; t < seq_len; t++) pos[size_t(t)] = t;
+    std::vector<float> S(size_t(seq_len) * size_t(seq_len));
+    for (int s = 0; s < n_seq; s++) {
+        const int64_t base = int64_t(s) * seq_len;
+        for (int h = 0; h < n_heads; h++) {
+            const int kh = h / group;
+            attend_head(q + base * qd + h * head_dim, qd, seq_len, pos.data(), k + base * kvd + kh * head_dim,
+                        v + base * kvd + kh * head_dim, kvd, seq_len, head_dim, out + base * qd + h * head_dim, qd,
+                        S.data());
         }
     }
 }

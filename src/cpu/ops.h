@@ -26,6 +26,12 @@ void matmul_w(const float *x, int64_t M, int K, const float *Wt, int N, const fl
 // y += x
 void add_inplace(float *y, const float *x, int64_t n);
 
+// Attention of m query rows of one head against keys/values 0..L-1 of one sequence, row i seeing
+// keys 0..pos[i] (pos[i] < L). Q rows are ldq apart, K/V rows ldkv apart, O rows ldo apart.
+// Two sgemm calls; S is scratch of m*L floats.
+void attend_head(const float *Q, int ldq, int m, const int *pos, const float *K, const float *V, int ldkv, int L,
+                 int head_dim, float *O, int ldo, float *S);
+
 // Causal self-attention for n_seq independent sequences of seq_len tokens each (no cache):
 // q [n_seq*seq_len, n_heads*hd], k/v [n_seq*seq_len, n_kv*hd] -> out [n_seq*seq_len, n_heads*hd].
 void causal_attention(const float *q, const float *k, const float *v, float *out, int n_seq, int seq_len,
