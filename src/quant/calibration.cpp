@@ -87,7 +87,12 @@ CalibrationSet self_generated_calibration(Model &model, int seq_len, int n_sampl
             for (int i = 0; i < nb; i++) toks[size_t(i)] = {hist[size_t(i)].back(), p, i};
             ctx.eval(toks.data(), nb, nullptr);
             for (int i = 0; i < nb; i++) {
-                int id = samplers[size_t(i)].sample(ctx.logits(i), vocab, hist[size_t(i)]);
+                int id;
+                try {
+                    id = samplers[size_t(i)].sample(ctx.logits(i), vocab, hist[size_t(i)]);
+                } catch (const Error &e) {
+                    fail(e.status(), "self-generated calibration: %s (give calibration data to find the layer)", e.what());
+                }
                 // An end of text would start a new document: begin again from BOS instead.
                 if (id == model.tok->eos()) id = bos;
                 hist[size_t(i)].push_back(id);
