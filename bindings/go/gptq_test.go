@@ -35,6 +35,13 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
+// cpuParams loads on the CPU: the goldens are CPU results, and BackendAuto would pick CUDA.
+func cpuParams() LoadParams {
+	p := DefaultLoadParams()
+	p.Backend = BackendCPU
+	return p
+}
+
 // BOS, then 200 greedy tokens from an empty prompt: the run the golden text was made with
 // (llama2.c -n 200; the golden id file lists those 200 tokens).
 func goldenParams() GenerateParams {
@@ -45,7 +52,7 @@ func goldenParams() GenerateParams {
 
 func loadStories(t *testing.T) *Model {
 	t.Helper()
-	m, err := Load(stories(t))
+	m, err := LoadWith(stories(t), cpuParams())
 	if err != nil {
 		t.Fatalf("load stories260k: %v", err)
 	}
@@ -207,7 +214,7 @@ func TestCallbackPanicReachesTheCaller(t *testing.T) {
 }
 
 func TestSharedModelAcrossGoroutinesAndCloseOrder(t *testing.T) {
-	m, err := Load(stories(t))
+	m, err := LoadWith(stories(t), cpuParams())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ fn main() {
         }
         println!("cargo:rustc-link-search=native={}", dir);
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir);
+    } else {
+        println!("cargo:warning=GPTQ_LIB_DIR is not set: linking libgptq from the system's library paths");
     }
     println!("cargo:rustc-link-lib=dylib=gptq");
 }

@@ -1,6 +1,6 @@
 // Runner.cs — a tiny test runner: every public static void method of Tests whose name starts
 // with "Test" runs once; prints PASS/FAIL per test and exits 1 if any failed, 77 (skip) when
-// the shared models are missing.
+// the shared models or the library are missing.
 using System;
 using System.Linq;
 using System.Reflection;
@@ -41,6 +41,12 @@ namespace Gptq.Tests
             if (!System.IO.Directory.Exists(Paths.Stories))
             {
                 Console.WriteLine("SKIP: shared models not found at " + Paths.Stories + " (set GPTQ_SHARED_DIR)");
+                return 77;
+            }
+            try { Console.WriteLine("libgptq " + Library.Version + " (" + Library.BuildInfo + ")"); }
+            catch (DllNotFoundException e)
+            {
+                Console.WriteLine("SKIP: libgptq not found (" + e.Message + "); put its directory in LD_LIBRARY_PATH");
                 return 77;
             }
             var tests = typeof(Tests).GetMethods(BindingFlags.Public | BindingFlags.Static)

@@ -55,6 +55,9 @@ namespace Gptq.Tests
             }
         }
 
+        // The goldens are CPU results, and Backend.Auto would pick CUDA when present.
+        static LoadParams Cpu { get { return new LoadParams { Backend = Backend.Cpu }; } }
+
         // BOS, then 200 greedy tokens from an empty prompt: the run the golden text was made with
         // (llama2.c -n 200; the golden id file lists those 200 tokens).
         static GenerateParams GoldenParams()
@@ -75,7 +78,7 @@ namespace Gptq.Tests
 
         public static void TestModelInfo()
         {
-            using (var m = Model.Load(Paths.Stories))
+            using (var m = Model.Load(Paths.Stories, Cpu))
             {
                 var i = m.Info;
                 Assert.Equal("llama", i.Architecture, "architecture");
@@ -92,7 +95,7 @@ namespace Gptq.Tests
 
         public static void TestTokenizerRoundTripsTheGoldenText()
         {
-            using (var m = Model.Load(Paths.Stories))
+            using (var m = Model.Load(Paths.Stories, Cpu))
             {
                 var ids = m.Tokenize(GoldenText, false);
                 Assert.True(ids.SequenceEqual(GoldenIds), "tokenize gives the golden ids (" + ids.Length + " ids)");
@@ -106,7 +109,7 @@ namespace Gptq.Tests
 
         public static void TestLogitsMatchTheGolden()
         {
-            using (var m = Model.Load(Paths.Stories))
+            using (var m = Model.Load(Paths.Stories, Cpu))
             using (var c = new Context(m, new ContextParams { ContextLength = 64 }))
             {
                 var rows = File.ReadAllLines(Paths.Golden("logits_pos0-2.txt")).Where(l => l.Trim().Length > 0)
@@ -134,7 +137,7 @@ namespace Gptq.Tests
 
         public static void TestGreedy200EqualsTheGoldenText()
         {
-            using (var m = Model.Load(Paths.Stories))
+            using (var m = Model.Load(Paths.Stories, Cpu))
             using (var c = new Context(m))
             {
                 Assert.Equal(GoldenText, c.Generate("", GoldenParams()), "greedy text");
@@ -155,7 +158,7 @@ namespace Gptq.Tests
 
         public static void TestGenerateTokensEnumerates()
         {
-            using (var m = Model.Load(Paths.Stories))
+            using (var m = Model.Load(Paths.Stories, Cpu))
             using (var c = new Context(m))
             {
                 var all = string.Concat(c.GenerateTokens("", GoldenParams()).Select(t => t.Text));
@@ -169,7 +172,7 @@ namespace Gptq.Tests
 
         public static void TestCallbackExceptionReachesTheCaller()
         {
-            using (var m = Model.Load(Paths.Stories))
+            using (var m = Model.Load(Paths.Stories, Cpu))
             using (var c = new Context(m))
             {
                 var e = Assert.Throws<InvalidOperationException>(
@@ -181,7 +184,7 @@ namespace Gptq.Tests
 
         public static void TestBatchAndStopStrings()
         {
-            using (var m = Model.Load(Paths.Stories))
+            using (var m = Model.Load(Paths.Stories, Cpu))
             using (var c = new Context(m, new ContextParams { ContextLength = 256, MaxSequences = 2 }))
             {
                 var outs = c.GenerateBatch(new[] { "", "" }, GoldenParams());
@@ -197,7 +200,7 @@ namespace Gptq.Tests
 
         public static void TestDisposeOrderAndThreads()
         {
-            var m = Model.Load(Paths.Stories);
+            var m = Model.Load(Paths.Stories, Cpu);
             var contexts = Enumerable.Range(0, 2).Select(_ => new Context(m, new ContextParams { ContextLength = 256 })).ToList();
             m.Dispose(); // the contexts keep the model alive
             Assert.Throws<ObjectDisposedException>(() => { var unused = m.Info; }, "use after dispose");

@@ -14,7 +14,7 @@ def setUpModule():
 class TestGenerate(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.model = gptq.Model(STORIES)
+        cls.model = gptq.Model(STORIES, backend="cpu")
         cls.ctx = cls.model.context()
         cls.want = read_text(golden("expected_greedy_n200.txt"))
 

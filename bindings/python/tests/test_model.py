@@ -34,7 +34,7 @@ class TestLibrary(unittest.TestCase):
 class TestModel(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.model = gptq.Model(STORIES)
+        cls.model = gptq.Model(STORIES, backend="cpu")
 
     @classmethod
     def tearDownClass(cls):
@@ -96,7 +96,7 @@ class TestModel(unittest.TestCase):
         self.assertIsInstance(e, OSError)
 
     def test_context_outlives_its_model_in_any_order(self):
-        model = gptq.Model(STORIES)
+        model = gptq.Model(STORIES, backend="cpu")
         ctx = model.context(n_ctx=256)
         model.close()
         with self.assertRaises(gptq.InvalidArgumentError):

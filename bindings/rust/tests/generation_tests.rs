@@ -19,7 +19,7 @@ fn golden_params() -> GenerateParams {
 
 #[test]
 fn greedy_200_equals_the_golden_text() {
-    let model = Model::load(common::stories260k()).unwrap();
+    let model = common::load_stories260k().unwrap();
     let mut ctx = Context::new(&model, &ContextParams::default()).unwrap();
     let text = ctx.generate("", &golden_params()).unwrap();
     assert_eq!(text, golden_text());
@@ -27,7 +27,7 @@ fn greedy_200_equals_the_golden_text() {
 
 #[test]
 fn streamed_tokens_add_up_to_the_text() {
-    let model = Model::load(common::stories260k()).unwrap();
+    let model = common::load_stories260k().unwrap();
     let mut ctx = Context::new(&model, &ContextParams::default()).unwrap();
     let mut pieces = String::new();
     let mut ids = Vec::new();
@@ -46,7 +46,7 @@ fn streamed_tokens_add_up_to_the_text() {
 
 #[test]
 fn breaking_out_of_the_stream_stops_early_without_error() {
-    let model = Model::load(common::stories260k()).unwrap();
+    let model = common::load_stories260k().unwrap();
     let mut ctx = Context::new(&model, &ContextParams::default()).unwrap();
     let mut n = 0;
     let text = ctx
@@ -67,14 +67,14 @@ fn breaking_out_of_the_stream_stops_early_without_error() {
 #[test]
 #[should_panic(expected = "boom from the token callback")]
 fn a_panicking_callback_panics_in_the_caller_not_in_c() {
-    let model = Model::load(common::stories260k()).unwrap();
+    let model = common::load_stories260k().unwrap();
     let mut ctx = Context::new(&model, &ContextParams::default()).unwrap();
     let _ = ctx.generate_with("", &golden_params(), |_| panic!("boom from the token callback"));
 }
 
 #[test]
 fn stop_string_ends_the_text_before_it() {
-    let model = Model::load(common::stories260k()).unwrap();
+    let model = common::load_stories260k().unwrap();
     let mut ctx = Context::new(&model, &ContextParams::default()).unwrap();
     let params = GenerateParams { stop_strings: vec!["Lily".into()], ..golden_params() };
     let text = ctx.generate("", &params).unwrap();
@@ -85,7 +85,7 @@ fn stop_string_ends_the_text_before_it() {
 
 #[test]
 fn a_shared_model_serves_contexts_on_several_threads() {
-    let model = Arc::new(Model::load(common::stories260k()).unwrap());
+    let model = Arc::new(common::load_stories260k().unwrap());
     let handles: Vec<_> = (0..2)
         .map(|_| {
             let model = Arc::clone(&model);
@@ -107,7 +107,7 @@ fn a_shared_model_serves_contexts_on_several_threads() {
 
 #[test]
 fn batched_generation_gives_each_prompt_its_greedy_text() {
-    let model = Model::load(common::stories260k()).unwrap();
+    let model = common::load_stories260k().unwrap();
     let mut ctx = Context::new(&model, &ContextParams { n_ctx: 256, n_seq_max: 2, ..Default::default() }).unwrap();
     let params = golden_params();
     let outs = ctx.generate_batch(&["", ""], &params).unwrap();

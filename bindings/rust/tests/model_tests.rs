@@ -25,7 +25,7 @@ fn version_matches_the_binding() {
 
 #[test]
 fn loads_stories260k_and_reports_its_shape() {
-    let model = Model::load(common::stories260k()).expect("load stories260k");
+    let model = common::load_stories260k().expect("load stories260k");
     let info = model.info().unwrap();
     assert_eq!(info.architecture, "llama");
     assert_eq!(info.vocab_size, 512);
@@ -40,7 +40,7 @@ fn loads_stories260k_and_reports_its_shape() {
 
 #[test]
 fn tokenizer_round_trips_the_golden_text() {
-    let model = Model::load(common::stories260k()).unwrap();
+    let model = common::load_stories260k().unwrap();
     let text = fs::read_to_string(common::stories260k().join("golden/expected_greedy_n200.txt")).unwrap();
     // The golden ids: the third column of each line "pos input next".
     let ids_file = fs::read_to_string(common::stories260k().join("golden/greedy_n200_token_ids.txt")).unwrap();
@@ -60,7 +60,7 @@ fn tokenizer_round_trips_the_golden_text() {
 
 #[test]
 fn logits_match_the_golden_first_positions() {
-    let model = Model::load(common::stories260k()).unwrap();
+    let model = common::load_stories260k().unwrap();
     let mut ctx = Context::new(&model, &ContextParams { n_ctx: 64, ..Default::default() }).unwrap();
     let golden = fs::read_to_string(common::stories260k().join("golden/logits_pos0-2.txt")).unwrap();
     let rows: Vec<Vec<f32>> =
@@ -89,7 +89,7 @@ fn logits_match_the_golden_first_positions() {
 
 #[test]
 fn mismatched_batch_is_refused_before_reaching_c() {
-    let model = Model::load(common::stories260k()).unwrap();
+    let model = common::load_stories260k().unwrap();
     let mut ctx = Context::new(&model, &ContextParams { n_ctx: 16, ..Default::default() }).unwrap();
     let batch = Batch { tokens: vec![1, 2, 3], pos: Some(vec![0, 1]), ..Default::default() };
     let err = ctx.eval_batch(&batch).unwrap_err();
@@ -99,7 +99,7 @@ fn mismatched_batch_is_refused_before_reaching_c() {
 
 #[test]
 fn logits_not_kept_is_an_error_with_a_message() {
-    let model = Model::load(common::stories260k()).unwrap();
+    let model = common::load_stories260k().unwrap();
     let mut ctx = Context::new(&model, &ContextParams { n_ctx: 16, ..Default::default() }).unwrap();
     ctx.eval(&[1, 403]).unwrap();
     let err = ctx.logits(0).unwrap_err(); // only the last token kept its logits
@@ -118,7 +118,7 @@ fn loading_a_missing_dir_fails_with_a_message_naming_it() {
 
 #[test]
 fn context_outlives_its_model() {
-    let model = Model::load(common::stories260k()).unwrap();
+    let model = common::load_stories260k().unwrap();
     let mut ctx = Context::new(&model, &ContextParams { n_ctx: 32, ..Default::default() }).unwrap();
     drop(model);
     ctx.eval(&[1, 403]).unwrap();

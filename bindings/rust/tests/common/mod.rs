@@ -39,3 +39,9 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// stories260k on the CPU: the goldens are CPU results, and AUTO would pick CUDA when present.
+pub fn load_stories260k() -> gptq::Result<gptq::Model> {
+    let params = gptq::LoadParams { backend: gptq::Backend::Cpu, ..Default::default() };
+    gptq::Model::load_with(stories260k(), &params)
+}
