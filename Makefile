@@ -4,7 +4,7 @@
 #   make run        the main job: quantize the bundled model with GPTQ, then generate with it
 #   make test       everything CI runs: build, tests, sanitizer build + tests, parser fuzzing
 #   make install    install libgptq, gptq.h and gptq.pc (PREFIX=/usr/local)
-#   make deps       install the Debian packages the build needs
+#   make deps       install the Debian packages the build needs (run and test do it first)
 #   make clean
 BUILD   ?= build
 PREFIX  ?= /usr/local
@@ -28,10 +28,10 @@ build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
 # Quantize (self-generated calibration, so no data is needed), then generate from the result.
-run: build
+run: deps build
 	scripts/run-main-job.sh $(BUILD) $(MODEL) $(QMODEL) "$(PROMPT)"
 
-test:
+test: deps
 	scripts/run-tests.sh
 
 install: build
