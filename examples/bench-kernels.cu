@@ -149,20 +149,6 @@ int main(int argc, char **argv) try {
         __half *y = dev_alloc<__half>(size_t(maxM) * N), *y2 = dev_alloc<__half>(size_t(maxM) * N);
         CUDA_CHECK_LAUNCH();
 
-        Q4Workspace ws;
-        ws.sm_count = prop.multiProcessorCount;
-        ws.cublas = cublas;
-        size_t pf = 0;
-        for (int bps : {1, 2, 4, 8, 16})
-            for (int m : {1, 16, 32, 64}) pf = std::max(pf, q4_plan(m, K, N, ws.sm_count, bps).partial_floats);
-        ws.fused.partial = dev_alloc<float>(pf);
-        ws.fused.partial_floats = pf;
-        ws.fused.n_counters = (NT + 3) / 4;
-        ws.fused.counters = dev_alloc<unsigned>(ws.fused.n_counters);
-        CUDA_CHECK(cudaMemset(ws.fused.counters, 0, ws.fused.n_counters * sizeof(unsigned)));
-        ws.dequant_elems = size_t(KT) * 16 * NT * 64;
-        ws.dequant = dev_alloc<__half>(ws.dequant_elems);
-
         auto q4view = [&](int i) {
             Q4Dev w;
             w.qw = reinterpret_cast<const uint4 *>(qw[i % cq]);
@@ -170,6 +156,20 @@ int main(int argc, char **argv) try {
             w.K = K; w.N = N; w.KT = KT; w.NT = NT; w.G = G; w.group_kt = group / 16; w.zero = 8;
             return w;
         };
+        Q4Workspace ws;
+        ws.sm_count = prop.multiProcessorCount;
+        ws.cublas = cublas;
+        size_t pf = 0;
+        for (int bps : {1, 2, 3, 4, 6, 8})
+            for (int m : {1, 16, 32}) pf = std::max(pf, q4_plan(m, q4view(0), ws.sm_count, bps).partial_floats);
+        ws.fused.partial = dev_alloc<float>(pf);
+        ws.fused.partial_floats = pf;
+        ws.fused.n_counters = (NT + kQ4WarpsN - 1) / kQ4WarpsN;
+        ws.fused.counters = dev_alloc<unsigned>(ws.fused.n_counters);
+        CUDA_CHECK(cudaMemset(ws.fused.counters, 0, ws.fused.n_counters * sizeof(unsigned)));
+        ws.dequant_elems = size_t(KT) * 16 * NT * 64;
+        ws.dequant = dev_alloc<__half>(ws.dequant_elems);
+
         Q4Out o16;
         o16.ldo = N;
 
@@ -197,7 +197,7 @@ int main(int argc, char **argv) try {
 
         double t1 = 0;
         for (int M : Ms) {
-            const int iters = M <= 64 ? 200 : (M <= 256 ? 50 : 10);
+            const int iters = M <= 64 ? 100 : (M <= 256 ? 30 : 10);
             o16.out16 = y;
             double fp16 = timer.us(
                 [&](int i) {
@@ -207,22 +207,31 @@ int main(int argc, char **argv) try {
             std::string notes;
             double best = 0;
             const char *path = "fused";
-            if (M <= 64) {
+            if (M <= kQ4FusedMaxM) {
                 // Sweep the split heuristic: blocks per SM the split aims for.
                 int best_bps = 0;
-                for (int bps : {1, 2, 4, 8, 16}) {
-                    Q4Plan p = q4_plan(M, K, N, ws.sm_count, bps);
+                for (int bps : {1, 2, 3, 4, 6, 8}) {
+                    Q4Plan p = q4_plan(M, q4view(0), ws.sm_count, bps);
                     double t = timer.us([&](int i) { q4_fused(x, M, K, q4view(i), o16, p, ws.fused, 0); }, iters);
                     char buf[64];
                     std::snprintf(buf, sizeof buf, "bps%d/S%d:%.1f ", bps, p.splits, t);
                     notes += buf;
                     if (best == 0 || t < best) { best = t; best_bps = bps; }
                 }
-                Q4Plan p = q4_plan(M, K, N, ws.sm_count);
+                Q4Plan p = q4_plan(M, q4view(0), ws.sm_count);
                 double tdef = timer.us([&](int i) { q4_fused(x, M, K, q4view(i), o16, p, ws.fused, 0); }, iters);
-                char buf[64];
+                char buf[160];
                 std::snprintf(buf, sizeof buf, "| default %.1f (best bps %d)", tdef, best_bps);
                 notes += buf;
+                if (M == 1) {  // where the time goes: loads only, compute only, an empty launch
+                    double td[4];
+                    for (int mode = 1; mode <= 3; ++mode)
+                        td[mode] = timer.us(
+                            [&](int i) { q4_fused_diagnostic(mode, x, M, K, q4view(i), o16, p, ws.fused, 0); }, iters);
+                    std::snprintf(buf, sizeof buf, " | loads-only %.1f compute-only %.1f empty %.1f", td[1], td[2],
+                                  td[3]);
+                    notes += buf;
+                }
                 best = tdef;
             } else {
                 Q4Workspace wf = ws;

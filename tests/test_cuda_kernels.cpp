@@ -270,12 +270,12 @@ TEST_CASE("q4 repack puts every code where the layout says") {
 
 TEST_CASE("q4 repack refuses layouts the kernels cannot read") {
     std::mt19937 rng(2);
-    GptqLayer L = make_layer(256, 64, 8, false, false, 1, rng);  // group size 8: not a multiple of 16
+    GptqLayer L = make_layer(256, 64, 16, false, false, 1, rng);  // group size 16: not a multiple of 32
     Q4Host h;
     std::string why;
     CHECK_FALSE(repack_q4(L.qweight.data(), L.qzeros.data(), L.scales.data(), L.g_idx.data(), L.K, L.N, L.G, L.gs,
                           L.format, h, &why));
-    CHECK(why.find("16") != std::string::npos);
+    CHECK(why.find("32") != std::string::npos);
     GptqLayer U = make_layer(256, 64, 128, false, false, 1, rng);
     U.g_idx[0] = 1;  // group 1 now has 129 rows
     CHECK_FALSE(repack_q4(U.qweight.data(), U.qzeros.data(), U.scales.data(), U.g_idx.data(), U.K, U.N, U.G, U.gs,
@@ -288,15 +288,14 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
     for (const LayerCase &c : kCases) {
         GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
         auto d = upload_layer(L);
-        for (int M : {1, 3, 16, 17, 40, 64}) {
+        for (int M : {1, 3, 16, 17, 32, 40, 64}) {
             auto x = random_f16(size_t(M) * L.K, rng, -1.0f, 1.0f);
             auto ref = ref_matmul(L, x, M);
-            Q4Plan one = q4_plan(M, L.K, L.N, W.ws.sm_count);
-            one.splits = 1;
-            one.kt_per_split = d->view.KT;
-            one.partial_floats = 0;
-            Q4Plan many = q4_plan(M, L.K, L.N, W.ws.sm_count, 64);
+            const bool one_pass = M <= kQ4FusedMaxM;  // explicit plans only for a single pass
+            Q4Plan one = q4_plan(M, d->view, 1, 1);  // fewest splits shared memory allows (1 for M = 1)
+            Q4Plan many = q4_plan(M, d->view, W.ws.sm_count, 64);
             for (const Q4Plan *p : {(const Q4Plan *)nullptr, (const Q4Plan *)&one, (const Q4Plan *)&many}) {
+                if (p && !one_pass) continue;
                 auto y = gpu_q4(*d, x, M, 0, W.ws, p, nullptr, nullptr);
                 double e = rel_err(ref, y);
                 INFO("K=" << L.K << " N=" << L.N << " gs=" << c.gs << " act=" << c.act_order << " asym=" << c.asym
@@ -312,7 +311,7 @@ TEST_CASE("q4 accumulates into an fp32 output with bias") {
     Workspace W;
     GptqLayer L = make_layer(1024, 8 * 37, 128, true, true, 1, rng);
     auto d = upload_layer(L);
-    for (int M : {1, 9, 33}) {
+    for (int M : {1, 9, 32, 45}) {
         auto x = random_f16(size_t(M) * L.K, rng, -1.0f, 1.0f);
         auto bias = random_f16(L.N, rng, -0.5f, 0.5f);
         std::vector<float> init(size_t(M) * L.N);
@@ -321,11 +320,12 @@ TEST_CASE("q4 accumulates into an fp32 output with bias") {
         auto ref = ref_matmul(L, x, M);
         for (int m = 0; m < M; ++m)
             for (int n = 0; n < L.N; ++n) ref[size_t(m) * L.N + n] += init[size_t(m) * L.N + n] + f16d(bias[n]);
-        Q4Plan many = q4_plan(M, L.K, L.N, W.ws.sm_count, 64);
+        Q4Plan many = q4_plan(M, d->view, W.ws.sm_count, 64);
         for (const Q4Plan *p : {(const Q4Plan *)nullptr, (const Q4Plan *)&many}) {
+            if (p && M > kQ4FusedMaxM) continue;
             auto y = gpu_q4(*d, x, M, 0, W.ws, p, &init, &bias);
             INFO("M=" << M);
-            CHECK(rel_err(ref, y) < 1e-4);
+            CHECK(rel_err(ref, y) < 1e-3);  // fp16 weights: ~2e-4 of the product's size
         }
     }
 }
@@ -339,7 +339,7 @@ TEST_CASE("q4 large-M paths (fused passes and dequantize + cuBLAS) match the ref
         for (int M : {100, 300}) {
             auto x = random_f16(size_t(M) * L.K, rng, -1.0f, 1.0f);
             auto ref = ref_matmul(L, x, M);
-            for (int large_m : {1 << 30, 64}) {
+            for (int large_m : {1 << 30, 64}) {  // fused passes of 32 rows / dequantize + cuBLAS
                 Q4Workspace ws = W.ws;
                 ws.large_m = large_m;
                 auto y = gpu_q4(*d, x, M, 0, ws, nullptr, nullptr, nullptr);

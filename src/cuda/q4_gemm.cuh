@@ -35,19 +35,24 @@ struct Q4Out {
     int ldo = 0;                   // row stride of the output, in elements (>= N)
 };
 
-// How the fused kernel splits one call: `splits` blocks along K per 256-column strip.
+// How the fused kernel splits one call: `splits` blocks along K per strip of kQ4WarpsN column
+// tiles; inside a block kQ4WarpsK warps split the block's K range again.
 struct Q4Plan {
     int splits = 1;
-    int kt_per_split = 1;
+    int pairs_per_split = 1;  // tile pairs (32 rows of K) per split
     int strips = 1;
     size_t partial_floats = 0;  // scratch the call needs (splits * M * NT*64 when splits > 1)
 };
 
-constexpr int kQ4FusedMaxM = 64;     // rows one fused pass handles (4 m16 tiles)
-constexpr int kQ4WarpsPerBlock = 4;  // each warp owns one 64-column tile
+constexpr int kQ4FusedMaxM = 32;      // rows one fused pass handles (2 m16 tiles)
+constexpr int kQ4WarpsN = 2;          // column tiles per block
+constexpr int kQ4WarpsK = 2;          // K slices per block (reduced through shared memory)
+constexpr int kQ4Threads = 32 * kQ4WarpsN * kQ4WarpsK;
+constexpr int kQ4PairsPerBatch = 2;   // tile pairs per load batch (4 k-steps, 2 KB per warp)
+constexpr size_t kQ4SmemBytes = 47 * 1024;  // per block: activations of its K range + scales (< 48 KB)
 
 // blocks_per_sm_target: how many blocks per SM the split aims for (0 = the tuned default).
-Q4Plan q4_plan(int M, int K, int N, int sm_count, int blocks_per_sm_target = 0);
+Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target = 0);
 
 // Scratch for the fused kernel: partial sums and per-strip arrival counters (zeroed once at
 // allocation; every launch leaves them zero again). One set per stream.
@@ -58,7 +63,8 @@ struct Q4Scratch {
     int n_counters = 0;
 };
 
-// x: [M, ldx] fp16, already gathered by w.perm when w.perm is set. M <= kQ4FusedMaxM.
+// x: [M, ldx] fp16, 16-byte aligned, ldx % 8 == 0, already gathered by w.perm when set.
+// M <= kQ4FusedMaxM; out.ldo even.
 void q4_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
               const Q4Scratch &scratch, cudaStream_t stream);
 
@@ -70,14 +76,20 @@ struct Q4Workspace {
     size_t dequant_elems = 0;
     cublasHandle_t cublas = nullptr;
     int sm_count = 1;
-    int large_m = 256;  // from this many rows on: dequantize + cuBLAS; below: fused passes of 64 rows
+    int large_m = 128;  // from this many rows on: dequantize + cuBLAS; below: fused passes of 32 rows
 };
+
+// For the benchmark: mode 0 = q4_fused, 1 = its weight loads only, 2 = its compute only (no
+// weight loads), 3 = an empty kernel. M <= 16, uniform zeros.
+void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
+                         const Q4Plan &plan, const Q4Scratch &sc, cudaStream_t stream);
 
 // y = x · W for any M >= 1 (x gathered by w.perm already), choosing the path by M.
 void q4_matmul(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,
                cudaStream_t stream);
 
-// Expands the tiled layer into fp16 W[KT*16, NT*64] (row-major, k-major: ld = NT*64).
+// Expands the tiled layer into fp16 W[KT*16, NT*64] (row-major, k-major: ld = NT*64), rows in
+// stored order (after perm).
 void q4_dequant_f16(const Q4Dev &w, __half *W, cudaStream_t stream);
 
 // x[M, ldx] gathered: xp[m, i] = x[m, perm[i]] for i < K (xp has ld K).

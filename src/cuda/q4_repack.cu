@@ -25,16 +25,21 @@ inline int zero_at(const int32_t *qzeros, int N, int g, int n, int format) {
     return format == 1 ? field + 1 : field;
 }
 
-// Where (row r in 0..15, column col in 0..63) of a tile lives: lane, word, bit shift.
-inline void place(int r, int col, int &lane, int &word, int &shift) {
-    int j = col / 8, g = col % 8;
-    int half = (r >= 8) ? 1 : 0;   // rows 2c+8, 2c+9
-    int rr = r - 8 * half;          // 0..7 = 2c + odd
-    int c = rr / 2, odd = rr % 2;
-    lane = g * 4 + c;
-    word = j / 2;
-    int nib = (j % 2) * 2 + half;   // nibble 0..3 in the low half-word
-    shift = nib * 4 + odd * 16;
+// Where stored row i and column n live: tile (kt, nt), lane, word, bit shift (q4_layout.cuh).
+struct Slot {
+    int kt, nt, lane, word, shift;
+};
+inline Slot place(int i, int n) {
+    const int P = i / kQ4PairK, o = i % kQ4PairK;
+    const int c = o / 8, h = (o % 8) / 4, hi = (o % 4) / 2, e = o % 2;
+    const int col = n % kQ4TileN, j = col / 8, g = col % 8;
+    Slot s;
+    s.kt = 2 * P + h;
+    s.nt = n / kQ4TileN;
+    s.lane = g * 4 + c;
+    s.word = j / 2;
+    s.shift = ((j % 2) * 2 + hi) * 4 + e * 16;  // nibble 0..3 of the low half-word, +16 for odd rows
+    return s;
 }
 
 } // namespace
@@ -49,7 +54,7 @@ bool repack_q4(const int32_t *qweight, const int32_t *qzeros, const uint16_t *sc
     out = Q4Host();
     out.K = K;
     out.N = N;
-    out.KT = (K + kQ4TileK - 1) / kQ4TileK;
+    out.KT = 2 * ((K + kQ4PairK - 1) / kQ4PairK);
     out.NT = (N + kQ4TileN - 1) / kQ4TileN;
     out.G = G;
 
@@ -66,11 +71,11 @@ bool repack_q4(const int32_t *qweight, const int32_t *qzeros, const uint16_t *sc
     bool identity = true;
     for (int i = 0; i < K; ++i) identity &= (perm[i] == i);
 
-    // The kernels find a row's group as (row / 16) / group_kt: groups must be equal runs of a
-    // multiple of 16 rows (or one group spanning everything).
+    // The kernels find a tile's group as kt / group_kt: groups must be equal runs of a multiple
+    // of 32 rows (a tile pair), or one group spanning everything.
     int gsize = (G == 1) ? out.KT * kQ4TileK : K / G;
-    if (G > 1 && (K % G || gsize % kQ4TileK))
-        return refuse(strprintf("group size %d (K=%d, G=%d) is not a multiple of 16", K / std::max(G, 1), K, G));
+    if (G > 1 && (K % G || gsize % kQ4PairK))
+        return refuse(strprintf("group size %d (K=%d, G=%d) is not a multiple of 32", K / std::max(G, 1), K, G));
     for (int i = 0; i < K; ++i)
         if (gi[perm[i]] != (G == 1 ? 0 : i / gsize))
             return refuse("act-order groups are not of equal size");
@@ -89,15 +94,11 @@ bool repack_q4(const int32_t *qweight, const int32_t *qzeros, const uint16_t *sc
     const size_t tiles = size_t(out.NT) * out.KT;
     out.qw.assign(tiles * 32 * 4, 0u);
     for (int i = 0; i < K; ++i) {
-        int k = perm[i];
-        int kt = i / kQ4TileK, r = i % kQ4TileK;
+        const int k = perm[i];
         for (int n = 0; n < N; ++n) {
-            int q = code_at(qweight, N, k, n);
-            int nt = n / kQ4TileN, col = n % kQ4TileN;
-            int lane, word, shift;
-            place(r, col, lane, word, shift);
-            size_t idx = ((size_t(nt) * out.KT + kt) * 32 + lane) * 4 + word;
-            out.qw[idx] |= uint32_t(q) << shift;
+            const Slot s = place(i, n);
+            const size_t idx = ((size_t(s.nt) * out.KT + s.kt) * 32 + s.lane) * 4 + s.word;
+            out.qw[idx] |= uint32_t(code_at(qweight, N, k, n)) << s.shift;
         }
     }
 
@@ -115,12 +116,9 @@ bool repack_q4(const int32_t *qweight, const int32_t *qzeros, const uint16_t *sc
 }
 
 int q4_layout_code(const Q4Host &h, int i, int n) {
-    int kt = i / kQ4TileK, r = i % kQ4TileK;
-    int nt = n / kQ4TileN, col = n % kQ4TileN;
-    int lane, word, shift;
-    place(r, col, lane, word, shift);
-    size_t idx = ((size_t(nt) * h.KT + kt) * 32 + lane) * 4 + word;
-    return int((h.qw[idx] >> shift) & 0xF);
+    const Slot s = place(i, n);
+    const size_t idx = ((size_t(s.nt) * h.KT + s.kt) * 32 + s.lane) * 4 + s.word;
+    return int((h.qw[idx] >> s.shift) & 0xF);
 }
 
 } // namespace cuda
