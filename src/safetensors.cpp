@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
@@ -523,8 +524,20 @@ void SafetensorsWriter::write(const std::string &path, const std::map<std::strin
     uint8_t len[8];
     for (int i = 0; i < 8; i++) len[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
 
-    FILE *f = std::fopen(path.c_str(), "wb");
-    if (!f) fail(GPTQ_ERR_IO, "cannot create %s: %s", path.c_str(), std::strerror(errno));
+    // Written to a temporary file beside path, renamed over it once complete: a failed write never
+    // leaves a truncated file that looks like a checkpoint, never deletes anything it did not
+    // create, and a reader still mapping the old file keeps seeing the old bytes.
+    std::string tmp = path + ".tmp-XXXXXX";
+    int fd = mkstemp(&tmp[0]);
+    if (fd < 0) fail(GPTQ_ERR_IO, "cannot create %s: %s", path.c_str(), std::strerror(errno));
+    fchmod(fd, 0644);  // mkstemp makes it 0600
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        int e = errno;
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        fail(GPTQ_ERR_IO, "cannot write %s: %s", path.c_str(), std::strerror(e));
+    }
     bool ok = std::fwrite(len, 1, 8, f) == 8 && std::fwrite(text.data(), 1, text.size(), f) == text.size();
     for (const Entry *e : order) {
         if (!ok) break;
@@ -532,8 +545,9 @@ void SafetensorsWriter::write(const std::string &path, const std::map<std::strin
     }
     int err = ok ? 0 : errno;
     if (std::fclose(f) != 0 && ok) { ok = false; err = errno; }
+    if (ok && std::rename(tmp.c_str(), path.c_str()) != 0) { ok = false; err = errno; }
     if (!ok) {
-        std::remove(path.c_str());  // never leave a truncated file that looks like a checkpoint
+        ::unlink(tmp.c_str());
         fail(GPTQ_ERR_IO, "cannot write %s: %s", path.c_str(), std::strerror(err));
     }
 }

@@ -44,8 +44,17 @@ std::string make_file(const std::string &header, size_t data_bytes = 0, const st
     return out;
 }
 
-std::unique_ptr<SafetensorsFile> parse(const std::string &bytes, const std::string &origin = "x.safetensors") {
-    return SafetensorsFile::parse(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size(), origin);
+// parse() reads from the caller's buffer, which must outlive the views: keep it beside the result.
+struct Parsed {
+    std::unique_ptr<std::string> bytes;
+    std::unique_ptr<SafetensorsFile> file;
+    SafetensorsFile *operator->() const { return file.get(); }
+};
+Parsed parse(const std::string &bytes, const std::string &origin = "x.safetensors") {
+    Parsed p;
+    p.bytes.reset(new std::string(bytes));
+    p.file = SafetensorsFile::parse(reinterpret_cast<const uint8_t *>(p.bytes->data()), p.bytes->size(), origin);
+    return p;
 }
 
 void write_bytes(const std::string &path, const std::string &bytes) {
@@ -279,8 +288,14 @@ TEST_CASE("writer refuses inconsistent tensors and unwritable paths") {
     w.add("a", DType::F32, {4}, v, 16);
     CHECK_FAILS(w.add("a", DType::F32, {4}, v, 16), GPTQ_ERR_INVALID_ARG, "tensor a added twice");
     CHECK_FAILS(w.write("/nonexistent-dir/x.safetensors"), GPTQ_ERR_IO, "cannot create /nonexistent-dir/x.safetensors");
-    if (access("/dev/full", W_OK) == 0)
-        CHECK_FAILS(w.write("/dev/full"), GPTQ_ERR_IO, "cannot write /dev/full");
+    // a directory in the way: refused, and the directory (and its content) left as it was
+    std::string dir = testutil::temp_dir("st-writefail");
+    REQUIRE(mkdir((dir + "/x.safetensors").c_str(), 0755) == 0);
+    CHECK_FAILS(w.write(dir + "/x.safetensors"), GPTQ_ERR_IO, "cannot write " + dir + "/x.safetensors");
+    struct stat st;
+    CHECK((stat((dir + "/x.safetensors").c_str(), &st) == 0 && S_ISDIR(st.st_mode)));
+    CHECK(rmdir((dir + "/x.safetensors").c_str()) == 0);
+    CHECK(rmdir(dir.c_str()) == 0);  // empty: no temporary file was left behind
 }
 
 TEST_CASE("tensor_to_f32: bf16, f16 (normal, subnormal, max), f64, unaligned sources, other dtypes refused") {
