@@ -67,6 +67,17 @@ std::string base_name(const std::string &path) {
     return path.substr(start, end - start + 1);
 }
 
+bool file_exists(const std::string &path) {
+    std::error_code ec;
+    return std::filesystem::is_regular_file(path, ec);
+}
+
+bool dir_is_empty(const std::string &dir) {
+    std::error_code ec;
+    bool empty = std::filesystem::is_empty(dir, ec);
+    return !ec && empty;
+}
+
 bool same_path(const std::string &a, const std::string &b) {
     namespace fs = std::filesystem;
     auto trim = [](std::string s) {

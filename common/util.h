@@ -21,6 +21,11 @@ double now_seconds();
 // The last path component without trailing slashes: "/a/b/" -> "b".
 std::string base_name(const std::string &path);
 
+// Whether path is a regular file (following symlinks).
+bool file_exists(const std::string &path);
+// Whether dir is a directory with no entries (false when it is not a readable directory).
+bool dir_is_empty(const std::string &dir);
+
 // Whether two paths name the same location (after resolving "." / ".." / symlinks that exist).
 bool same_path(const std::string &a, const std::string &b);
 

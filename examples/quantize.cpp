@@ -31,6 +31,7 @@ struct Options {
     int32_t ppl_seq_len = 512;
     int32_t ppl_chunks = 0;
     int32_t quiet = 0;
+    int32_t force = 0;
     gptq_quantize_params q = gptq_quantize_params_default();
 };
 
@@ -88,6 +89,7 @@ void add_quantize_args(common::ArgParser &p, Options *o) {
     p.add_int("--ppl-seq-len", "N", "perplexity window length", &o->ppl_seq_len);
     p.add_int("--ppl-chunks", "N", "perplexity windows to score, 0 = all", &o->ppl_chunks);
     p.add_switch("-q,--quiet", "no progress bar", &o->quiet, 1);
+    p.add_switch("-f,--force", "replace OUT even when it is a directory that is not a GPTQ checkpoint", &o->force, 1);
 }
 
 // Perplexity of the model in dir on the --ppl text; exits 1 (or 130 on Ctrl-C) on failure.
@@ -126,7 +128,8 @@ int main(int argc, char **argv) {
     parser.add_string("-o,--output", "DIR", "output directory", &o.out_dir);
     add_quantize_args(parser, &o);
     parser.set_epilog("Defaults are the library's: 4 bits, groups of 128, symmetric, act-order with static\n"
-                      "groups, true-sequential. Ctrl-C cancels without leaving a partial OUT.");
+                      "groups, true-sequential. An existing checkpoint in OUT is replaced once the new one is\n"
+                      "complete; Ctrl-C cancels without touching OUT.");
     parser.parse_or_exit(argc, argv);
 
     if (!in_pos.empty() && !o.model.model_dir.empty()) {
@@ -145,6 +148,15 @@ int main(int argc, char **argv) {
     }
     if (common::same_path(o.model.model_dir, o.out_dir)) {
         std::fprintf(stderr, "%s: the output directory must differ from the input\n", kProgram);
+        return 1;
+    }
+    // gptq_quantize replaces an existing OUT wholesale. An earlier checkpoint may go; any other
+    // non-empty directory (a typo, a home folder) is only replaced when asked for.
+    if (!o.force && common::dir_size_bytes(o.out_dir) >= 0 && !common::dir_is_empty(o.out_dir) &&
+        !common::file_exists(o.out_dir + "/quantize_config.json")) {
+        std::fprintf(stderr,
+                     "%s: '%s' exists and is not a GPTQ checkpoint; refusing to replace it (use --force)\n",
+                     kProgram, o.out_dir.c_str());
         return 1;
     }
     common::parse_backend(o.model.backend, &o.q.backend);
@@ -178,7 +190,7 @@ int main(int argc, char **argv) {
     double seconds = common::now_seconds() - t0;
     bar.finish();
     if (st == GPTQ_ERR_ABORTED && common::interrupted()) {
-        std::fprintf(stderr, "%s: cancelled after %.1f s; nothing was written to '%s'\n", kProgram, seconds,
+        std::fprintf(stderr, "%s: cancelled after %.1f s; '%s' was not changed\n", kProgram, seconds,
                      o.out_dir.c_str());
         return 130;
     }

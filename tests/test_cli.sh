@@ -138,6 +138,25 @@ else
   [[ -e "$QOUT" ]] && fail "failed quantize left $QOUT behind"
 fi
 
+# OUT that is some other non-empty directory is refused (gptq_quantize would replace it whole).
+mkdir -p "$TMP/precious" && echo keep >"$TMP/precious/notes.txt"
+run quantize-refuse 1 "$BIN/gptq-quantize" "$STORIES" "$TMP/precious" --group-size 4 \
+  && [[ -f "$TMP/precious/notes.txt" ]] && expect_in "refusal" "$TMP/quantize-refuse.err" "$TMP/precious" "--force" \
+  && pass "gptq-quantize refuses to replace a directory that is not a checkpoint"
+
+# Ctrl-C (SIGINT) during quantization: exit 130, no OUT, no temporary directory left behind.
+"$BIN/gptq-quantize" "$STORIES" "$TMP/cancelled" --group-size 4 --calib-samples 64 --calib-seq-len 256 -t 2 \
+  >"$TMP/cancel.out" 2>"$TMP/cancel.err" &
+qpid=$!
+for ((i = 0; i < 100; i++)); do grep -q "^quantize " "$TMP/cancel.err" && break; sleep 0.1; done
+kill -INT $qpid 2>/dev/null
+wait $qpid
+rc=$?
+leftovers=$(find "$TMP" -maxdepth 1 -name 'cancelled*')
+if [[ $rc -eq 130 && -z "$leftovers" ]] && grep -q "cancelled" "$TMP/cancel.err"; then pass "gptq-quantize: Ctrl-C cancels cleanly"
+elif [[ $rc -eq 0 ]]; then echo "skip Ctrl-C check: quantization finished before the signal"
+else fail "gptq-quantize Ctrl-C: exit $rc, left '$leftovers'"; tail -3 "$TMP/cancel.err"; fi
+
 # ---------------------------------------------------------------- interactive session in tmux
 # wait_for TEXT SECONDS: polls the pane until TEXT shows up
 wait_for() {

@@ -177,6 +177,12 @@ TEST_CASE("util: directory sizes, byte formatting, base names, same_path") {
     CHECK(common::same_path(dir, dir + "/"));
     CHECK(common::same_path(dir + "/../" + common::base_name(dir), dir));
     CHECK_FALSE(common::same_path(dir, dir + "/a.bin"));
+    CHECK(common::file_exists(dir + "/a.bin"));
+    CHECK_FALSE(common::file_exists(dir));
+    CHECK_FALSE(common::dir_is_empty(dir));
+    std::string empty = testutil::temp_dir("util-empty");
+    CHECK(common::dir_is_empty(empty));
+    CHECK_FALSE(common::dir_is_empty(empty + "/missing"));
     std::string text, err;
     CHECK(common::read_file(dir + "/b.bin", &text, &err));
     CHECK(text.size() == 234);
