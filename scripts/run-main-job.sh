@@ -7,10 +7,9 @@
 # Both steps use the GPU when there is one (--backend auto). Extra flags: QUANTIZE_FLAGS, CHAT_FLAGS.
 set -euo pipefail
 
-if [[ $# -lt 3 || "$1" == "-h" || "$1" == "--help" ]]; then
-  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
-  [[ $# -lt 3 ]] && exit 1 || exit 0
-fi
+usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; }
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then usage; exit 0; fi
+if [[ $# -lt 3 ]]; then usage >&2; exit 1; fi
 BUILD=$1 MODEL=$2 QMODEL=$3 PROMPT=${4:-The kernel scheduler}
 BIN="$BUILD/examples"
 
