@@ -121,9 +121,11 @@ fi
 
 WIKI="$SHARED/data/wikitext2/wiki.test.raw"
 if run ppl 0 "$BIN/gptq-perplexity" -m "$STORIES" -f "$WIKI" --seq-len 512 --chunks 20 -t 2; then
-  # shared/models/stories260k/SOURCES.md: first 20 chunks of 511 targets, PPL 104.8427.
-  if grep -qE '^PPL = 104\.84[0-9]* over 10220 tokens$' "$TMP/ppl.out"; then pass "gptq-perplexity: $(cat "$TMP/ppl.out")"
-  else fail "gptq-perplexity: got '$(cat "$TMP/ppl.out")', expected PPL = 104.8427 over 10220 tokens"; fi
+  # shared/models/stories260k/SOURCES.md: first 20 chunks of 511 targets, PPL 104.8427 (fp32). The
+  # CPU backend reproduces it to 4 decimals; CUDA (fp16 activations) lands within 0.005.
+  if awk '/^PPL = / { d = $3 - 104.8427; ok = d < 0.02 && d > -0.02 && $5 == 10220 } END { exit !ok }' \
+       "$TMP/ppl.out"; then pass "gptq-perplexity: $(cat "$TMP/ppl.out")"
+  else fail "gptq-perplexity: got '$(cat "$TMP/ppl.out")', expected PPL = 104.8427 (+-0.02) over 10220 tokens"; fi
 fi
 
 # Quantize the tiny model (its K of 64 and 172 take group size 4) and generate from the result.
