@@ -27,7 +27,8 @@ int main(int argc, char **argv) {
                              "Measures the perplexity of a model on a UTF-8 text file.");
     common::add_model_args(parser, &model_args);
     parser.add_string("-f,--file", "FILE", "text to score, e.g. wiki.test.raw", &file);
-    parser.add_int("--seq-len", "N", "tokens per scored window, BOS included (at most the model's context)", &seq_len);
+    parser.add_int("--seq-len", "N", "tokens per scored window, BOS included (lowered to the model's positions unless given)",
+                   &seq_len);
     parser.add_int("--chunks", "N", "windows to score, 0 = all", &chunks);
     parser.add_switch("-q,--quiet", "no progress bar", &quiet, 1);
     parser.parse_or_exit(argc, argv);
@@ -52,9 +53,23 @@ int main(int argc, char **argv) {
     bar.set_enabled(!quiet);
     gptq_model *model = common::load_model_or_die(program, model_args, &bar);
     std::fprintf(stderr, "%s: %s\n", program, common::describe_model(model).c_str());
+    gptq_model_info info = {};
+    info.struct_size = sizeof info;
+    gptq_status st = gptq_model_get_info(model, &info);
+    if (st != GPTQ_OK) common::die(program, "model info", st);
+    if (info.max_position_embeddings > 0 && seq_len > info.max_position_embeddings) {
+        // Past its trained positions a model's perplexity says little: the default follows the model.
+        if (parser.was_set("--seq-len")) {
+            std::fprintf(stderr, "%s: warning: --seq-len %d is longer than the model's %d positions\n", program,
+                         seq_len, info.max_position_embeddings);
+        } else {
+            seq_len = info.max_position_embeddings;
+            std::fprintf(stderr, "%s: seq-len %d (the model's positions)\n", program, seq_len);
+        }
+    }
 
     common::PerplexityResult r;
-    gptq_status st = common::run_perplexity(model, text, seq_len, chunks, model_args.threads, &bar, &r);
+    st = common::run_perplexity(model, text, seq_len, chunks, model_args.threads, &bar, &r);
     gptq_model_free(model);
     if (st == GPTQ_ERR_ABORTED && common::interrupted()) {
         std::fprintf(stderr, "%s: cancelled\n", program);
