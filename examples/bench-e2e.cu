@@ -21,7 +21,7 @@ double now_s() {
 }
 
 struct Result {
-    double decode1 = 0, decode16 = 0, prefill = 0, decode1_nograph = 0;
+    double decode1 = 0, decode16 = 0, prefill = 0, decode1_nograph = 0, decode1_nopdl = 0;
     double weights_gib = 0, peak_gib = 0, used_gib = 0;
 };
 
@@ -103,6 +103,12 @@ Result run(bool q4, bool small) {
         r.decode1_nograph = decode_rate(*ctx, 1, 512, 67, V, 512);
         unsetenv("GPTQ_CUDA_GRAPHS");
     }
+    {
+        cuda::set_pdl_enabled(false);
+        auto ctx = backend->create_context(1024, 1, 512);
+        r.decode1_nopdl = decode_rate(*ctx, 1, 512, 67, V, 512);
+        cuda::set_pdl_enabled(true);
+    }
     size_t free_b = 0, total_b = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     r.peak_gib = double(cuda::device_bytes_peak()) / (1 << 30);
@@ -123,13 +129,14 @@ int main(int argc, char **argv) try {
     std::printf("device: %s; model: Llama-2-7B shape%s (hidden 4096, 32 heads, intermediate 11008, vocab 32000), "
                 "random weights\n",
                 prop.name, small ? " with 4 layers" : ", 32 layers");
-    std::printf("%-6s | %14s %14s %16s %16s | %9s %9s\n", "weights", "decode b=1", "decode b=16", "prefill 2048",
-                "b=1 no graph", "weights", "peak");
+    std::printf("%-6s | %14s %14s %16s %16s %16s | %9s %9s\n", "weights", "decode b=1", "decode b=16", "prefill 2048",
+                "b=1 no graph", "b=1 no PDL", "weights", "peak");
     for (int q = 1; q >= (q4_only ? 1 : 0); --q) {
         Result r = run(q == 1, small);
-        std::printf("%-7s | %10.1f t/s %10.1f t/s %12.0f t/s %12.1f t/s | %5.2f GiB %5.2f GiB (device used %.2f GiB)\n",
-                    q ? "q4 g128" : "fp16", r.decode1, r.decode16, r.prefill, r.decode1_nograph, r.weights_gib,
-                    r.peak_gib, r.used_gib);
+        std::printf("%-7s | %10.1f t/s %10.1f t/s %12.0f t/s %12.1f t/s %12.1f t/s | %5.2f GiB %5.2f GiB (device "
+                    "used %.2f GiB)\n",
+                    q ? "q4 g128" : "fp16", r.decode1, r.decode16, r.prefill, r.decode1_nograph, r.decode1_nopdl,
+                    r.weights_gib, r.peak_gib, r.used_gib);
         std::fflush(stdout);
     }
     return 0;

@@ -1,18 +1,19 @@
 // attention.cu — causal attention over the KV cache, two ways (see attention.cuh).
 //
-// Split kernel, one block per (token t, KV head h, chunk c of 64 positions):
+// Split kernel, one block per (token t, KV head h, chunk c of 32 positions):
 //
 //   q heads h*G .. h*G+G-1 (scaled, fp32 in shared memory)
-//   scores[g][j] = q_g · k_j        warps take keys, lanes split D, shuffle reduction
-//   m_g = max_j, p = exp(s - m_g), l_g = Σ p          one warp per head
-//   o_g[d] = Σ_j p[g][j] v_j[d]     threads over (g, d)
-//   -> (o, m, l) partials; the combine kernel rescales chunk c by exp(m_c - M) and divides by Σ l.
+//   scores[g][j] = q_g · k_j        warps take 8 keys each (all loads first), lanes split D
+//   m_g = max_j, p = exp(s - m_g), l_g = Σ p          one warp per head, one lane per key
+//   o_g[d] = Σ_j p[g][j] v_j[d]     warps over their keys (K and V rows loaded up front), shared atomics
+//   -> (o, m, l) partials; the combine kernel weighs chunk c by exp(m_c - M) / Σ_c exp(m_c - M) l_c.
 //
 // GEMM path for long runs of one sequence: S = Q Kᵀ per head through strided-batched cuBLAS
 // (one call per query head of each KV group), a masked softmax kernel, O = P V through cuBLAS.
 #include "attention.cuh"
 
 #include "cuda_check.cuh"
+#include "launch.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -21,6 +22,8 @@ namespace gptq {
 namespace cuda {
 
 namespace {
+
+static_assert(kAttnChunk == 32, "the split kernel's softmax gives each key of a chunk one lane");
 
 __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -36,7 +39,9 @@ __global__ void __launch_bounds__(128) attn_split_kernel(const __half *__restric
                                                          const int32_t *__restrict__ seq, int Hq, KVLayer kv,
                                                          float scale, float *__restrict__ part_o,
                                                          float *__restrict__ part_ml) {
+    pdl_enter();
     extern __shared__ float sm[];
+    constexpr int KPW = kAttnChunk / 4;  // keys per warp
     const int Hkv = kv.n_kv, D = kv.D, G = Hq / Hkv;
     const int t = blockIdx.x / Hkv, h = blockIdx.x % Hkv, ch = blockIdx.y, n_chunks = gridDim.y;
     const int p = pos[t], s = seq[t];
@@ -49,45 +54,63 @@ __global__ void __launch_bounds__(128) attn_split_kernel(const __half *__restric
 
     for (int idx = threadIdx.x; idx < G * D; idx += blockDim.x)
         qs[idx] = __half2float(q[size_t(t) * ldq + size_t(h) * G * D + idx]) * scale;
-    __syncthreads();
 
     const size_t head_base = (size_t(s) * Hkv + h) * kv.n_ctx;
     const __half *kbase = kv.k + (head_base + start) * D;
     const __half *vbase = kv.v + (head_base + start) * D;
-    for (int j = warp; j < L; j += 4) {
-        const __half *kr = kbase + size_t(j) * D;
-        float kreg[8];
+    // Each warp takes KPW keys; all their loads are issued before the first use. Lanes split D
+    // in pairs (half2), up to 256 dims in registers; more goes through a plain loop.
+    __half2 kr[KPW][4], vr[KPW][4];
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-            const int d = lane + 32 * i;
-            kreg[i] = d < D ? __half2float(kr[d]) : 0.0f;
+    for (int jj = 0; jj < KPW; ++jj) {
+        const int j = warp * KPW + jj;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int d = 2 * lane + 64 * i;
+            const bool ok = j < L && d < D;
+            kr[jj][i] = ok ? *reinterpret_cast<const __half2 *>(kbase + size_t(j) * D + d) : __float2half2_rn(0.0f);
+            vr[jj][i] = ok ? *reinterpret_cast<const __half2 *>(vbase + size_t(j) * D + d) : __float2half2_rn(0.0f);
         }
-        for (int g = 0; g < G; ++g) {
-            float acc = 0.0f;
+    }
+    __syncthreads();
+    for (int g = 0; g < G; ++g) {
+        float accs[KPW];
 #pragma unroll
-            for (int i = 0; i < 8; ++i) {
-                const int d = lane + 32 * i;
-                if (d < D) acc += kreg[i] * qs[g * D + d];
+        for (int jj = 0; jj < KPW; ++jj) {
+            float a = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int d = 2 * lane + 64 * i;
+                if (d < D) {
+                    const float2 kf = __half22float2(kr[jj][i]);
+                    a += kf.x * qs[g * D + d] + kf.y * qs[g * D + d + 1];
+                }
             }
-            for (int d = 256 + lane; d < D; d += 32) acc += __half2float(kr[d]) * qs[g * D + d];
-            acc = warp_sum(acc);
-            if (lane == 0) sc[g * kAttnChunk + j] = acc;
+            const int j = warp * KPW + jj;
+            for (int d = 256 + 2 * lane; d < D; d += 64) {
+                if (j < L) {
+                    const float2 kf = __half22float2(*reinterpret_cast<const __half2 *>(kbase + size_t(j) * D + d));
+                    a += kf.x * qs[g * D + d] + kf.y * qs[g * D + d + 1];
+                }
+            }
+            accs[jj] = a;
+        }
+#pragma unroll
+        for (int jj = 0; jj < KPW; ++jj) {
+            const float a = warp_sum(accs[jj]);
+            if (lane == 0) sc[g * kAttnChunk + warp * KPW + jj] = a;
         }
     }
     __syncthreads();
 
+    // Softmax partial per head: one warp per head, one lane per key (kAttnChunk == 32).
     float *ml = part_ml + (size_t(t) * Hq + size_t(h) * G) * n_chunks * 2;
     for (int g = warp; g < G; g += 4) {
-        float m = -INFINITY;
-        for (int j = lane; j < L; j += 32) m = fmaxf(m, sc[g * kAttnChunk + j]);
-        m = warp_max(m);
-        float l = 0.0f;
-        for (int j = lane; j < L; j += 32) {
-            const float e = __expf(sc[g * kAttnChunk + j] - m);
-            sc[g * kAttnChunk + j] = e;
-            l += e;
-        }
-        l = warp_sum(l);
+        const float v = lane < L ? sc[g * kAttnChunk + lane] : -INFINITY;
+        const float m = warp_max(v);
+        const float e = lane < L ? __expf(v - m) : 0.0f;
+        sc[g * kAttnChunk + lane] = e;
+        const float l = warp_sum(e);
         if (lane == 0) {
             ml[(size_t(g) * n_chunks + ch) * 2] = m;
             ml[(size_t(g) * n_chunks + ch) * 2 + 1] = l;
@@ -95,37 +118,83 @@ __global__ void __launch_bounds__(128) attn_split_kernel(const __half *__restric
     }
     __syncthreads();
 
+    // o_g = Σ_j p[g][j] v_j: each warp its KPW keys (values already in registers), summed over the
+    // warps with shared-memory atomics in the (no longer needed) query area.
+    for (int idx = threadIdx.x; idx < G * D; idx += blockDim.x) qs[idx] = 0.0f;
+    __syncthreads();
+    for (int g = 0; g < G; ++g) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int d = 2 * lane + 64 * i;
+            if (d >= D) continue;
+            float ox = 0.0f, oy = 0.0f;
+#pragma unroll
+            for (int jj = 0; jj < KPW; ++jj) {
+                const float p = sc[g * kAttnChunk + warp * KPW + jj];  // 0 past L
+                const float2 vf = __half22float2(vr[jj][i]);
+                ox += p * vf.x;
+                oy += p * vf.y;
+            }
+            atomicAdd(&qs[g * D + d], ox);
+            atomicAdd(&qs[g * D + d + 1], oy);
+        }
+        for (int d = 256 + 2 * lane; d < D; d += 64) {
+            float ox = 0.0f, oy = 0.0f;
+            for (int jj = 0; jj < KPW; ++jj) {
+                const int j = warp * KPW + jj;
+                if (j >= L) break;
+                const float p = sc[g * kAttnChunk + j];
+                const float2 vf = __half22float2(*reinterpret_cast<const __half2 *>(vbase + size_t(j) * D + d));
+                ox += p * vf.x;
+                oy += p * vf.y;
+            }
+            atomicAdd(&qs[g * D + d], ox);
+            atomicAdd(&qs[g * D + d + 1], oy);
+        }
+    }
+    __syncthreads();
     float *po = part_o + (size_t(t) * Hq + size_t(h) * G) * n_chunks * D;
     for (int idx = threadIdx.x; idx < G * D; idx += blockDim.x) {
         const int g = idx / D, d = idx % D;
-        float acc = 0.0f;
-        for (int j = 0; j < L; ++j) acc += sc[g * kAttnChunk + j] * __half2float(vbase[size_t(j) * D + d]);
-        po[(size_t(g) * n_chunks + ch) * D + d] = acc;
+        po[(size_t(g) * n_chunks + ch) * D + d] = qs[idx];
     }
 }
 
+// One block per (token, query head): warp 0 turns the chunks' (m, l) into weights
+// exp(m_c - M) / Σ exp(m_c - M) l_c (a lane per chunk), then threads over d sum the weighted
+// chunk outputs.
 __global__ void attn_combine_kernel(const int32_t *__restrict__ pos, int Hq, int D, int n_chunks,
                                     const float *__restrict__ part_o, const float *__restrict__ part_ml,
                                     __half *__restrict__ out, int ldo) {
+    pdl_enter();
+    extern __shared__ float wts[];  // [n_chunks]
     const int t = blockIdx.x / Hq, hq = blockIdx.x % Hq;
     const int used = pos[t] / kAttnChunk + 1;
     const float *ml = part_ml + (size_t(t) * Hq + hq) * n_chunks * 2;
     const float *po = part_o + (size_t(t) * Hq + hq) * n_chunks * D;
-    float M = -INFINITY;
-    for (int c = 0; c < used; ++c) M = fmaxf(M, ml[2 * c]);
-    float wsum = 0.0f;
-    for (int c = 0; c < used; ++c) wsum += __expf(ml[2 * c] - M) * ml[2 * c + 1];
-    const float inv = 1.0f / wsum;
+    if (threadIdx.x < 32) {
+        const int lane = threadIdx.x;
+        float M = -INFINITY;
+        for (int c = lane; c < used; c += 32) M = fmaxf(M, ml[2 * c]);
+        M = warp_max(M);
+        float wsum = 0.0f;
+        for (int c = lane; c < used; c += 32) wsum += __expf(ml[2 * c] - M) * ml[2 * c + 1];
+        const float inv = 1.0f / warp_sum(wsum);
+        for (int c = lane; c < used; c += 32) wts[c] = __expf(ml[2 * c] - M) * inv;
+    }
+    __syncthreads();
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float acc = 0.0f;
-        for (int c = 0; c < used; ++c) acc += __expf(ml[2 * c] - M) * po[size_t(c) * D + d];
-        out[size_t(t) * ldo + size_t(hq) * D + d] = __float2half_rn(acc * inv);
+#pragma unroll 8
+        for (int c = 0; c < used; ++c) acc += wts[c] * po[size_t(c) * D + d];
+        out[size_t(t) * ldo + size_t(hq) * D + d] = __float2half_rn(acc);
     }
 }
 
 // Row (head hq, query i) of S [Hq][n][Ls]: softmax over keys 0..pos[i], zeros after, into P.
 __global__ void attn_softmax_kernel(const float *__restrict__ S, __half *__restrict__ P, const int32_t *__restrict__ pos,
                                     int n, int L, int Ls) {
+    pdl_enter();
     __shared__ float red[32];
     const int i = blockIdx.x, hq = blockIdx.y;
     const size_t off = (size_t(hq) * n + i) * Ls;
@@ -169,9 +238,10 @@ void attention_split(const __half *q, int ldq, const int32_t *pos, const int32_t
     float *part_o = scratch;
     float *part_ml = scratch + size_t(n) * Hq * n_chunks * D;
     dim3 grid(unsigned(n * kv.n_kv), unsigned(n_chunks));
-    attn_split_kernel<<<grid, 128, smem, stream>>>(q, ldq, pos, seq, Hq, kv, scale, part_o, part_ml);
+    launch(attn_split_kernel, grid, 128, smem, stream, q, ldq, pos, seq, Hq, kv, scale, part_o, part_ml);
     CUDA_CHECK_LAUNCH();
-    attn_combine_kernel<<<unsigned(n * Hq), 128, 0, stream>>>(pos, Hq, D, n_chunks, part_o, part_ml, out, ldo);
+    launch(attn_combine_kernel, unsigned(n * Hq), 128, size_t(n_chunks) * sizeof(float), stream, pos, Hq, D, n_chunks,
+           part_o, part_ml, out, ldo);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -194,7 +264,7 @@ void attention_gemm(cublasHandle_t h, const __half *q, int ldq, const int32_t *p
                                                 (long long)G * D, &zero, S + size_t(g) * n * Ls, CUDA_R_32F, Ls,
                                                 (long long)G * n * Ls, Hkv, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
-    attn_softmax_kernel<<<dim3(unsigned(n), unsigned(Hq)), 256, 0, stream>>>(S, P, pos, n, L, Ls);
+    launch(attn_softmax_kernel, dim3(unsigned(n), unsigned(Hq)), 256, 0, stream, S, P, pos, n, L, Ls);
     CUDA_CHECK_LAUNCH();
     for (int g = 0; g < G; ++g) {
         // Oᵀ (D x n) = Vᵀ (D x L) · Pᵀ (L x n).

@@ -12,14 +12,14 @@
 namespace gptq {
 namespace cuda {
 
-constexpr int kAttnChunk = 64;  // cache positions per block in the split kernel
+constexpr int kAttnChunk = 32;  // cache positions per block in the split kernel (one per lane)
 
 // Scratch of attention_split for n tokens and n_chunks chunks.
 inline size_t attn_split_scratch_floats(int n, int Hq, int D, int n_chunks) {
     return size_t(n) * Hq * n_chunks * (size_t(D) + 2);
 }
 
-// Decode-style attention ("flash decoding"): each block takes one (token, KV head, chunk of 64
+// Decode-style attention ("flash decoding"): each block takes one (token, KV head, chunk of 32
 // positions), the combine kernel merges the chunks' softmax partials. Any n; suited to few
 // tokens per sequence. n_chunks >= ceil((max pos + 1) / kAttnChunk); blocks past a token's
 // position exit at once, so a CUDA graph may use a fixed n_chunks.

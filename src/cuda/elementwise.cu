@@ -5,6 +5,7 @@
 #include "elementwise.cuh"
 
 #include "cuda_check.cuh"
+#include "launch.cuh"
 
 #include <algorithm>
 
@@ -26,29 +27,56 @@ __device__ __forceinline__ float block_sum(float v, float *red) {
 
 __global__ void embed_kernel(const int32_t *__restrict__ tokens, const __half *__restrict__ table, int H,
                              float *__restrict__ out) {
+    pdl_enter();
     const int i = blockIdx.x;
     const __half *row = table + size_t(tokens[i]) * H;
+#pragma unroll 8
     for (int c = threadIdx.x; c < H; c += blockDim.x) out[size_t(i) * H + c] = __half2float(row[c]);
 }
+
+// One block per row. The row's values stay in registers between the two passes (kRmsPer per
+// thread, loaded all at once: one memory round trip, not one per element), a plain loop takes
+// whatever does not fit.
+constexpr int kRmsPer = 8;
 
 __global__ void rmsnorm_kernel(const float *__restrict__ x, int ldx, const int32_t *__restrict__ rows, int H,
                                const float *__restrict__ w, float eps, const int32_t *__restrict__ perm,
                                __half *__restrict__ out, int ldo) {
+    pdl_enter();
     __shared__ float red[32];
     const int i = blockIdx.x;
     const int r = rows ? rows[i] : i;
     const float *xr = x + size_t(r) * ldx;
+    const int main = kRmsPer * blockDim.x;
+    float v[kRmsPer];
     float ss = 0.0f;
-    for (int c = threadIdx.x; c < H; c += blockDim.x) ss += xr[c] * xr[c];
+#pragma unroll
+    for (int k = 0; k < kRmsPer; ++k) {
+        const int c = threadIdx.x + k * blockDim.x;
+        v[k] = c < H ? xr[c] : 0.0f;
+        ss += v[k] * v[k];
+    }
+    for (int c = main + threadIdx.x; c < H; c += blockDim.x) ss += xr[c] * xr[c];
     const float inv = rsqrtf(block_sum(ss, red) / float(H) + eps);
     __half *o = out + size_t(i) * ldo;
-    for (int c = threadIdx.x; c < H; c += blockDim.x) {
-        const int src = perm ? perm[c] : c;
-        o[c] = __float2half_rn(xr[src] * inv * w[src]);
+    if (!perm) {
+#pragma unroll
+        for (int k = 0; k < kRmsPer; ++k) {
+            const int c = threadIdx.x + k * blockDim.x;
+            if (c < H) o[c] = __float2half_rn(v[k] * inv * w[c]);
+        }
+        for (int c = main + threadIdx.x; c < H; c += blockDim.x) o[c] = __float2half_rn(xr[c] * inv * w[c]);
+    } else {
+#pragma unroll 8
+        for (int c = threadIdx.x; c < H; c += blockDim.x) {
+            const int src = perm[c];
+            o[c] = __float2half_rn(xr[src] * inv * w[src]);
+        }
     }
 }
 
 __global__ void silu_mul_kernel(const __half *__restrict__ gu, int I, __half *__restrict__ out) {
+    pdl_enter();
     const int i = blockIdx.y;
     const __half *gr = gu + size_t(i) * 2 * I;
     for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < I; j += gridDim.x * blockDim.x) {
@@ -57,27 +85,25 @@ __global__ void silu_mul_kernel(const __half *__restrict__ gu, int I, __half *__
     }
 }
 
-// One block per token: the token's cos/sin table in shared memory, then every head.
+// One block per (token, head): thread i rotates the pair (i, i + D/2) of a query head in place,
+// of a key head into the cache, or copies the pair of a value head into the cache.
 __global__ void rope_store_kv_kernel(__half *__restrict__ qkv, int ldq, const int32_t *__restrict__ pos,
                                      const int32_t *__restrict__ seq, const float *__restrict__ inv_freq, int Hq,
                                      int Hkv, int D, KVLayer kv) {
-    extern __shared__ float cs[];  // [D/2] cos, then [D/2] sin
-    const int t = blockIdx.x, half_d = D / 2;
+    pdl_enter();
+    const int t = blockIdx.x, h = blockIdx.y, half_d = D / 2;
     const int p = pos[t], s = seq[t];
+    __half *hd = qkv + size_t(t) * ldq + size_t(h) * D;
     for (int i = threadIdx.x; i < half_d; i += blockDim.x) {
+        if (h >= Hq + Hkv) {  // value head: copy
+            __half *vc = kv.v + ((size_t(s) * kv.n_kv + (h - Hq - Hkv)) * kv.n_ctx + p) * D;
+            vc[i] = hd[i];
+            vc[i + half_d] = hd[i + half_d];
+            continue;
+        }
         float sn, c;
         sincosf(float(p) * inv_freq[i], &sn, &c);
-        cs[i] = c;
-        cs[half_d + i] = sn;
-    }
-    __syncthreads();
-    __half *row = qkv + size_t(t) * ldq;
-    // Rotate Hq + Hkv heads (queries in place, keys into the cache).
-    for (int idx = threadIdx.x; idx < (Hq + Hkv) * half_d; idx += blockDim.x) {
-        const int h = idx / half_d, i = idx % half_d;
-        __half *hd = row + size_t(h) * D;
         const float x1 = __half2float(hd[i]), x2 = __half2float(hd[i + half_d]);
-        const float c = cs[i], sn = cs[half_d + i];
         const __half o1 = __float2half_rn(x1 * c - x2 * sn), o2 = __float2half_rn(x2 * c + x1 * sn);
         if (h < Hq) {
             hd[i] = o1;
@@ -88,32 +114,28 @@ __global__ void rope_store_kv_kernel(__half *__restrict__ qkv, int ldq, const in
             kc[i + half_d] = o2;
         }
     }
-    const __half *vrow = row + size_t(Hq + Hkv) * D;
-    for (int idx = threadIdx.x; idx < Hkv * D; idx += blockDim.x) {
-        const int h = idx / D, d = idx % D;
-        kv.v[((size_t(s) * kv.n_kv + h) * kv.n_ctx + p) * D + d] = vrow[idx];
-    }
 }
 
 } // namespace
 
 void embed_lookup(const int32_t *tokens, int n, const __half *table, int H, float *out, cudaStream_t stream) {
     if (n <= 0) return;
-    embed_kernel<<<n, 256, 0, stream>>>(tokens, table, H, out);
+    launch(embed_kernel, n, 512, 0, stream, tokens, table, H, out);
     CUDA_CHECK_LAUNCH();
 }
 
 void rmsnorm(const float *x, int ldx, const int32_t *rows, int n, int H, const float *w, float eps,
              const int32_t *perm, __half *out, int ldo, cudaStream_t stream) {
     if (n <= 0) return;
-    rmsnorm_kernel<<<n, 256, 0, stream>>>(x, ldx, rows, H, w, eps, perm, out, ldo);
+    const int threads = std::min(1024, std::max(32, ((H + kRmsPer - 1) / kRmsPer + 31) / 32 * 32));
+    launch(rmsnorm_kernel, n, threads, 0, stream, x, ldx, rows, H, w, eps, perm, out, ldo);
     CUDA_CHECK_LAUNCH();
 }
 
 void silu_mul(const __half *gu, int n, int I, __half *out, cudaStream_t stream) {
     if (n <= 0) return;
     dim3 grid(unsigned(std::min((I + 255) / 256, 64)), unsigned(n));
-    silu_mul_kernel<<<grid, 256, 0, stream>>>(gu, I, out);
+    launch(silu_mul_kernel, grid, 256, 0, stream, gu, I, out);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -121,7 +143,9 @@ void rope_store_kv(__half *qkv, int n, int ldq, const int32_t *pos, const int32_
                    int Hq, int Hkv, int D, const KVLayer &kv, cudaStream_t stream) {
     if (n <= 0) return;
     if (D % 2) fail(GPTQ_ERR_UNSUPPORTED, "RoPE needs an even head dimension (got %d)", D);
-    rope_store_kv_kernel<<<n, 128, size_t(D) * sizeof(float), stream>>>(qkv, ldq, pos, seq, inv_freq, Hq, Hkv, D, kv);
+    const int threads = std::min(256, std::max(32, (D / 2 + 31) / 32 * 32));
+    launch(rope_store_kv_kernel, dim3(unsigned(n), unsigned(Hq + 2 * Hkv)), threads, 0, stream, qkv, ldq, pos, seq,
+           inv_freq, Hq, Hkv, D, kv);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -25,6 +25,7 @@
 #include "q4_gemm.cuh"
 
 #include "cuda_check.cuh"
+#include "launch.cuh"
 
 #include <algorithm>
 #include <cstring>
@@ -295,6 +296,8 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         load_w<MODE>(r0, qp, q0, q1);
         load_w<MODE>(r1, qp, q0 + kQ4PairsPerBatch, q1);
     }
+    // Everything below reads or writes what earlier kernels in the stream touch.
+    pdl_enter();
     extern __shared__ __align__(16) __half fsm[];
     const int g0 = (2 * p0) / w.group_kt;
     const FusedSmem f = fused_smem(M, p1 - p0, groups_spanned(p0, p1, w.group_kt), ZT);
@@ -435,6 +438,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
 
 // One warp expands one 16x64 tile into fp16 through shared memory.
 __global__ void __launch_bounds__(128) q4_dequant_kernel(Q4Dev w, __half *__restrict__ W, int ldw) {
+    pdl_enter();
     __shared__ __align__(16) __half tile[4][16][72];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, c = lane & 3;
@@ -484,6 +488,7 @@ __global__ void __launch_bounds__(128) q4_dequant_kernel(Q4Dev w, __half *__rest
 
 __global__ void gather_columns_kernel(const __half *__restrict__ x, int M, int ldx, const int32_t *__restrict__ perm,
                                       int K, __half *__restrict__ xp) {
+    pdl_enter();
     const int m = blockIdx.y;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < K; i += gridDim.x * blockDim.x)
         xp[size_t(m) * K + i] = x[size_t(m) * ldx + perm[i]];
@@ -491,6 +496,7 @@ __global__ void gather_columns_kernel(const __half *__restrict__ x, int M, int l
 
 template <class T>
 __global__ void add_bias_kernel(T *__restrict__ y, int M, int N, int ldy, const __half *__restrict__ bias) {
+    pdl_enter();
     const int m = blockIdx.y;
     for (int n = blockIdx.x * blockDim.x + threadIdx.x; n < N; n += gridDim.x * blockDim.x) {
         float v = float(y[size_t(m) * ldy + n]) + __half2float(bias[n]);
@@ -505,8 +511,8 @@ void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
     const size_t red = size_t(kQ4WarpsN) * NTOK * 16 * 32 * sizeof(float);  // the K-slice reduction reuses it
     const size_t smem = std::max(plan_smem(M, plan.pairs_per_split, w), red);
     if (smem > kQ4SmemBytes) fail(GPTQ_ERR_BACKEND, "q4_fused: plan needs %zu bytes of shared memory", smem);
-    q4_fused_kernel<NTOK, ZT, MODE><<<grid, kQ4Threads, smem, stream>>>(x, M, ldx, w, plan.pairs_per_split, sc.partial,
-                                                               sc.counters, out);
+    launch(q4_fused_kernel<NTOK, ZT, MODE>, grid, kQ4Threads, smem, stream, x, M, ldx, w, plan.pairs_per_split,
+           sc.partial, sc.counters, out);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -597,25 +603,25 @@ void q4_matmul(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out
 void q4_dequant_f16(const Q4Dev &w, __half *W, cudaStream_t stream) {
     const size_t tiles = size_t(w.NT) * w.KT;
     const unsigned blocks = unsigned((tiles + 3) / 4);
-    q4_dequant_kernel<<<blocks, 128, 0, stream>>>(w, W, w.NT * kQ4TileN);
+    launch(q4_dequant_kernel, blocks, 128, 0, stream, w, W, w.NT * kQ4TileN);
     CUDA_CHECK_LAUNCH();
 }
 
 void gather_columns(const __half *x, int M, int ldx, const int32_t *perm, int K, __half *xp, cudaStream_t stream) {
     dim3 grid(unsigned(std::min((K + 255) / 256, 64)), unsigned(M));
-    gather_columns_kernel<<<grid, 256, 0, stream>>>(x, M, ldx, perm, K, xp);
+    launch(gather_columns_kernel, grid, 256, 0, stream, x, M, ldx, perm, K, xp);
     CUDA_CHECK_LAUNCH();
 }
 
 void add_bias_f16(__half *y, int M, int N, int ldy, const __half *bias, cudaStream_t stream) {
     dim3 grid(unsigned(std::min((N + 255) / 256, 64)), unsigned(M));
-    add_bias_kernel<__half><<<grid, 256, 0, stream>>>(y, M, N, ldy, bias);
+    launch(add_bias_kernel<__half>, grid, 256, 0, stream, y, M, N, ldy, bias);
     CUDA_CHECK_LAUNCH();
 }
 
 void add_bias_f32(float *y, int M, int N, int ldy, const __half *bias, cudaStream_t stream) {
     dim3 grid(unsigned(std::min((N + 255) / 256, 64)), unsigned(M));
-    add_bias_kernel<float><<<grid, 256, 0, stream>>>(y, M, N, ldy, bias);
+    launch(add_bias_kernel<float>, grid, 256, 0, stream, y, M, N, ldy, bias);
     CUDA_CHECK_LAUNCH();
 }
 

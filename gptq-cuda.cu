@@ -1,0 +1,740 @@
+// gptq-cuda.cu — the CUDA backend: weights in device memory, one stream per context, the decode
+// step replayed as a CUDA graph, dispatch to the kernels of src/cuda/.
+//
+// Layout of one evaluation (n tokens, fp32 residual stream x, fp16 everywhere else):
+//
+//   x = embed(tokens)
+//   per layer:  xn = rmsnorm(x) [gathered by the act-order permutation when the layer has one]
+//               qkv = xn · Wqkv (+bias)            q, k, v fused into one product
+//               rope(q, k); k, v -> cache[layer][seq][kv_head][pos]
+//               att = attention(q, cache)          split kernel (few tokens) or cuBLAS (long runs)
+//               x += att · Wo                      the product accumulates into x directly
+//               xn = rmsnorm(x); gu = xn · Wgate|up; act = silu(gate) * up
+//               x += act · Wdown
+//   logits (wanted rows only) = rmsnorm(x[rows]) · Wheadᵀ, fp32, copied to the host
+//
+// Weights: 4-bit GPTQ layers repacked once into the tiled layout (q4_layout.cuh) — decode through
+// the fused kernel, prefill through dequantize + cuBLAS; every other layer (fp16/bf16/fp32
+// checkpoints, 2/3/8-bit, group sizes the kernels cannot take) as fp16 through cuBLAS.
+// Every CUDA / cuBLAS call is checked and turns into gptq::Error; nothing synchronizes the host
+// inside a forward pass.
+#include "src/backend.h"
+#include "src/cuda/attention.cuh"
+#include "src/cuda/cuda_backend.cuh"
+#include "src/cuda/cuda_check.cuh"
+#include "src/cuda/elementwise.cuh"
+#include "src/cuda/launch.cuh"
+#include "src/cuda/q4_gemm.cuh"
+#include "src/quant/pack.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <tuple>
+#include <vector>
+
+namespace gptq {
+
+int cuda_device_count() {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+namespace cuda {
+
+namespace {
+
+std::atomic<size_t> g_live{0}, g_peak{0};
+
+// Owning device allocation; failure is Error(GPTQ_ERR_OOM) naming the size.
+class DeviceBuffer {
+public:
+    DeviceBuffer() = default;
+    explicit DeviceBuffer(size_t bytes) { alloc(bytes); }
+    DeviceBuffer(const DeviceBuffer &) = delete;
+    DeviceBuffer &operator=(const DeviceBuffer &) = delete;
+    DeviceBuffer(DeviceBuffer &&o) noexcept : p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr; o.bytes_ = 0; }
+    DeviceBuffer &operator=(DeviceBuffer &&o) noexcept {
+        if (this != &o) {
+            release();
+            p_ = o.p_; bytes_ = o.bytes_;
+            o.p_ = nullptr; o.bytes_ = 0;
+        }
+        return *this;
+    }
+    ~DeviceBuffer() { release(); }
+
+    void alloc(size_t bytes) {
+        release();
+        if (bytes == 0) return;
+        cudaError_t e = cudaMalloc(&p_, bytes);
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            p_ = nullptr;
+            fail(GPTQ_ERR_OOM, "CUDA: cannot allocate %.1f MiB of device memory (%s)", double(bytes) / (1 << 20),
+                 cudaGetErrorString(e));
+        }
+        bytes_ = bytes;
+        size_t live = g_live += bytes;
+        size_t peak = g_peak.load();
+        while (live > peak && !g_peak.compare_exchange_weak(peak, live)) {}
+    }
+    void release() {
+        if (p_) {
+            cudaFree(p_);
+            g_live -= bytes_;
+        }
+        p_ = nullptr;
+        bytes_ = 0;
+    }
+    template <class T> T *as() const { return static_cast<T *>(p_); }
+    size_t bytes() const { return bytes_; }
+
+private:
+    void *p_ = nullptr;
+    size_t bytes_ = 0;
+};
+
+template <class T> DeviceBuffer upload(const T *host, size_t count) {
+    DeviceBuffer b(count * sizeof(T));
+    if (count) CUDA_CHECK(cudaMemcpy(b.as<void>(), host, count * sizeof(T), cudaMemcpyHostToDevice));
+    return b;
+}
+template <class T> DeviceBuffer upload(const std::vector<T> &v) { return upload(v.data(), v.size()); }
+
+int round8(int v) { return (v + 7) / 8 * 8; }
+
+// ------------------------------------------------------------------ host-side weight conversion
+
+std::vector<float> tensor_f32(const TensorView &t) {
+    std::vector<float> v(size_t(t.numel()));
+    tensor_to_f32(t, v.data());
+    return v;
+}
+
+void append_f16(const TensorView &t, std::vector<uint16_t> &dst) {
+    const size_t n = size_t(t.numel()), off = dst.size();
+    dst.resize(off + n);
+    if (t.dtype == DType::F16) {
+        std::memcpy(dst.data() + off, t.data, n * 2);
+        return;
+    }
+    std::vector<float> f = tensor_f32(t);
+    for (size_t i = 0; i < n; ++i) dst[off + i] = f32_to_f16(f[i]);
+}
+
+
+// The tensors are memory-mapped and may be unaligned: copy int32 data out first.
+std::vector<int32_t> copy_i32(const TensorView &t) {
+    std::vector<int32_t> v(size_t(t.numel()));
+    std::memcpy(v.data(), t.data, v.size() * 4);
+    return v;
+}
+std::vector<uint16_t> copy_u16(const TensorView &t) {
+    std::vector<uint16_t> v(size_t(t.numel()));
+    std::memcpy(v.data(), t.data, v.size() * 2);
+    return v;
+}
+
+// ------------------------------------------------------------------ random weights on the GPU
+
+__device__ __forceinline__ uint32_t hash32(uint64_t i, uint64_t seed) {
+    uint64_t x = i * 0x9E3779B97F4A7C15ull + seed * 0xD1B54A32D192ED03ull;
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    return uint32_t(x);
+}
+__global__ void fill_u32_kernel(uint32_t *p, size_t n, uint64_t seed) {
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+        p[i] = hash32(i, seed);
+}
+__global__ void fill_f16_kernel(__half *p, size_t n, uint64_t seed, float lo, float hi) {
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+        p[i] = __float2half(lo + (hi - lo) * float(hash32(i, seed) >> 8) * (1.0f / 16777216.0f));
+}
+__global__ void fill_f32_kernel(float *p, size_t n, float v) {
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) p[i] = v;
+}
+
+// ------------------------------------------------------------------ weights on the device
+
+// One linear layer (possibly several fused along N: q|k|v, gate|up): y[M, N] = x[M, K] · Wᵀ.
+struct GpuLinear {
+    int K = 0, N = 0;
+    bool q4 = false;
+    DeviceBuffer w16_own;
+    const __half *w16 = nullptr;  // dense: [N, K] fp16 (Hugging Face layout)
+    DeviceBuffer qw, sc, zr, pm;
+    Q4Dev q;                      // q4: tiled layout
+    DeviceBuffer bias_buf;
+    const __half *bias = nullptr;
+
+    size_t bytes() const {
+        return w16_own.bytes() + qw.bytes() + sc.bytes() + zr.bytes() + pm.bytes() + bias_buf.bytes();
+    }
+    const int32_t *perm() const { return q4 ? q.perm : nullptr; }
+    size_t dequant_elems() const { return q4 ? size_t(q.KT) * 16 * size_t(q.NT) * 64 : 0; }
+};
+
+void set_q4(GpuLinear &L, const Q4Host &h) {
+    L.q4 = true;
+    L.qw = upload(h.qw);
+    L.sc = upload(h.scales);
+    if (!h.uniform_zero) L.zr = upload(h.zeros);
+    if (!h.perm.empty()) L.pm = upload(h.perm);
+    Q4Dev &v = L.q;
+    v.qw = L.qw.as<const uint4>();
+    v.scales = L.sc.as<const __half>();
+    v.zeros = h.uniform_zero ? nullptr : L.zr.as<const __half>();
+    v.perm = h.perm.empty() ? nullptr : L.pm.as<const int32_t>();
+    v.K = h.K; v.N = h.N; v.KT = h.KT; v.NT = h.NT; v.G = h.G; v.group_kt = h.group_kt; v.zero = h.zero;
+}
+
+// Tries the 4-bit path for parts fused along N: same bits (4), groups and g_idx.
+bool try_q4(const std::vector<const LinearWeights *> &parts, GpuLinear &L, std::string *why) {
+    const QuantTensors &q0 = parts[0]->q;
+    for (const LinearWeights *p : parts) {
+        if (!p->quantized || p->q.bits != 4) { *why = "not 4-bit"; return false; }
+        if (p->q.group_size != q0.group_size || p->q.G != q0.G) { *why = "parts differ in groups"; return false; }
+        if (!p->q.g_idx != !q0.g_idx ||
+            (p->q.g_idx && std::memcmp(p->q.g_idx->data, q0.g_idx->data, size_t(L.K) * 4) != 0)) {
+            *why = "parts differ in g_idx";
+            return false;
+        }
+    }
+    const int K = L.K, N = L.N, G = q0.G;
+    // Concatenate the parts' GPTQ tensors along N (zeros re-packed as true values, format v2).
+    std::vector<int32_t> qweight(size_t(K / 8) * N), zeros_true(size_t(G) * N), qzeros(size_t(G) * (N / 8));
+    std::vector<uint16_t> scales(size_t(G) * N);
+    int off = 0;
+    for (const LinearWeights *p : parts) {
+        const int n = p->out;
+        std::vector<int32_t> w = copy_i32(*p->q.qweight), z = copy_i32(*p->q.qzeros);
+        std::vector<uint16_t> s = copy_u16(*p->q.scales);
+        std::vector<int32_t> zt(size_t(G) * n);
+        unpack_qzeros(z.data(), G, n, 4, p->q.format, zt.data());
+        for (int r = 0; r < K / 8; ++r) std::memcpy(&qweight[size_t(r) * N + off], &w[size_t(r) * n], size_t(n) * 4);
+        for (int g = 0; g < G; ++g) {
+            std::memcpy(&zeros_true[size_t(g) * N + off], &zt[size_t(g) * n], size_t(n) * 4);
+            std::memcpy(&scales[size_t(g) * N + off], &s[size_t(g) * n], size_t(n) * 2);
+        }
+        off += n;
+    }
+    pack_qzeros(zeros_true.data(), G, N, 4, 2, qzeros.data());
+    std::vector<int32_t> gidx;
+    if (q0.g_idx) gidx = copy_i32(*q0.g_idx);
+    Q4Host h;
+    if (!repack_q4(qweight.data(), qzeros.data(), scales.data(), gidx.empty() ? nullptr : gidx.data(), K, N, G,
+                   q0.group_size, 2, h, why))
+        return false;
+    set_q4(L, h);
+    return true;
+}
+
+GpuLinear build_linear(const std::vector<const LinearWeights *> &parts) {
+    GpuLinear L;
+    L.K = parts[0]->in;
+    for (const LinearWeights *p : parts) {
+        if (p->in != L.K) fail(GPTQ_ERR_BACKEND, "%s: fused parts differ in input size", p->name.c_str());
+        L.N += p->out;
+    }
+    std::string why;
+    bool any_q = false, any_bias = false;
+    for (const LinearWeights *p : parts) {
+        any_q |= p->quantized;
+        any_bias |= p->bias != nullptr;
+    }
+    if (!(any_q && try_q4(parts, L, &why))) {
+        if (any_q)
+            log_msg(GPTQ_LOG_DEBUG, "%s: dense fp16 path (%s)", parts[0]->name.c_str(), why.c_str());
+        // Dense fp16 [N, K]: float weights converted, quantized ones dequantized once.
+        std::vector<uint16_t> w;
+        w.reserve(size_t(L.N) * L.K);
+        for (const LinearWeights *p : parts) {
+            if (!p->quantized) {
+                append_f16(*p->weight, w);
+                continue;
+            }
+            const QuantTensors &q = p->q;
+            std::vector<int32_t> qw = copy_i32(*q.qweight), qz = copy_i32(*q.qzeros), gi;
+            std::vector<uint16_t> s = copy_u16(*q.scales);
+            if (q.g_idx) gi = copy_i32(*q.g_idx);
+            std::vector<float> W(size_t(p->out) * p->in);
+            dequantize_gptq(qw.data(), qz.data(), s.data(), gi.empty() ? nullptr : gi.data(), p->in, p->out, q.G,
+                            q.bits, q.format, W.data());
+            for (float f : W) w.push_back(f32_to_f16(f));
+        }
+        L.w16_own = upload(w);
+        L.w16 = L.w16_own.as<const __half>();
+    }
+    if (any_bias) {
+        std::vector<uint16_t> b;
+        for (const LinearWeights *p : parts) {
+            if (p->bias) append_f16(*p->bias, b);
+            else b.resize(b.size() + size_t(p->out), 0);
+        }
+        L.bias_buf = upload(b);
+        L.bias = L.bias_buf.as<const __half>();
+    }
+    return L;
+}
+
+GpuLinear synthetic_linear(int K, int N, bool q4, int group_size, uint64_t seed) {
+    GpuLinear L;
+    L.K = K;
+    L.N = N;
+    // Weights of standard deviation 1/sqrt(K): outputs keep the inputs' scale.
+    const float stdw = 1.0f / std::sqrt(float(K));
+    if (q4) {
+        const int KT = 2 * ((K + 31) / 32), NT = (N + 63) / 64;
+        const int G = group_size > 0 ? (K + group_size - 1) / group_size : 1;
+        L.q4 = true;
+        L.qw.alloc(size_t(NT) * KT * 512);
+        L.sc.alloc(size_t(NT) * G * 64 * 2);
+        fill_u32_kernel<<<1024, 256>>>(L.qw.as<uint32_t>(), L.qw.bytes() / 4, seed);
+        // codes uniform in 0..15 around z = 8: standard deviation ~4.6 code steps.
+        fill_f16_kernel<<<256, 256>>>(L.sc.as<__half>(), L.sc.bytes() / 2, seed + 1, 0.5f * stdw / 4.6f,
+                                      1.5f * stdw / 4.6f);
+        CUDA_CHECK_LAUNCH();
+        Q4Dev &v = L.q;
+        v.qw = L.qw.as<const uint4>();
+        v.scales = L.sc.as<const __half>();
+        v.K = K; v.N = N; v.KT = KT; v.NT = NT; v.G = G;
+        v.group_kt = G == 1 ? KT : group_size / 16;
+        v.zero = 8;
+    } else {
+        L.w16_own.alloc(size_t(N) * K * 2);
+        const float a = stdw * std::sqrt(3.0f);
+        fill_f16_kernel<<<1024, 256>>>(L.w16_own.as<__half>(), size_t(N) * K, seed, -a, a);
+        CUDA_CHECK_LAUNCH();
+        L.w16 = L.w16_own.as<const __half>();
+    }
+    return L;
+}
+
+struct GpuLayer {
+    DeviceBuffer attn_norm, mlp_norm;  // fp32 [H]
+    GpuLinear qkv, o, gate_up, down;
+};
+
+// ------------------------------------------------------------------ the backend
+
+class CudaBackend final : public Backend {
+public:
+    CudaBackend(const Model &m, int device) : cfg_(m.cfg), device_(device) {
+        init_device();
+        const ModelConfig &c = cfg_;
+        std::vector<uint16_t> e;
+        append_f16(*m.embed, e);
+        embed_ = upload(e);
+        final_norm_ = upload(tensor_f32(*m.final_norm));
+        layers_.resize(size_t(c.n_layers));
+        for (int i = 0; i < c.n_layers; ++i) {
+            const LayerWeights &w = m.layers[size_t(i)];
+            GpuLayer &L = layers_[size_t(i)];
+            L.attn_norm = upload(tensor_f32(*w.attn_norm));
+            L.mlp_norm = upload(tensor_f32(*w.mlp_norm));
+            L.qkv = build_linear({&w.q, &w.k, &w.v});
+            L.o = build_linear({&w.o});
+            L.gate_up = build_linear({&w.gate, &w.up});
+            L.down = build_linear({&w.down});
+        }
+        if (m.lm_head.weight == m.embed) {
+            tie_head();
+        } else {
+            lm_head_ = build_linear({&m.lm_head});
+        }
+        finish();
+    }
+
+    CudaBackend(const SyntheticModelSpec &s, int device) : cfg_(s.cfg), device_(device) {
+        init_device();
+        const ModelConfig &c = cfg_;
+        const int H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
+        const int QD = c.n_heads * D, KVD = c.n_kv_heads * D;
+        embed_.alloc(size_t(c.vocab_size) * H * 2);
+        fill_f16_kernel<<<1024, 256>>>(embed_.as<__half>(), size_t(c.vocab_size) * H, s.seed, -1.0f, 1.0f);
+        CUDA_CHECK_LAUNCH();
+        auto ones = [&](DeviceBuffer &b) {
+            b.alloc(size_t(H) * 4);
+            fill_f32_kernel<<<8, 256>>>(b.as<float>(), size_t(H), 1.0f);
+            CUDA_CHECK_LAUNCH();
+        };
+        ones(final_norm_);
+        layers_.resize(size_t(c.n_layers));
+        uint64_t seed = s.seed * 1000;
+        for (GpuLayer &L : layers_) {
+            ones(L.attn_norm);
+            ones(L.mlp_norm);
+            L.qkv = synthetic_linear(H, QD + 2 * KVD, s.q4, s.group_size, ++seed);
+            L.o = synthetic_linear(QD, H, s.q4, s.group_size, ++seed);
+            L.gate_up = synthetic_linear(H, 2 * I, s.q4, s.group_size, ++seed);
+            L.down = synthetic_linear(I, H, s.q4, s.group_size, ++seed);
+        }
+        if (c.tie_word_embeddings) tie_head();
+        else lm_head_ = synthetic_linear(H, c.vocab_size, false, 0, ++seed);  // heads stay fp16, as in GPTQ files
+        CUDA_CHECK(cudaDeviceSynchronize());
+        finish();
+    }
+
+    std::unique_ptr<BackendContext> create_context(int n_ctx, int n_seq, int n_batch) override;
+    int64_t weight_bytes() const override { return int64_t(weight_bytes_); }
+    const char *name() const override { return "cuda"; }
+
+    ModelConfig cfg_;
+    int device_;
+    int sm_count_ = 1;
+    DeviceBuffer embed_, final_norm_, inv_freq_;
+    std::vector<GpuLayer> layers_;
+    GpuLinear lm_head_;
+    size_t weight_bytes_ = 0;
+
+private:
+    void init_device() {
+        const int count = cuda_device_count();
+        if (device_ < 0 || device_ >= count)
+            fail(GPTQ_ERR_BACKEND, "CUDA device %d not available (%d device%s found)", device_, count,
+                 count == 1 ? "" : "s");
+        CUDA_CHECK(cudaSetDevice(device_));
+        CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device_));
+        const ModelConfig &c = cfg_;
+        if (c.head_dim % 2 || c.n_heads % c.n_kv_heads)
+            fail(GPTQ_ERR_UNSUPPORTED, "CUDA backend: head_dim %d / heads %d / kv heads %d not supported", c.head_dim,
+                 c.n_heads, c.n_kv_heads);
+    }
+    void tie_head() {
+        lm_head_ = GpuLinear();
+        lm_head_.K = cfg_.hidden_size;
+        lm_head_.N = cfg_.vocab_size;
+        lm_head_.w16 = embed_.as<const __half>();
+    }
+    void finish() {
+        std::vector<float> inv(size_t(cfg_.head_dim / 2));
+        for (int i = 0; i < cfg_.head_dim / 2; ++i)  // as the CPU backend (and transformers) compute it
+            inv[size_t(i)] = 1.0f / float(std::pow(cfg_.rope_theta, double(2 * i) / cfg_.head_dim));
+        inv_freq_ = upload(inv);
+        weight_bytes_ = embed_.bytes() + final_norm_.bytes() + lm_head_.bytes();
+        for (const GpuLayer &L : layers_)
+            weight_bytes_ += L.attn_norm.bytes() + L.mlp_norm.bytes() + L.qkv.bytes() + L.o.bytes() +
+                             L.gate_up.bytes() + L.down.bytes();
+    }
+};
+
+// ------------------------------------------------------------------ one context: cache, scratch, graphs
+
+constexpr int kGraphMaxTokens = 16;   // batches up to this size run as a replayed CUDA graph
+constexpr int kSplitMaxTokens = 64;   // tokens per attention_split call (bounds its scratch)
+constexpr int kGemmMinRun = 16;       // runs of one sequence this long use cuBLAS attention
+constexpr size_t kGemmScratchBudget = size_t(256) << 20;
+constexpr int kGemmMaxRows = 256;     // rows per cuBLAS attention call: later rows see longer L, so
+                                      // pieces skip most of the causal upper triangle
+
+class CudaContext final : public BackendContext {
+public:
+    CudaContext(const CudaBackend &b, int n_ctx, int n_seq, int n_batch)
+        : b_(b), c_(b.cfg_), n_ctx_(n_ctx), n_seq_(n_seq), nb_(n_batch) {
+        CUDA_CHECK(cudaSetDevice(b_.device_));
+        const int H = c_.hidden_size, I = c_.intermediate_size, D = c_.head_dim;
+        const int QD = c_.n_heads * D, KVD = c_.n_kv_heads * D, V = c_.vocab_size;
+        ldn_ = round8(std::max({H, I, QD}));
+        ldqkv_ = round8(QD + 2 * KVD);
+        ldatt_ = round8(QD);
+        const size_t B = size_t(nb_);
+        ids_.alloc(B * 4 * 4);
+        x32_.alloc(B * H * 4);
+        xn_.alloc(B * ldn_ * 2);
+        xg_.alloc(B * ldn_ * 2);
+        qkv_.alloc(B * ldqkv_ * 2);
+        att_.alloc(B * ldatt_ * 2);
+        gu_.alloc(B * 2 * I * 2);
+        act_.alloc(B * I * 2);
+        logits_.alloc(B * V * 4);
+        const size_t per_layer = size_t(n_seq) * c_.n_kv_heads * n_ctx * D;
+        cache_.alloc(per_layer * 2 * 2 * c_.n_layers);
+        for (int l = 0; l < c_.n_layers; ++l) {
+            KVLayer kv;
+            kv.k = cache_.as<__half>() + per_layer * 2 * l;
+            kv.v = kv.k + per_layer;
+            kv.n_seq = n_seq; kv.n_kv = c_.n_kv_heads; kv.n_ctx = n_ctx; kv.D = D;
+            kv_.push_back(kv);
+        }
+        CUDA_CHECK(cudaMemsetAsync(cache_.as<void>(), 0, cache_.bytes(), 0));
+
+        // Scratch of the 4-bit kernels, sized for the largest layer and batch they will see.
+        size_t partial = 0, deq = 0;
+        int strips = 1;
+        auto visit = [&](const GpuLinear &L) {
+            if (!L.q4) return;
+            for (int m : {1, 8, 16, 32, std::min(nb_, kQ4FusedMaxM)})
+                if (m <= nb_) {
+                    Q4Plan p = q4_plan(m, L.q, b_.sm_count_);
+                    partial = std::max(partial, p.partial_floats);
+                    strips = std::max(strips, p.strips);
+                }
+            deq = std::max(deq, L.dequant_elems());
+        };
+        for (const GpuLayer &L : b_.layers_)
+            for (const GpuLinear *l : {&L.qkv, &L.o, &L.gate_up, &L.down}) visit(*l);
+        visit(b_.lm_head_);
+        q4_partial_.alloc(partial * 4);
+        q4_counters_.alloc(size_t(strips) * 4);
+        CUDA_CHECK(cudaMemsetAsync(q4_counters_.as<void>(), 0, q4_counters_.bytes(), 0));
+        ws_.fused = {q4_partial_.as<float>(), partial, q4_counters_.as<unsigned>(), strips};
+        ws_.sm_count = b_.sm_count_;
+        if (nb_ >= ws_.large_m && deq) {
+            q4_deq_.alloc(deq * 2);
+            ws_.dequant = q4_deq_.as<__half>();
+            ws_.dequant_elems = deq;
+        } else {
+            ws_.large_m = 1 << 30;  // never needed: batches stay on the fused kernel
+        }
+
+        // Attention scratch.
+        chunks_max_ = (n_ctx + kAttnChunk - 1) / kAttnChunk;
+        split_scratch_.alloc(attn_split_scratch_floats(std::min(nb_, kSplitMaxTokens), c_.n_heads, D, chunks_max_) * 4);
+        if (nb_ >= kGemmMinRun) {
+            size_t want = attention_gemm_scratch_floats(nb_, c_.n_heads, n_ctx) * 4;
+            gemm_scratch_bytes_ = std::min(want, std::max(kGemmScratchBudget,
+                                                          attention_gemm_scratch_floats(kGemmMinRun, c_.n_heads, n_ctx) * 4));
+            gemm_scratch_.alloc(gemm_scratch_bytes_);
+        }
+
+        CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        CUBLAS_CHECK(cublasCreate(&cublas_));
+        cublas_ws_.alloc(size_t(32) << 20);
+        CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_.as<void>(), cublas_ws_.bytes()));
+        CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+        ws_.cublas = cublas_;
+        CUDA_CHECK(cudaMallocHost(&ids_h_, B * 4 * 4));
+        CUDA_CHECK(cudaMallocHost(&logits_h_, B * V * 4));
+        const char *e = std::getenv("GPTQ_CUDA_GRAPHS");
+        use_graphs_ = !(e && std::strcmp(e, "0") == 0);
+        CUDA_CHECK(cudaDeviceSynchronize());
+    }
+
+    ~CudaContext() override {
+        cudaSetDevice(b_.device_);
+        if (stream_) cudaStreamSynchronize(stream_);
+        for (auto &kv : graphs_) cudaGraphExecDestroy(kv.second);
+        if (cublas_) cublasDestroy(cublas_);
+        if (stream_) cudaStreamDestroy(stream_);
+        if (ids_h_) cudaFreeHost(ids_h_);
+        if (logits_h_) cudaFreeHost(logits_h_);
+    }
+
+    void reset(int) override {}  // cached positions are simply overwritten by later evals
+
+    void eval(const EvalToken *toks, int n, const int8_t *want, float *logits_out) override {
+        if (n <= 0) return;
+        if (n > nb_) fail(GPTQ_ERR_INVALID_ARG, "CUDA eval: %d tokens exceed the batch size %d", n, nb_);
+        CUDA_CHECK(cudaSetDevice(b_.device_));
+        int32_t *tok = ids_h_, *pos = ids_h_ + nb_, *seq = ids_h_ + 2 * nb_, *rows = ids_h_ + 3 * nb_;
+        int m = 0, maxpos = 0;
+        for (int i = 0; i < n; ++i) {
+            const EvalToken &t = toks[i];
+            if (t.token < 0 || t.token >= c_.vocab_size || t.pos < 0 || t.pos >= n_ctx_ || t.seq < 0 || t.seq >= n_seq_)
+                fail(GPTQ_ERR_INVALID_ARG, "CUDA eval: token %d (id %d, pos %d, seq %d) out of range", i, t.token,
+                     t.pos, t.seq);
+            tok[i] = t.token;
+            pos[i] = t.pos;
+            seq[i] = t.seq;
+            maxpos = std::max(maxpos, t.pos);
+            if (want[i]) rows[m++] = i;
+        }
+        CUDA_CHECK(cudaMemcpyAsync(ids_.as<void>(), ids_h_, size_t(nb_) * 4 * 4, cudaMemcpyHostToDevice, stream_));
+
+        if (use_graphs_ && n <= kGraphMaxTokens) {
+            int chunks = 1;
+            while (chunks * kAttnChunk < maxpos + 1) chunks *= 2;
+            chunks = std::min(chunks, chunks_max_);
+            auto key = std::make_tuple(n, m, chunks);
+            auto it = graphs_.find(key);
+            if (it == graphs_.end()) it = graphs_.emplace(key, capture(n, m, chunks)).first;
+            CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+        } else {
+            std::vector<Run> runs;
+            for (int i = 0; i < n;) {
+                int j = i;
+                while (j < n && seq[j] == seq[i]) ++j;
+                runs.push_back({i, j - i, seq[i]});
+                i = j;
+            }
+            forward(n, m, 0, &runs, pos);
+        }
+        if (m > 0)
+            CUDA_CHECK(cudaMemcpyAsync(logits_h_, logits_.as<void>(), size_t(m) * c_.vocab_size * 4,
+                                       cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        if (m > 0) std::memcpy(logits_out, logits_h_, size_t(m) * c_.vocab_size * 4);
+    }
+
+private:
+    struct Run {
+        int start, len, seq;
+    };
+
+    cudaGraphExec_t capture(int n, int m, int chunks) {
+        CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+        try {
+            forward(n, m, chunks, nullptr, nullptr);
+        } catch (...) {
+            cudaGraph_t g = nullptr;
+            cudaStreamEndCapture(stream_, &g);
+            if (g) cudaGraphDestroy(g);
+            cudaGetLastError();
+            throw;
+        }
+        cudaGraph_t graph = nullptr;
+        CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+        cudaGraphExec_t exec = nullptr;
+        cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+        cudaGraphDestroy(graph);
+        if (e != cudaSuccess) cuda_fail(e, "cudaGraphInstantiate", __FILE__, __LINE__);
+        return exec;
+    }
+
+    // y = x · Wᵀ into out (fp16 or, accumulating, fp32); x gathered by W's permutation first.
+    void linear(const GpuLinear &L, const __half *x, int M, int ldx, Q4Out out) {
+        out.bias = L.bias;
+        if (!L.q4) {
+            dense_matmul(cublas_, x, M, ldx, L.w16, L.K, L.N, L.K, out, stream_);
+            return;
+        }
+        if (L.q.perm) {
+            gather_columns(x, M, ldx, L.q.perm, L.K, xg_.as<__half>(), stream_);
+            x = xg_.as<const __half>();
+            ldx = L.K;
+        }
+        q4_matmul(x, M, ldx, L.q, out, ws_, stream_);
+    }
+
+    // chunks > 0: the fixed-shape decode forward (graph capture): split attention for all tokens.
+    // chunks == 0: runs (host copy of positions in pos_h) choose the attention path per run.
+    void forward(int n, int m, int chunks, const std::vector<Run> *runs, const int32_t *pos_h) {
+        const int H = c_.hidden_size, I = c_.intermediate_size, D = c_.head_dim, Hq = c_.n_heads;
+        const int *tok = ids_.as<int>(), *pos = tok + nb_, *seq = tok + 2 * nb_, *rows = tok + 3 * nb_;
+        float *x = x32_.as<float>();
+        __half *xn = xn_.as<__half>(), *qkv = qkv_.as<__half>(), *att = att_.as<__half>();
+        __half *gu = gu_.as<__half>(), *act = act_.as<__half>();
+        const float scale = 1.0f / std::sqrt(float(D));
+        auto o16 = [](__half *p, int ld) { Q4Out o; o.out16 = p; o.ldo = ld; return o; };
+        auto o32 = [](float *p, int ld) { Q4Out o; o.out32 = p; o.ldo = ld; return o; };
+
+        embed_lookup(tok, n, b_.embed_.as<const __half>(), H, x, stream_);
+        for (int l = 0; l < c_.n_layers; ++l) {
+            const GpuLayer &L = b_.layers_[size_t(l)];
+            // rmsnorm gathers the act-order permutation itself when the fused product has one.
+            rmsnorm(x, H, nullptr, n, H, L.attn_norm.as<const float>(), c_.rms_norm_eps, L.qkv.perm(), xn, ldn_, stream_);
+            linear_nogather(L.qkv, xn, n, ldn_, o16(qkv, ldqkv_));
+            rope_store_kv(qkv, n, ldqkv_, pos, seq, b_.inv_freq_.as<const float>(), Hq, c_.n_kv_heads, D, kv_[size_t(l)],
+                          stream_);
+            attention(l, n, chunks, runs, pos_h, scale);
+            linear(L.o, att, n, ldatt_, o32(x, H));
+            rmsnorm(x, H, nullptr, n, H, L.mlp_norm.as<const float>(), c_.rms_norm_eps, L.gate_up.perm(), xn, ldn_,
+                    stream_);
+            linear_nogather(L.gate_up, xn, n, ldn_, o16(gu, 2 * I));
+            silu_mul(gu, n, I, act, stream_);
+            linear(L.down, act, n, I, o32(x, H));
+        }
+        if (m == 0) return;
+        const GpuLinear &head = b_.lm_head_;
+        rmsnorm(x, H, rows, m, H, b_.final_norm_.as<const float>(), c_.rms_norm_eps, head.perm(), xn, ldn_, stream_);
+        CUDA_CHECK(cudaMemsetAsync(logits_.as<void>(), 0, size_t(m) * c_.vocab_size * 4, stream_));
+        linear_nogather(head, xn, m, ldn_, o32(logits_.as<float>(), c_.vocab_size));
+    }
+
+    // The input was already gathered (by rmsnorm).
+    void linear_nogather(const GpuLinear &L, const __half *x, int M, int ldx, Q4Out out) {
+        out.bias = L.bias;
+        if (L.q4) q4_matmul(x, M, ldx, L.q, out, ws_, stream_);
+        else dense_matmul(cublas_, x, M, ldx, L.w16, L.K, L.N, L.K, out, stream_);
+    }
+
+    void attention(int l, int n, int chunks, const std::vector<Run> *runs, const int32_t *pos_h, float scale) {
+        const int Hq = c_.n_heads;
+        const int *pos = ids_.as<int>() + nb_, *seq = ids_.as<int>() + 2 * nb_;
+        const __half *q = qkv_.as<__half>();
+        __half *att = att_.as<__half>();
+        const KVLayer &kv = kv_[size_t(l)];
+        if (!runs) {  // decode graph: every token through the split kernel
+            attention_split(q, ldqkv_, pos, seq, n, Hq, kv, scale, chunks, split_scratch_.as<float>(), att, ldatt_,
+                            stream_);
+            return;
+        }
+        for (const Run &r : *runs) {
+            if (r.len >= kGemmMinRun && gemm_scratch_.bytes()) {
+                // Rows in pieces whose score matrix fits the scratch.
+                for (int s = 0; s < r.len;) {
+                    int L = 0, cnt = 0;
+                    for (int i = s; i < r.len && cnt < kGemmMaxRows; ++i) {
+                        const int Li = std::max(L, pos_h[r.start + i] + 1);
+                        if (attention_gemm_scratch_floats(cnt + 1, Hq, Li) * 4 > gemm_scratch_bytes_) break;
+                        L = Li;
+                        ++cnt;
+                    }
+                    if (cnt == 0) fail(GPTQ_ERR_BACKEND, "attention scratch too small for one row");
+                    const int t0 = r.start + s;
+                    attention_gemm(cublas_, q + size_t(t0) * ldqkv_, ldqkv_, pos + t0, cnt, L, r.seq, Hq, kv, scale,
+                                   gemm_scratch_.as<float>(), att + size_t(t0) * ldatt_, ldatt_, stream_);
+                    s += cnt;
+                }
+            } else {
+                for (int s = 0; s < r.len; s += kSplitMaxTokens) {
+                    const int t0 = r.start + s, cnt = std::min(kSplitMaxTokens, r.len - s);
+                    int maxp = 0;
+                    for (int i = 0; i < cnt; ++i) maxp = std::max(maxp, pos_h[t0 + i]);
+                    attention_split(q + size_t(t0) * ldqkv_, ldqkv_, pos + t0, seq + t0, cnt, Hq, kv, scale,
+                                    maxp / kAttnChunk + 1, split_scratch_.as<float>(), att + size_t(t0) * ldatt_,
+                                    ldatt_, stream_);
+                }
+            }
+        }
+    }
+
+    const CudaBackend &b_;
+    const ModelConfig &c_;
+    int n_ctx_, n_seq_, nb_;
+    int ldn_ = 0, ldqkv_ = 0, ldatt_ = 0, chunks_max_ = 1;
+    DeviceBuffer ids_, x32_, xn_, xg_, qkv_, att_, gu_, act_, logits_, cache_;
+    DeviceBuffer q4_partial_, q4_counters_, q4_deq_, split_scratch_, gemm_scratch_, cublas_ws_;
+    size_t gemm_scratch_bytes_ = 0;
+    std::vector<KVLayer> kv_;
+    Q4Workspace ws_;
+    cudaStream_t stream_ = nullptr;
+    cublasHandle_t cublas_ = nullptr;
+    int32_t *ids_h_ = nullptr;
+    float *logits_h_ = nullptr;
+    bool use_graphs_ = true;
+    std::map<std::tuple<int, int, int>, cudaGraphExec_t> graphs_;
+};
+
+std::unique_ptr<BackendContext> CudaBackend::create_context(int n_ctx, int n_seq, int n_batch) {
+    if (n_ctx <= 0 || n_seq <= 0 || n_batch <= 0)
+        fail(GPTQ_ERR_INVALID_ARG, "CUDA context: n_ctx %d, n_seq %d, n_batch %d must be positive", n_ctx, n_seq, n_batch);
+    return std::make_unique<CudaContext>(*this, n_ctx, n_seq, n_batch);
+}
+
+} // namespace
+
+std::unique_ptr<Backend> make_synthetic_backend(const SyntheticModelSpec &spec, int device) {
+    return std::make_unique<CudaBackend>(spec, device);
+}
+void set_pdl_enabled(bool on) { set_pdl(on); }
+size_t device_bytes_live() { return g_live.load(); }
+size_t device_bytes_peak() { return g_peak.load(); }
+
+} // namespace cuda
+
+std::unique_ptr<Backend> make_cuda_backend(const Model &model, int device) {
+    return std::make_unique<cuda::CudaBackend>(model, device);
+}
+
+} // namespace gptq

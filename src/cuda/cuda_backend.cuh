@@ -1,0 +1,33 @@
+// cuda_backend.cuh — what gptq-cuda.cu offers beyond backend.h: a backend built from random
+// weights generated on the GPU (for the end-to-end benchmark: no files, no host conversion) and
+// the device-memory accounting the benchmark reports.
+#pragma once
+
+#include "backend.h"
+#include "config.h"
+
+#include <cstdint>
+#include <memory>
+
+namespace gptq {
+namespace cuda {
+
+struct SyntheticModelSpec {
+    ModelConfig cfg;        // shapes, rope_theta, rms_norm_eps; tie_word_embeddings honoured
+    bool q4 = true;         // 4-bit group-wise weights (kernels' layout) or fp16 weights
+    int group_size = 128;
+    uint64_t seed = 1;
+};
+
+// Random weights scaled so activations stay O(1) through the layers.
+std::unique_ptr<Backend> make_synthetic_backend(const SyntheticModelSpec &spec, int device);
+
+// Programmatic dependent launch on Hopper (default on; GPTQ_CUDA_PDL=0 starts it off).
+void set_pdl_enabled(bool on);
+
+// Bytes of device memory the backend allocated itself: now, and the most at any moment.
+size_t device_bytes_live();
+size_t device_bytes_peak();
+
+} // namespace cuda
+} // namespace gptq

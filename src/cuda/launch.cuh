@@ -1,0 +1,85 @@
+// launch.cuh — kernel launches with programmatic dependent launch (PDL) on Hopper.
+//
+// A kernel launched through launch() may start while the kernel before it in the stream is still
+// finishing. Every such kernel calls griddep_wait() before it touches memory the previous kernel
+// writes or reads (so a kernel may only do independent work first: the 4-bit kernel streams its
+// constant weights), and griddep_trigger() to let the next kernel start early in turn. On GPUs
+// before sm_90 both are no-ops and launches are ordinary. GPTQ_CUDA_PDL=0 switches PDL off.
+// (Exposed to host-only code through cuda_backend.cuh's set_pdl.)
+#pragma once
+
+#include "cuda_check.cuh"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+namespace gptq {
+namespace cuda {
+
+__device__ __forceinline__ void griddep_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void griddep_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Waits for the previous kernel, then lets the next one start.
+__device__ __forceinline__ void pdl_enter() {
+    griddep_wait();
+    griddep_trigger();
+}
+
+// PDL on or off for this process (GPTQ_CUDA_PDL=0 starts it off; benchmarks switch it).
+inline std::atomic<int> &pdl_switch() {
+    static std::atomic<int> on{[] {
+        const char *e = std::getenv("GPTQ_CUDA_PDL");
+        return (e && std::strcmp(e, "0") == 0) ? 0 : 1;
+    }()};
+    return on;
+}
+inline void set_pdl(bool on) { pdl_switch() = on ? 1 : 0; }
+
+// Whether the current device takes PDL launches (compute capability >= 9, switched on).
+inline bool pdl_enabled() {
+    if (!pdl_switch().load(std::memory_order_relaxed)) return false;
+    static std::atomic<int> cc_major[64];  // 0 = not asked yet
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
+        cudaGetLastError();
+        return false;
+    }
+    int major = cc_major[dev].load(std::memory_order_relaxed);
+    if (major == 0) {
+        if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+            cudaGetLastError();
+            return false;
+        }
+        cc_major[dev] = major;
+    }
+    return major >= 9;
+}
+
+template <typename... KArgs, typename... Args>
+void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl_enabled() ? 1 : 0;
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+
+} // namespace cuda
+} // namespace gptq
