@@ -167,7 +167,7 @@ __global__ void attn_combine_kernel(const int32_t *__restrict__ pos, int Hq, int
                                     const float *__restrict__ part_o, const float *__restrict__ part_ml,
                                     __half *__restrict__ out, int ldo) {
     pdl_enter();
-    extern __shared__ float wts[];  // [n_chunks]
+    extern __shared__ float wts[];  // [n_chunks], padded to a multiple of 8 (+8)
     const int t = blockIdx.x / Hq, hq = blockIdx.x % Hq;
     const int used = pos[t] / kAttnChunk + 1;
     const float *ml = part_ml + (size_t(t) * Hq + hq) * n_chunks * 2;
@@ -240,8 +240,10 @@ void attention_split(const __half *q, int ldq, const int32_t *pos, const int32_t
     dim3 grid(unsigned(n * kv.n_kv), unsigned(n_chunks));
     launch(attn_split_kernel, grid, 128, smem, stream, q, ldq, pos, seq, Hq, kv, scale, part_o, part_ml);
     CUDA_CHECK_LAUNCH();
-    launch(attn_combine_kernel, unsigned(n * Hq), 128, size_t(n_chunks) * sizeof(float), stream, pos, Hq, D, n_chunks,
-           part_o, part_ml, out, ldo);
+    // The weights' buffer is padded: the compiler reads it four floats at a time in the unrolled loop.
+    const size_t wts_bytes = (size_t(n_chunks + 7) / 8 * 8 + 8) * sizeof(float);
+    launch(attn_combine_kernel, unsigned(n * Hq), 128, wts_bytes, stream, pos, Hq, D, n_chunks, part_o, part_ml, out,
+           ldo);
     CUDA_CHECK_LAUNCH();
 }
 

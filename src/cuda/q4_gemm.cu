@@ -531,7 +531,9 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target) {
     Q4Plan p;
     const int KP = w.KT / 2;
     p.strips = (w.NT + kQ4WarpsN - 1) / kQ4WarpsN;
-    if (blocks_per_sm_target <= 0) blocks_per_sm_target = 3;
+    // Measured (bench-kernels run 16): 3 blocks per SM suits M <= 8; from 9 rows on fewer splits
+    // win (the partial sums grow with M).
+    if (blocks_per_sm_target <= 0) blocks_per_sm_target = M <= 8 ? 3 : 1;
     const int target = std::max(1, sm_count) * blocks_per_sm_target;
     int splits = std::max(1, (target + p.strips - 1) / p.strips);
     // Keep at least two batches per warp so that loads overlap compute.
