@@ -54,11 +54,13 @@ CalibrationSet sample_calibration_text(const Model &model, const std::string &pa
     return c;
 }
 
-CalibrationSet self_generated_calibration(Model &model, int seq_len, int n_samples, uint64_t seed, int n_threads) {
+CalibrationSet self_generated_calibration(Model &model, int seq_len, int n_samples, uint64_t seed, int n_threads,
+                                          gptq_progress_callback progress, void *user_data) {
     if (!model.backend) model.backend = make_cpu_backend(model, n_threads);
     const int bos = model.tok->bos();
     if (bos < 0) fail(GPTQ_ERR_UNSUPPORTED, "self-generated calibration needs a BOS token; give calibration data");
-    const int batch = std::min(n_samples, 16);
+    // All windows advance together: one batched eval per position.
+    const int batch = std::min(n_samples, 64);
     // The Context needs shared ownership semantics only for its lifetime here.
     std::shared_ptr<Model> view(&model, [](Model *) {});
     Context ctx(view, seq_len, batch, std::max(batch, 64));
@@ -96,6 +98,11 @@ CalibrationSet self_generated_calibration(Model &model, int seq_len, int n_sampl
                 // An end of text would start a new document: begin again from BOS instead.
                 if (id == model.tok->eos()) id = bos;
                 hist[size_t(i)].push_back(id);
+            }
+            if (progress) {
+                const int64_t done = int64_t(s0) * (seq_len - 1) + int64_t(nb) * (p + 1);
+                if (progress("calibrate", done, int64_t(n_samples) * (seq_len - 1), "generating calibration text", user_data))
+                    fail(GPTQ_ERR_ABORTED, "quantization cancelled while generating calibration text");
             }
         }
         for (int i = 0; i < nb; i++)

@@ -27,6 +27,8 @@ CalibrationSet load_calibration_tokens(const std::string &path, int seq_len, int
 CalibrationSet sample_calibration_text(const Model &model, const std::string &path, int seq_len, int n_samples,
                                        uint64_t seed);
 // Needs model.backend (generation); n_threads for the CPU backend it creates when absent.
-CalibrationSet self_generated_calibration(Model &model, int seq_len, int n_samples, uint64_t seed, int n_threads);
+// Reports progress as stage "calibrate" (tokens generated) and can be cancelled through it.
+CalibrationSet self_generated_calibration(Model &model, int seq_len, int n_samples, uint64_t seed, int n_threads,
+                                          gptq_progress_callback progress, void *user_data);
 
 } // namespace gptq

@@ -22,6 +22,9 @@ CheckpointWriter::CheckpointWriter(const std::string &src_dir, const std::string
     while (!out.empty() && out.filename().empty()) out = out.parent_path();  // "dir/" -> "dir"
     if (fs::exists(out) && !fs::is_directory(out))
         fail(GPTQ_ERR_IO, "%s exists and is not a directory", out_dir.c_str());
+    // Replacing an earlier checkpoint is expected; wiping a directory of something else is not.
+    if (fs::is_directory(out) && !fs::is_empty(out) && !fs::exists(out / "quantize_config.json"))
+        fail(GPTQ_ERR_IO, "%s exists, is not empty and is not a GPTQ checkpoint; refusing to replace it", out_dir.c_str());
     if (fs::equivalent(fs::path(src_dir), out, ec))
         fail(GPTQ_ERR_INVALID_ARG, "output directory %s is the input model's directory", out_dir.c_str());
     fs::create_directories(out.parent_path(), ec);

@@ -349,7 +349,8 @@ void quantize_model(const char *model_dir, const char *out_dir, const gptq_quant
     else if (p.calib_text_path && *p.calib_text_path)
         calib = sample_calibration_text(*m, p.calib_text_path, p.calib_seq_len, p.calib_n_samples, p.seed);
     else
-        calib = self_generated_calibration(*m, p.calib_seq_len, p.calib_n_samples, p.seed, o.n_threads);
+        calib = self_generated_calibration(*m, p.calib_seq_len, p.calib_n_samples, p.seed, o.n_threads, p.progress,
+                                           p.progress_user_data);
     if (calib.seq_len > m->cfg.max_position_embeddings)
         log_msg(GPTQ_LOG_WARN, "calibration windows of %d tokens exceed max_position_embeddings %d", calib.seq_len,
                 m->cfg.max_position_embeddings);
