@@ -7,7 +7,7 @@
 #   variants: w4sym w4asym w4act w4actstatic w4g-1 w3 w2g64asym w8 fp
 #   env: BUILD (default build), SHARED (default ../shared), OUT (default out/quality), WIKI=0 to skip WikiText-2
 #
-# Prints one markdown row per variant: | model | variant | held-out | WikiText-2 | quantize s |
+# Prints one markdown row per variant: | model | variant | held-out | WikiText-2 | quantize s | peak RSS MiB |
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -41,17 +41,16 @@ ppl() {  # dir file
 }
 
 for v in "${variants[@]}"; do
-  dir=$model secs=0
+  dir=$model secs=0 rss=0
   if [[ $v != fp ]]; then
     dir="$OUT/$name-$v"
-    t0=$(date +%s.%N)
     # shellcheck disable=SC2046
-    "$BUILD"/examples/gptq-quantize "$model" "$dir" $(flags_for "$v") --calib-tokens "$SHARED/data/calib/c4-docs30m-128x1024.bin" \
+    /usr/bin/time -o "$OUT/$name-$v.time" -f "%e %M" "$BUILD"/examples/gptq-quantize "$model" "$dir" $(flags_for "$v") --calib-tokens "$SHARED/data/calib/c4-docs30m-128x1024.bin" \
         --calib-seq-len 1024 --calib-samples 128 --backend "${QBACKEND:-auto}" "${extra[@]}" >"$OUT/$name-$v.log" 2>&1
-    secs=$(echo "$(date +%s.%N) - $t0" | bc)
+    read -r secs rss < "$OUT/$name-$v.time"
   fi
   held=$(ppl "$dir" "$SHARED/data/docs-heldout.txt")
   wiki="-"
   [[ $WIKI == 1 ]] && wiki=$(ppl "$dir" "$SHARED/data/wikitext2/wiki.test.raw")
-  printf '| %s | %s | %s | %s | %.0f |\n' "$name" "$v" "$held" "$wiki" "$secs"
+  printf '| %s | %s | %s | %s | %.0f | %d |\n' "$name" "$v" "$held" "$wiki" "$secs" $((rss / 1024))
 done

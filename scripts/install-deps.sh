@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config git
       libmimalloc-dev libsentencepiece-dev nlohmann-json3-dev doctest-dev
-      libopenblas-dev liblapacke-dev python3)
+      libopenblas-dev liblapacke-dev python3 time)
 if [[ "${1:-}" == "--all" ]]; then
   pkgs+=(clang libclang-rt-14-dev golang-go mono-mcs mono-runtime cargo)
 fi
