@@ -24,6 +24,7 @@ namespace {
 
 struct Compare {
     double worst_rel = 0;   // max over rows of ||gpu - cpu|| / ||cpu||
+    long nonfinite = 0;     // GPU logits that are NaN or infinite
     int checked = 0;        // rows with a clear CPU argmax
     int agree = 0;
 };
@@ -35,7 +36,10 @@ void compare_rows(const std::vector<float> &cpu, const std::vector<float> &gpu, 
         double num = 0, den = 0;
         int a1 = 0, b1 = 0;
         for (int i = 0; i < V; ++i) {
-            REQUIRE(std::isfinite(b[i]));
+            if (!std::isfinite(b[i])) {
+                ++c.nonfinite;
+                continue;
+            }
             num += double(a[i] - b[i]) * (a[i] - b[i]);
             den += double(a[i]) * a[i];
             if (a[i] > a[a1]) a1 = i;
@@ -86,6 +90,7 @@ void check_model(const std::string &name, const char *text, double tol) {
         Compare c;
         compare_rows(lc, lg, V, c);
         INFO("prefill: worst rel " << c.worst_rel << ", argmax " << c.agree << "/" << c.checked);
+        CHECK(c.nonfinite == 0);
         CHECK(c.worst_rel < tol);
         CHECK(c.checked > 0);
         CHECK(c.agree == c.checked);
@@ -105,6 +110,7 @@ void check_model(const std::string &name, const char *text, double tol) {
             compare_rows(lc, lg, V, c);
         }
         INFO("decode: worst rel " << c.worst_rel << ", argmax " << c.agree << "/" << c.checked);
+        CHECK(c.nonfinite == 0);
         CHECK(c.worst_rel < tol);
         CHECK(c.agree == c.checked);
     }
@@ -127,6 +133,7 @@ void check_model(const std::string &name, const char *text, double tol) {
             compare_rows(lc, lg, V, c);
         }
         INFO("batched: worst rel " << c.worst_rel << ", argmax " << c.agree << "/" << c.checked);
+        CHECK(c.nonfinite == 0);
         CHECK(c.worst_rel < tol);
         CHECK(c.agree == c.checked);
     }
