@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "config.h"
+#include "check_fails.h"
 #include "testutil.h"
 
 #include <nlohmann/json.hpp>
@@ -13,20 +14,6 @@
 using namespace gptq;
 using json = nlohmann::json;
 
-#define CHECK_FAILS(expr, status_, needle)                                                   \
-    do {                                                                                     \
-        gptq_status st_ = GPTQ_OK;                                                           \
-        std::string msg_ = "(no error)";                                                     \
-        try {                                                                                \
-            (void)(expr);                                                                    \
-        } catch (const gptq::Error &e) {                                                     \
-            st_ = e.status();                                                                \
-            msg_ = e.what();                                                                 \
-        }                                                                                    \
-        INFO("message: " << msg_);                                                           \
-        CHECK(st_ == (status_));                                                             \
-        CHECK(msg_.find(needle) != std::string::npos);                                       \
-    } while (0)
 
 namespace {
 

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "safetensors.h"
+#include "check_fails.h"
 #include "testutil.h"
 
 #include <cmath>
@@ -15,21 +16,6 @@
 
 using namespace gptq;
 
-// Runs expr, which must throw gptq::Error with this status and a message containing needle.
-#define CHECK_FAILS(expr, status_, needle)                                                   \
-    do {                                                                                     \
-        gptq_status st_ = GPTQ_OK;                                                           \
-        std::string msg_ = "(no error)";                                                     \
-        try {                                                                                \
-            (void)(expr);                                                                    \
-        } catch (const gptq::Error &e) {                                                     \
-            st_ = e.status();                                                                \
-            msg_ = e.what();                                                                 \
-        }                                                                                    \
-        INFO("message: " << msg_);                                                           \
-        CHECK(st_ == (status_));                                                             \
-        CHECK(msg_.find(needle) != std::string::npos);                                       \
-    } while (0)
 
 namespace {
 
