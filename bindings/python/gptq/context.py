@@ -8,13 +8,14 @@ from contextlib import contextmanager
 
 from . import _lib
 from ._callbacks import CallbackBridge
+from ._handle import OwnedHandle
 from .errors import InvalidArgumentError, check, last_error
 
 _GENERATE_FIELDS = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
                     "repeat_last_n", "seed")
 
 
-class Context:
+class Context(OwnedHandle):
     """``Context(model, n_ctx=0, n_seq_max=1, n_batch=512, n_threads=0)`` — see gptq.h for the
     meaning of each (n_ctx 0 = min(max_position_embeddings, 4096)).
 
@@ -45,21 +46,9 @@ class Context:
 
     # ---------------------------------------------------------------- lifetime
 
-    def close(self):
-        """Frees the context. Idempotent."""
-        h, self._handle = self._handle, None
-        if h:
-            self._lib.gptq_context_free(h)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        if getattr(self, "_handle", None):
-            self.close()
+    def _free(self, handle):
+        # close() frees the context.
+        self._lib.gptq_context_free(handle)
 
     @contextmanager
     def _use(self):

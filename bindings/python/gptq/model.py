@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from . import _lib
 from ._callbacks import CallbackBridge
+from ._handle import OwnedHandle
 from .errors import InvalidArgumentError, check, last_error
 
 _BACKENDS = {"auto": _lib.BACKEND_AUTO, "cpu": _lib.BACKEND_CPU, "cuda": _lib.BACKEND_CUDA}
@@ -71,7 +72,7 @@ def _read_string(initial, call):
         return buf.raw[:min(n.value, size)].decode("utf-8", "replace")
 
 
-class Model:
+class Model(OwnedHandle):
     """A loaded model: ``Model(path, backend="auto"|"cpu"|"cuda"|"cuda:N", n_threads=0,
     progress=None)``. Immutable, so it may be shared by threads. Use it as a context manager or
     call ``close()``; contexts made from it keep it alive, so closing it first is fine.
@@ -102,21 +103,9 @@ class Model:
 
     # ---------------------------------------------------------------- lifetime
 
-    def close(self):
-        """Releases this reference to the model (contexts keep their own). Idempotent."""
-        h, self._handle = self._handle, None
-        if h:
-            self._lib.gptq_model_free(h)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        if getattr(self, "_handle", None):
-            self.close()
+    def _free(self, handle):
+        # close() releases this reference to the model; contexts keep their own.
+        self._lib.gptq_model_free(handle)
 
     @property
     def handle(self):
