@@ -430,6 +430,7 @@ gptq_quantize_params gptq_quantize_params_default(void) {
     p.damp_auto_increment = 0.01f;
     p.block_size = 128;
     p.fp16_scales_in_solve = 1;
+    p.clip_search = GPTQ_CLIP_MSE;
     p.checkpoint_format = GPTQ_FORMAT_AUTO;
     p.calib_n_samples = 128;
     p.calib_seq_len = 512;

@@ -259,7 +259,8 @@ GPTQ_API gptq_status gptq_generate_batch(gptq_context *ctx, const char *const *p
 /* The protocol of shared/reference/quality.md: text encoded once without BOS, consecutive chunks
  * of seq_len-1 tokens, each fed as [BOS] + chunk[:-1] from position 0 with a fresh cache, all
  * seq_len-1 targets scored, trailing partial chunk dropped; accumulated in double.
- * max_chunks <= 0 scores every chunk. */
+ * max_chunks <= 0 scores every chunk. Chunks are evaluated min(n_seq_max, n_batch / (seq_len-1))
+ * at a time, one per sequence (the context's sequences are reset); the result is the same. */
 GPTQ_API gptq_status gptq_perplexity(gptq_context *ctx, const char *text, size_t text_len, int32_t seq_len,
                                      int32_t max_chunks, gptq_progress_callback progress,
                                      void *progress_user_data, double *out_ppl, int64_t *out_n_tokens);
@@ -269,6 +270,12 @@ GPTQ_API gptq_status gptq_perplexity(gptq_context *ctx, const char *text, size_t
 #define GPTQ_FORMAT_AUTO 0  /* v1 ("gptq") unless an asymmetric zero would overflow, then v2 */
 #define GPTQ_FORMAT_V1   1
 #define GPTQ_FORMAT_V2   2
+
+/* Clipping search: when a group's grid is set, shrink its range by p = 1, 0.99, ..., 0.21 and
+ * keep the p with the least error over the group's weights. */
+#define GPTQ_CLIP_NONE     0  /* full min/max range, as the reference GPTQ */
+#define GPTQ_CLIP_MSE      1  /* least sum |w - q(w)|^2.4 (the reference's optional "mse" search); default */
+#define GPTQ_CLIP_HESSIAN  2  /* least sum H[k,k] (w - q(w))^2: weighted by how active input k is */
 
 typedef struct gptq_quantize_params {
     size_t struct_size;
@@ -294,6 +301,7 @@ typedef struct gptq_quantize_params {
     int64_t max_shard_bytes;  /* 0 = one file; default 2 GiB */
     gptq_progress_callback progress;
     void *progress_user_data;
+    int32_t clip_search;      /* GPTQ_CLIP_*; default GPTQ_CLIP_MSE */
 } gptq_quantize_params;
 
 GPTQ_API gptq_quantize_params gptq_quantize_params_default(void);

@@ -68,6 +68,16 @@ void add_quantize_args(common::ArgParser &p, Options *o) {
                 &q.damp_auto_increment);
     p.add_int("--block-size", "N", "columns per lazy-update block", &q.block_size);
     p.add_toggle("fp16-scales", "solve with the fp16-rounded scales the checkpoint stores", &q.fp16_scales_in_solve);
+    p.add("--clip", "C",
+          "clipping search per group: none (the reference's min/max range), mse (least |w-q|^2.4) or hessian "
+          "(least error weighted by diag H) (default: mse)",
+          [&q](const std::string &v) {
+              if (v == "none") q.clip_search = GPTQ_CLIP_NONE;
+              else if (v == "mse") q.clip_search = GPTQ_CLIP_MSE;
+              else if (v == "hessian") q.clip_search = GPTQ_CLIP_HESSIAN;
+              else return "unknown clipping search '" + v + "' (use none, mse or hessian)";
+              return std::string();
+          });
     p.add("--format", "F",
           "checkpoint format: auto (v1 unless an asymmetric zero overflows), v1 or v2 (default: auto)",
           [&q](const std::string &v) {

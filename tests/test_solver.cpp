@@ -330,6 +330,64 @@ TEST_CASE("group grids: static groups from the original W; others from W when th
     }
 }
 
+TEST_CASE("clipping search: each group keeps the shrunk scale with the least error, found by brute force") {
+    const Problem p = make_problem(24, 128, 512, 21);
+    for (bool weighted : {false, true}) {
+        for (bool sym : {true, false}) {
+            CAPTURE(weighted); CAPTURE(sym);
+            GptqOptions opt;
+            opt.bits = 3; opt.group_size = 32; opt.sym = sym;
+            opt.desc_act = true; opt.static_groups = true;  // grids come from the original W
+            opt.mse_clip = true; opt.mse_h_weighted = weighted; opt.mse_norm = weighted ? 2.f : 2.4f;
+            const GptqResult r = gptq_quantize_layer(p.W.data(), p.N, p.K, p.H.data(), opt, "t");
+            int mismatched = 0, shrunk = 0;
+            for (int g = 0; g < 4; ++g)
+                for (int n = 0; n < p.N; ++n) {
+                    const float *w = p.W.data() + size_t(n) * p.K + g * 32;
+                    const QuantParams full = find_quant_params(w, 32, 1, 3, sym);
+                    auto error_of = [&](float s) {
+                        double e = 0;
+                        for (int k = 0; k < 32; ++k) {
+                            const float d = std::fabs(w[k] - dequantize_value(quantize_value(w[k], s, full.zero, 7), s, full.zero));
+                            const double h = weighted ? p.H[size_t(g * 32 + k) * p.K + g * 32 + k] : 1.0;
+                            e += h * (weighted ? double(d) * d : std::pow(double(d), 2.4));
+                        }
+                        return e;
+                    };
+                    double best = INFINITY;
+                    // Candidates: p times the group's fp16 scale, rounded to fp16 again.
+                    for (int i = 0; i < 80; ++i)
+                        best = std::min(best, error_of(f16_round(f16_round(full.scale) * (1.f - float(i) / 100.f))));
+                    // The search sums in float: its pick may differ from the best only by rounding.
+                    const float got = r.scales[size_t(g) * p.N + n];
+                    mismatched += error_of(got) > best * (1 + 1e-5);
+                    shrunk += got < f16_round(full.scale);
+                    CHECK(r.zeros[size_t(g) * p.N + n] == int32_t(full.zero));
+                }
+            CHECK(mismatched == 0);
+            CHECK(shrunk > 0);
+        }
+    }
+}
+
+TEST_CASE("clipping search lowers the reconstruction error at 3 and 4 bits") {
+    const Problem p = make_problem(64, 256, 2048, 22);
+    for (int bits : {3, 4}) {
+        for (bool desc_act : {false, true}) {
+            CAPTURE(bits); CAPTURE(desc_act);
+            GptqOptions opt;
+            opt.bits = bits; opt.group_size = 32; opt.desc_act = desc_act;
+            const GptqResult plain = gptq_quantize_layer(p.W.data(), p.N, p.K, p.H.data(), opt, "t");
+            opt.mse_clip = true;
+            const GptqResult clip = gptq_quantize_layer(p.W.data(), p.N, p.K, p.H.data(), opt, "t");
+            const double e_plain = recon_error(p.W, plain.dequantized, p.H, p.N, p.K);
+            const double e_clip = recon_error(p.W, clip.dequantized, p.H, p.N, p.K);
+            CHECK(e_clip < e_plain);
+            CHECK(dequantize_result(clip, bits) == clip.dequantized);
+        }
+    }
+}
+
 TEST_CASE("the blocked fp32 solver agrees with an independent unblocked double-precision GPTQ") {
     const Problem p = make_problem(48, 256, 2048, 14, {9, 200});
     for (int gs : {-1, 128}) {

@@ -38,6 +38,7 @@ type QuantizeParams struct {
 	Backend           Backend
 	NThreads          int
 	MaxShardBytes     int64 // 0 = one file
+	ClipSearch        int   // per-group clipping search: 0 none, 1 MSE (default), 2 Hessian-weighted
 	// Progress, if set, is called as layers are quantized; returning false cancels (StatusAborted).
 	Progress func(Progress) bool
 }
@@ -52,7 +53,7 @@ func DefaultQuantizeParams() QuantizeParams {
 		BlockSize: int(d.block_size), FP16ScalesInSolve: d.fp16_scales_in_solve != 0,
 		CheckpointFormat: CheckpointFormat(d.checkpoint_format), CalibNSamples: int(d.calib_n_samples),
 		CalibSeqLen: int(d.calib_seq_len), Seed: uint64(d.seed), Backend: Backend(d.backend),
-		NThreads: int(d.n_threads), MaxShardBytes: int64(d.max_shard_bytes),
+		NThreads: int(d.n_threads), MaxShardBytes: int64(d.max_shard_bytes), ClipSearch: int(d.clip_search),
 	}
 }
 
@@ -93,6 +94,7 @@ func Quantize(modelDir, outDir string, p QuantizeParams) error {
 	r.backend = C.int32_t(p.Backend)
 	r.n_threads = C.int32_t(p.NThreads)
 	r.max_shard_bytes = C.int64_t(p.MaxShardBytes)
+	r.clip_search = C.int32_t(p.ClipSearch)
 
 	var h C.uintptr_t
 	if p.Progress != nil {

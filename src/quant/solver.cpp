@@ -91,6 +91,40 @@ void range_of_rows(RowFn row, int rows, int n0, int n1, float *wmin, float *wmax
     }
 }
 
+// The clipping search of solver.h (GptqOptions::mse_clip) for output columns [n0, n1): `scale`
+// and `zero` hold the full-range grid on entry and the best shrunk one on return. Shrinking the
+// range by p scales the step by p and leaves the zero point where it was (the reference's
+// round(-p·xmin / (p·scale)) does not depend on p). row(r) is the r-th input row of the group
+// (k-major, N floats); h[r] its weight, or nullptr for 1.
+template <class RowFn>
+void clip_search(RowFn row, int rows, const float *h, int n0, int n1, const GptqOptions &opt,
+                 const char *name, float *scale, float *zero) {
+    const int maxq = (1 << opt.bits) - 1;
+    const int steps = std::max(1, int(opt.mse_max_shrink * float(opt.mse_grid)));
+    const bool square = opt.mse_norm == 2.f;
+    constexpr int W = 64;  // columns per pass, so the running sums stay in L1
+    float full[W], cand[W], err[W], best[W];
+    for (int c0 = n0; c0 < n1; c0 += W) {
+        const int w = std::min(W, n1 - c0);
+        for (int j = 0; j < w; ++j) { full[j] = scale[c0 + j]; best[j] = INFINITY; }
+        for (int i = 0; i < steps; ++i) {
+            const float p = 1.f - float(i) / float(opt.mse_grid);
+            for (int j = 0; j < w; ++j) { cand[j] = grid_scale(full[j] * p, opt.fp16_scales, name); err[j] = 0.f; }
+            const float *z = zero + c0;
+            for (int r = 0; r < rows; ++r) {
+                const float *x = row(r) + c0;
+                const float hr = h ? h[r] : 1.f;
+                for (int j = 0; j < w; ++j) {
+                    const float d = std::fabs(x[j] - dequantize_value(quantize_code(x[j], cand[j], z[j], maxq), cand[j], z[j]));
+                    err[j] += hr * (square ? d * d : std::pow(d, opt.mse_norm));
+                }
+            }
+            for (int j = 0; j < w; ++j)
+                if (err[j] < best[j]) { best[j] = err[j]; scale[c0 + j] = cand[j]; }
+        }
+    }
+}
+
 // Quantizes one column (a row of Wt) over [n0, n1): codes, and the scaled error (w - q) / d that
 // GPTQ feeds forward. Returns Σ ((w - q) / d)², the column's share of the reference's loss.
 double quantize_column(const float *__restrict w, const float *__restrict scale,
@@ -144,6 +178,7 @@ struct Sweep {
     int K, N, B, maxq;
     const int *perm;
     const float *U;      // [K, K] upper factor (row-major)
+    const float *hdiag;  // [K] diag(H) in permuted order, for the weighted clipping search, or null
     float *Wt;           // [K, N] permuted weights, updated in place
     float *scales;       // [G, N] grid per group (filled here unless static / per column)
     float *zeros;        // [G, N]
@@ -179,6 +214,9 @@ struct Sweep {
                         range_of_rows(row, gs, n0, n1, tmin.data(), tmax.data());
                         set_params(tmin.data(), tmax.data(), n0, n1, *opt, name,
                                    scales + size_t(g) * N, zeros + size_t(g) * N);
+                        if (opt->mse_clip)
+                            clip_search(row, gs, hdiag ? hdiag + c : nullptr, n0, n1, *opt, name,
+                                        scales + size_t(g) * N, zeros + size_t(g) * N);
                     }
                 }
                 float *e = Err + size_t(c - i1) * N;
@@ -314,6 +352,21 @@ GptqResult gptq_quantize_layer(const float *W, int N, int K, const float *H, con
     std::vector<float> zero_f(size_t(G) * N, 0.f);
     std::vector<float> wmin(N), wmax(N);
 
+    // Wt = Wᵀ with dead inputs (H[k,k] = 0: never active in calibration) zeroed.
+    std::vector<char> dead(K);
+    std::vector<float> hdiag(K);  // diag(H) in the original order; dead inputs weigh nothing
+    for (int k = 0; k < K; ++k) {
+        dead[k] = H[size_t(k) * K + k] == 0.f;
+        hdiag[k] = H[size_t(k) * K + k];
+    }
+    Buffer<float> Wt(size_t(K) * N);
+    for (int n0 = 0; n0 < N; n0 += 64)
+        for (int k = 0; k < K; ++k)
+            for (int n = n0; n < std::min(N, n0 + 64); ++n)
+                Wt[size_t(k) * N + n] = dead[k] ? 0.f : W[size_t(n) * K + k];
+    const float *hw = opt.mse_h_weighted ? hdiag.data() : nullptr;
+    auto wt_row = [&](int k) { return Wt.data() + size_t(k) * N; };
+
     // Per-column grid (group_size -1): the reference finds it on W before dead columns are zeroed.
     if (gs == -1) {
         for (int n = 0; n < N; ++n) {
@@ -322,16 +375,8 @@ GptqResult gptq_quantize_layer(const float *W, int N, int K, const float *H, con
             wmax[n] = *std::max_element(w, w + K);
         }
         set_params(wmin.data(), wmax.data(), 0, N, opt, name, res.scales.data(), zero_f.data());
+        if (opt.mse_clip) clip_search(wt_row, K, hw, 0, N, opt, name, res.scales.data(), zero_f.data());
     }
-
-    // Wt = Wᵀ with dead inputs (H[k,k] = 0: never active in calibration) zeroed.
-    std::vector<char> dead(K);
-    for (int k = 0; k < K; ++k) dead[k] = H[size_t(k) * K + k] == 0.f;
-    Buffer<float> Wt(size_t(K) * N);
-    for (int n0 = 0; n0 < N; n0 += 64)
-        for (int k = 0; k < K; ++k)
-            for (int n = n0; n < std::min(N, n0 + 64); ++n)
-                Wt[size_t(k) * N + n] = dead[k] ? 0.f : W[size_t(n) * K + k];
 
     // Static groups: fixed up front on the original column order of the (dead-zeroed) W.
     if (gs != -1 && opt.static_groups) {
@@ -341,6 +386,9 @@ GptqResult gptq_quantize_layer(const float *W, int N, int K, const float *H, con
                           wmax.data());
             set_params(wmin.data(), wmax.data(), 0, N, opt, name, res.scales.data() + size_t(g) * N,
                        zero_f.data() + size_t(g) * N);
+            if (opt.mse_clip)
+                clip_search([&](int r) { return base + size_t(r) * N; }, gs, hw ? hw + size_t(g) * gs : nullptr,
+                            0, N, opt, name, res.scales.data() + size_t(g) * N, zero_f.data() + size_t(g) * N);
         }
     }
 
@@ -356,6 +404,8 @@ GptqResult gptq_quantize_layer(const float *W, int N, int K, const float *H, con
             std::memcpy(tmp.data() + size_t(j) * N, Wt.data() + size_t(perm[j]) * N, sizeof(float) * N);
         Wt = std::move(tmp);
     }
+    std::vector<float> hdiag_p(K);  // diag(H) in sweep order
+    for (int j = 0; j < K; ++j) hdiag_p[j] = hdiag[perm[j]];
 
     Buffer<float> U(KK);
     res.damp_used = damped_inverse_cholesky(H, K, perm, dead, opt, name, U.data());
@@ -366,6 +416,7 @@ GptqResult gptq_quantize_layer(const float *W, int N, int K, const float *H, con
     sw.opt = &opt; sw.name = name; sw.K = K; sw.N = N; sw.maxq = maxq;
     sw.B = std::min(opt.block_size, K);
     sw.perm = perm.data(); sw.U = U.data(); sw.Wt = Wt.data();
+    sw.hdiag = hw ? hdiag_p.data() : nullptr;
     sw.scales = res.scales.data(); sw.zeros = zero_f.data(); sw.codes = codes_p.data();
     Buffer<float> Err(size_t(sw.B) * N), Stale(size_t(sw.B) * N);
     sw.Err = Err.data(); sw.Stale = Stale.data();

@@ -45,6 +45,14 @@ struct GptqOptions {
     float damp_auto_increment = 0.01f;
     int block_size = 128;
     bool fp16_scales = true;   // solve with fp16-rounded scales (what the file holds)
+    // Clipping search: when a group's grid is set, try scale x p for p = 1, 1 - 1/grid, ...
+    // (down to 1 - max_shrink) and keep, per output column, the p with the least
+    // Σ h_k |w - q(w)|^norm over the group's inputs (h_k = diag(H) when h_weighted, else 1).
+    bool mse_clip = false;
+    float mse_norm = 2.4f;
+    int mse_grid = 100;
+    float mse_max_shrink = 0.8f;
+    bool mse_h_weighted = false;
     int n_threads = 0;
 };
 

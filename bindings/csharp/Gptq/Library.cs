@@ -72,6 +72,7 @@ namespace Gptq
             p.backend = (int)o.Backend;
             p.n_threads = o.Threads;
             p.max_shard_bytes = o.MaxShardBytes;
+            p.clip_search = o.ClipSearch;
             var bridge = new CallbackBridge(progress, null);
             if (progress != null) p.progress = Marshal.GetFunctionPointerForDelegate(bridge.ProgressDelegate);
             var pinned = new System.Collections.Generic.List<GCHandle>();

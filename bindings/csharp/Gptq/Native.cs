@@ -126,6 +126,7 @@ namespace Gptq
             public long max_shard_bytes;
             public IntPtr progress;
             public IntPtr progress_user_data;
+            public int clip_search;
         }
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]

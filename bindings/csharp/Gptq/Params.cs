@@ -139,6 +139,8 @@ namespace Gptq
         public int Threads { get; set; }
         /// <summary>0 = one file.</summary>
         public long MaxShardBytes { get; set; }
+        /// <summary>Per-group clipping search: 0 none, 1 MSE (default), 2 Hessian-weighted.</summary>
+        public int ClipSearch { get; set; }
 
         public QuantizeParams()
         {
@@ -160,6 +162,7 @@ namespace Gptq
             Backend = (Backend)d.backend;
             Threads = d.n_threads;
             MaxShardBytes = d.max_shard_bytes;
+            ClipSearch = d.clip_search;
         }
     }
 }

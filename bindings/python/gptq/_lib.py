@@ -94,7 +94,8 @@ class QuantizeParams(Structure):
                 ("calib_tokens_path", c_char_p), ("calib_text_path", c_char_p),
                 ("calib_n_samples", c_int32), ("calib_seq_len", c_int32), ("seed", c_uint64),
                 ("backend", c_int32), ("n_threads", c_int32), ("max_shard_bytes", c_int64),
-                ("progress", PROGRESS_CALLBACK), ("progress_user_data", c_void_p)]
+                ("progress", PROGRESS_CALLBACK), ("progress_user_data", c_void_p),
+                ("clip_search", c_int32)]
 
 
 _model_p = c_void_p

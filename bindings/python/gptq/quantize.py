@@ -11,6 +11,7 @@ from .model import backend_code
 _FORMATS = {"auto": _lib.FORMAT_AUTO, "v1": _lib.FORMAT_V1, "gptq": _lib.FORMAT_V1, "v2": _lib.FORMAT_V2,
             "gptq_v2": _lib.FORMAT_V2}
 _FLAGS = ("sym", "desc_act", "static_groups", "true_sequential", "fp16_scales_in_solve")
+_CLIPS = {"none": 0, "mse": 1, "hessian": 2}
 _NUMBERS = ("bits", "group_size", "damp_percent", "damp_auto_increment", "block_size", "calib_n_samples",
             "calib_seq_len", "seed", "n_threads", "max_shard_bytes")
 
@@ -23,7 +24,7 @@ def quantize(model_dir, out_dir, progress=None, **options):
     desc_act, static_groups, true_sequential, damp_percent, damp_auto_increment, block_size,
     fp16_scales_in_solve, checkpoint_format ("auto", "v1", "v2"), calib_tokens_path,
     calib_text_path, calib_n_samples, calib_seq_len, seed, backend ("auto", "cpu", "cuda"),
-    n_threads, max_shard_bytes. progress(Progress) is called as work advances; returning True
+    n_threads, max_shard_bytes, clip_search ("none", "mse", "hessian"). progress(Progress) is called as work advances; returning True
     cancels (AbortedError).
     """
     lib = _lib.lib()
@@ -43,6 +44,13 @@ def quantize(model_dir, out_dir, progress=None, **options):
                 raise InvalidArgumentError("checkpoint_format must be one of %s, not %r" % (sorted(_FORMATS), fmt))
             fmt = _FORMATS[fmt.lower()]
         p.checkpoint_format = fmt
+    clip = options.pop("clip_search", None)
+    if clip is not None:
+        if isinstance(clip, str):
+            if clip.lower() not in _CLIPS:
+                raise InvalidArgumentError("clip_search must be one of %s, not %r" % (sorted(_CLIPS), clip))
+            clip = _CLIPS[clip.lower()]
+        p.clip_search = clip
     backend = options.pop("backend", None)
     if backend is not None:
         p.backend, _ = backend_code(backend)

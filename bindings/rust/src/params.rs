@@ -162,6 +162,8 @@ pub struct QuantizeParams {
     pub n_threads: i32,
     /// 0 = one file.
     pub max_shard_bytes: i64,
+    /// Per-group clipping search: 0 none, 1 MSE (default), 2 Hessian-weighted (gptq.h GPTQ_CLIP_*).
+    pub clip_search: i32,
 }
 
 impl Default for QuantizeParams {
@@ -191,6 +193,7 @@ impl Default for QuantizeParams {
             backend: Backend::from_raw(d.backend),
             n_threads: d.n_threads,
             max_shard_bytes: d.max_shard_bytes,
+            clip_search: d.clip_search,
         }
     }
 }
@@ -229,6 +232,7 @@ impl QuantizeParams {
         r.backend = self.backend.to_raw();
         r.n_threads = self.n_threads;
         r.max_shard_bytes = self.max_shard_bytes;
+        r.clip_search = self.clip_search;
         Ok(RawQuantizeParams { raw: r, _tokens: tokens, _text: text })
     }
 }

@@ -177,6 +177,7 @@ pub struct gptq_quantize_params {
     pub max_shard_bytes: i64,
     pub progress: gptq_progress_callback,
     pub progress_user_data: *mut c_void,
+    pub clip_search: i32,
 }
 
 extern "C" {
