@@ -4,14 +4,22 @@
 #include "progress.h"
 #include "util.h"
 
+#include <algorithm>
+
 namespace common {
 
 gptq_status run_perplexity(gptq_model *model, const std::string &text, int32_t seq_len, int32_t max_chunks,
                            int32_t n_threads, ProgressBar *bar, PerplexityResult *out) {
     gptq_context_params cp = gptq_context_params_default();
     cp.n_ctx = seq_len;
-    // A chunk is evaluated in one go when the batch allows it.
-    cp.n_batch = seq_len;
+    // Several chunks per eval, one per sequence (a GPU needs large batches to be busy), as many as
+    // keep the batch near 8192 tokens and its logits under 256 MiB.
+    gptq_model_info info;
+    info.struct_size = sizeof info;
+    const int32_t vocab = gptq_model_get_info(model, &info) == GPTQ_OK ? std::max(info.vocab_size, 1) : 32000;
+    const int64_t tokens = std::min<int64_t>(8192, (int64_t(256) << 20) / 4 / vocab);
+    cp.n_seq_max = int32_t(std::max<int64_t>(1, tokens / std::max(seq_len, 1)));
+    cp.n_batch = seq_len * cp.n_seq_max;
     cp.n_threads = n_threads;
     gptq_context *ctx = nullptr;
     gptq_status st = gptq_context_init(model, &cp, &ctx);

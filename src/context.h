@@ -24,6 +24,7 @@ public:
     const Model &model() const { return *model_; }
     int n_ctx() const { return n_ctx_; }
     int n_seq() const { return n_seq_; }
+    int n_batch() const { return n_batch_; }
     int seq_len(int seq) const { return seq_len_[size_t(seq)]; }
 
 private:

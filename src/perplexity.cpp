@@ -1,6 +1,7 @@
 // perplexity.cpp — see perplexity.h.
 #include "perplexity.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -21,31 +22,41 @@ PerplexityResult perplexity(Context &ctx, std::string_view text, int seq_len, in
     if (n_chunks == 0)
         fail(GPTQ_ERR_INVALID_ARG, "text has %zu tokens, fewer than one chunk of %d", ids.size(), chunk);
 
+    // Chunks are independent: as many as the context has sequences (and its batch holds) go
+    // through one eval, each in its own sequence — the same math, fewer and larger batches.
     const int vocab = m.cfg.vocab_size;
-    std::vector<EvalToken> batch(static_cast<size_t>(chunk));
-    std::vector<int8_t> want(size_t(chunk), 1);
+    const int per_eval = std::max(1, std::min(ctx.n_seq(), ctx.n_batch() / chunk));
+    std::vector<EvalToken> batch(size_t(per_eval) * size_t(chunk));
+    std::vector<int8_t> want(batch.size(), 1);
     double nll = 0;
     int64_t count = 0;
-    for (int c = 0; c < n_chunks; c++) {
-        const int *tgt = ids.data() + size_t(c) * size_t(chunk);
-        for (int p = 0; p < chunk; p++) batch[size_t(p)] = {p == 0 ? bos : tgt[p - 1], p, 0};
-        ctx.reset(0);
-        ctx.eval(batch.data(), chunk, want.data());
-        for (int p = 0; p < chunk; p++) {
-            const float *lg = ctx.logits(p);
-            double mx = lg[0];
-            for (int v = 1; v < vocab; v++) mx = std::max(mx, double(lg[v]));
-            double sum = 0;
-            for (int v = 0; v < vocab; v++) sum += std::exp(double(lg[v]) - mx);
-            nll += (std::log(sum) + mx) - double(lg[tgt[p]]);
-            count++;
+    for (int c0 = 0; c0 < n_chunks; c0 += per_eval) {
+        const int nc = std::min(per_eval, n_chunks - c0);
+        for (int s = 0; s < nc; s++) {
+            const int *tgt = ids.data() + size_t(c0 + s) * size_t(chunk);
+            for (int p = 0; p < chunk; p++) batch[size_t(s) * chunk + p] = {p == 0 ? bos : tgt[p - 1], p, s};
         }
-        if (!std::isfinite(nll))
-            fail(GPTQ_ERR_NUMERIC, "perplexity: non-finite log-likelihood in chunk %d (NaN/Inf logits)", c);
-        if (progress) {
-            std::string detail = strprintf("ppl %.4f", std::exp(nll / double(count)));
-            if (progress("perplexity", c + 1, n_chunks, detail.c_str(), user_data))
-                fail(GPTQ_ERR_ABORTED, "perplexity cancelled after %d of %d chunks", c + 1, n_chunks);
+        ctx.reset(-1);
+        ctx.eval(batch.data(), nc * chunk, want.data());
+        for (int s = 0; s < nc; s++) {
+            const int c = c0 + s;
+            const int *tgt = ids.data() + size_t(c) * size_t(chunk);
+            for (int p = 0; p < chunk; p++) {
+                const float *lg = ctx.logits(s * chunk + p);
+                double mx = lg[0];
+                for (int v = 1; v < vocab; v++) mx = std::max(mx, double(lg[v]));
+                double sum = 0;
+                for (int v = 0; v < vocab; v++) sum += std::exp(double(lg[v]) - mx);
+                nll += (std::log(sum) + mx) - double(lg[tgt[p]]);
+                count++;
+            }
+            if (!std::isfinite(nll))
+                fail(GPTQ_ERR_NUMERIC, "perplexity: non-finite log-likelihood in chunk %d (NaN/Inf logits)", c);
+            if (progress) {
+                std::string detail = strprintf("ppl %.4f", std::exp(nll / double(count)));
+                if (progress("perplexity", c + 1, n_chunks, detail.c_str(), user_data))
+                    fail(GPTQ_ERR_ABORTED, "perplexity cancelled after %d of %d chunks", c + 1, n_chunks);
+            }
         }
     }
     return {std::exp(nll / double(count)), count, n_chunks};

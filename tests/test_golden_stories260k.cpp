@@ -52,6 +52,13 @@ TEST_CASE("stories260k: WikiText-2 perplexity of the first 20 chunks is 104.8427
     CHECK(std::fabs(ppl - 104.8427) < 0.001);
 }
 
+TEST_CASE("stories260k: perplexity with several chunks per eval (one per sequence) is the same 104.8427") {
+    golden::Session s(model_dir(), 512, 3);  // n_batch 1024: two chunks of 511 per eval
+    const double ppl = golden::perplexity_of_file(s, testutil::shared_path("data/wikitext2/wiki.test.raw"), 512, 20);
+    INFO("ppl " << ppl);
+    CHECK(std::fabs(ppl - 104.8427) < 0.001);
+}
+
 TEST_CASE("batching: three prompts evaluated together match each evaluated alone within 1e-4") {
     golden::Session together(model_dir(), 0, 3);
     golden::Session alone(model_dir(), 0, 1);
