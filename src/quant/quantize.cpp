@@ -11,13 +11,18 @@
 #include "calibration.h"
 #include "checkpoint_writer.h"
 #include "pack.h"
+#include "pipeline_common.h"
 #include "solver.h"
+#include "../backend.h"
 #include "../cpu/ops.h"
+#include "../cuda/quant_pipeline.h"
 #include "../model.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 namespace gptq {
 
@@ -58,16 +63,6 @@ void load_sublayer(Sublayer &s) {
 
 void forward(const Sublayer &s, const float *x, int64_t rows, float *y) {
     matmul_wt(x, rows, s.src->in, s.W.data(), s.src->out, s.bias.empty() ? nullptr : s.bias.data(), y);
-}
-
-// Whether the format can hold this layer (FORMAT.md): K packs into whole words, groups divide K,
-// and N holds whole words of packed zeros.
-std::string unpackable_reason(const LinearWeights &w, const GptqOptions &o) {
-    if (!packable(w.in, o.bits)) return strprintf("in_features %d is not a multiple of %d", w.in, pack_unit(o.bits));
-    if (o.group_size > 0 && o.group_size < w.in && w.in % o.group_size != 0)
-        return strprintf("group_size %d does not divide in_features %d", o.group_size, w.in);
-    if ((int64_t(w.out) * o.bits) % 32 != 0) return strprintf("out_features %d cannot hold packed zeros", w.out);
-    return "";
 }
 
 class Pipeline {
@@ -122,9 +117,7 @@ private:
                     w.name.c_str(), why.c_str(), o_.gptq.bits);
             n_fp16_++;
         } else {
-            // A group as large as the layer's input is one group per column (G = 1), as the peers read it.
-            GptqOptions opt = o_.gptq;
-            if (opt.group_size >= w.in) opt.group_size = -1;
+            const GptqOptions opt = layer_options(o_.gptq, w);
             s.result = gptq_quantize_layer(s.W.data(), w.out, w.in, H.data(), opt, w.name.c_str());
             std::copy(s.result.dequantized.begin(), s.result.dequantized.end(), s.W.data());
             s.quantized = true;
@@ -156,18 +149,12 @@ private:
         } else {
             const GptqResult &r = s.result;
             const int K = w.in, N = w.out, bits = o_.gptq.bits;
-            if (format_ == 1 && !v1_zeros_representable(r.zeros.data(), r.zeros.size()))
-                fail(GPTQ_ERR_UNSUPPORTED, "%s has a zero point of 0, which checkpoint_format v1 cannot store; use v2 or AUTO",
-                     w.name.c_str());
-            std::vector<int32_t> qweight(size_t(K) * bits / 32 * N), qzeros(size_t(r.G) * N * bits / 32);
+            std::vector<int32_t> qweight(size_t(K) * bits / 32 * N);
             pack_qweight(r.codes.data(), K, N, bits, qweight.data());
-            pack_qzeros(r.zeros.data(), r.G, N, bits, format_, qzeros.data());
-            out_.add(w.name + ".qweight", DType::I32, {int64_t(K) * bits / 32, N}, qweight.data(), qweight.size() * 4);
-            out_.add(w.name + ".qzeros", DType::I32, {r.G, int64_t(N) * bits / 32}, qzeros.data(), qzeros.size() * 4);
             std::vector<uint16_t> scales(r.scales.size());
             for (size_t i = 0; i < scales.size(); i++) scales[i] = f32_to_f16(r.scales[i]);
-            out_.add(w.name + ".scales", DType::F16, {r.G, N}, scales.data(), scales.size() * 2);
-            out_.add(w.name + ".g_idx", DType::I32, {K}, r.g_idx.data(), r.g_idx.size() * 4);
+            write_gptq_tensors(out_, w.name, K, N, r.G, bits, format_, qweight.data(), r.zeros.data(), scales.data(),
+                               r.g_idx.data());
         }
         if (!s.bias.empty()) out_.add_f16(w.name + ".bias", {w.out}, s.bias.data());
     }
@@ -313,8 +300,10 @@ void quantize_model(const char *model_dir, const char *out_dir, const gptq_quant
         fail(GPTQ_ERR_INVALID_ARG, "unknown checkpoint_format %d", p.checkpoint_format);
     if (p.calib_seq_len < 2 || p.calib_n_samples <= 0)
         fail(GPTQ_ERR_INVALID_ARG, "calibration needs calib_seq_len >= 2 and calib_n_samples >= 1");
-    if (p.backend == GPTQ_BACKEND_CUDA)
-        fail(GPTQ_ERR_UNSUPPORTED, "GPU quantization is not implemented yet; use GPTQ_BACKEND_CPU or AUTO");
+    if (p.backend != GPTQ_BACKEND_AUTO && p.backend != GPTQ_BACKEND_CPU && p.backend != GPTQ_BACKEND_CUDA)
+        fail(GPTQ_ERR_INVALID_ARG, "unknown backend %d", p.backend);
+    if (p.backend == GPTQ_BACKEND_CUDA && cuda_device_count() <= 0)
+        fail(GPTQ_ERR_UNSUPPORTED, "GPU quantization needs a CUDA device and a build with CUDA; use GPTQ_BACKEND_CPU or AUTO");
 
     const auto t0 = Clock::now();
     std::unique_ptr<Model> m = load_model(model_dir);
@@ -330,6 +319,11 @@ void quantize_model(const char *model_dir, const char *out_dir, const gptq_quant
     o.gptq.damp_auto_increment = p.damp_auto_increment;
     o.gptq.block_size = p.block_size;
     o.gptq.fp16_scales = p.fp16_scales_in_solve != 0;
+    if (p.clip_search < GPTQ_CLIP_NONE || p.clip_search > GPTQ_CLIP_HESSIAN)
+        fail(GPTQ_ERR_INVALID_ARG, "unknown clip_search %d", p.clip_search);
+    o.gptq.mse_clip = p.clip_search != GPTQ_CLIP_NONE;
+    o.gptq.mse_h_weighted = p.clip_search == GPTQ_CLIP_HESSIAN;
+    o.gptq.mse_norm = o.gptq.mse_h_weighted ? 2.f : 2.4f;
     o.gptq.n_threads = o.n_threads;
     o.qc.present = true;
     o.qc.bits = p.bits;
@@ -367,16 +361,50 @@ void quantize_model(const char *model_dir, const char *out_dir, const gptq_quant
     }
     o.qc.format = format;
 
+    // The GPU when asked, or by default when there is one and it takes these options.
+    PipelineOptions po;
+    po.gptq = o.gptq;
+    po.qc = o.qc;
+    po.format_request = o.format_request;
+    po.format = format;
+    po.n_threads = o.n_threads;
+    po.progress = o.progress;
+    po.user = o.user;
+    bool use_cuda = p.backend == GPTQ_BACKEND_CUDA;
+    if (p.backend == GPTQ_BACKEND_AUTO && cuda_device_count() > 0) {
+        const std::string why = cuda_quantize_unsupported_reason(po);
+        use_cuda = why.empty();
+        if (!use_cuda) log_msg(GPTQ_LOG_INFO, "quantizing on the CPU: the GPU quantizer does not take %s", why.c_str());
+    }
+
     CheckpointWriter writer(model_dir, out_dir, p.max_shard_bytes);
-    Pipeline pipe(*m, calib, o, writer);
-    pipe.format_ = format;
     if (format == 1 && !o.gptq.sym)
         log_msg(GPTQ_LOG_WARN, "asymmetric quantization written as v1: a layer with a zero point of 0 will be refused");
-    pipe.run();
+    int n_fp16 = 0;
+    if (use_cuda) {
+        GpuQuantOptions g;
+        const char *hess = std::getenv("GPTQ_CUDA_HESSIAN");  // "fp32": plain fp32 GEMMs for the Hessians
+        g.hessian_fp32 = hess && std::strcmp(hess, "fp32") == 0;
+        const char *fwd = std::getenv("GPTQ_CUDA_FORWARD");  // "fp32": the precise mode (quant_pipeline.h)
+        g.forward_fp32 = fwd && std::strcmp(fwd, "fp32") == 0;
+        GpuQuantStats st;
+        quantize_model_cuda(*m, calib, po, writer, g, &st);
+        n_fp16 = st.n_fp16_layers;
+        log_msg(GPTQ_LOG_INFO,
+                "GPU quantizer: %.1f s (GPU time: upload %.1f, forward %.1f, Hessian %.1f, solve %.1f, pack %.1f; "
+                "waiting on the writer %.1f); peak device memory %.2f GB (own buffers), %.2f GB in use at most",
+                st.t_total, st.t_upload, st.t_forward, st.t_hessian, st.t_solve, st.t_pack, st.t_write,
+                double(st.peak_bytes) / 1e9, double(st.peak_device_used) / 1e9);
+    } else {
+        Pipeline pipe(*m, calib, o, writer);
+        pipe.format_ = format;
+        pipe.run();
+        n_fp16 = pipe.n_fp16_layers();
+    }
     writer.finish(m->cfg, o.qc);
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-    log_msg(GPTQ_LOG_INFO, "quantized %s -> %s in %.1f s (%d layers kept in fp16, %s)", model_dir, out_dir, secs,
-            pipe.n_fp16_layers(), format == 2 ? "gptq_v2" : "gptq v1");
+    log_msg(GPTQ_LOG_INFO, "quantized %s -> %s on the %s in %.1f s (%d layers kept in fp16, %s)", model_dir, out_dir,
+            use_cuda ? "GPU" : "CPU", secs, n_fp16, format == 2 ? "gptq_v2" : "gptq v1");
 }
 
 } // namespace gptq
