@@ -6,7 +6,7 @@
 //
 //   bench-quantize [--layers N] [--samples S] [--seq T] [--hidden H] [--inter I] [--heads Hq]
 //                  [--kv-heads Hkv] [--vocab V] [--chunk-rows C] [--hessian-fp32] [--forward-fp32] [--out DIR]
-//                  [--no-act-order] [--threads N]
+//                  [--no-act-order] [--clip none|mse|hessian]
 #include "common.h"
 #include "backend.h"
 #include "config.h"
@@ -35,6 +35,7 @@ struct Args {
     int vocab = 32000, chunk_rows = 8192;
     bool hessian_fp32 = false, forward_fp32 = false, act_order = true;
     std::string out = "/tmp/bench-quantize-out";
+    std::string clip = "mse";  // none, mse or hessian (the library's default: mse)
 };
 
 int arg_int(int argc, char **argv, int &i) {
@@ -61,6 +62,7 @@ Args parse(int argc, char **argv) {
         else if (s == "--hessian-fp32") a.hessian_fp32 = true;
         else if (s == "--forward-fp32") a.forward_fp32 = true;
         else if (s == "--no-act-order") a.act_order = false;
+        else if (s == "--clip" && i + 1 < argc) a.clip = argv[++i];
         else if (s == "--out" && i + 1 < argc) a.out = argv[++i];
         else {
             std::fprintf(stderr, "unknown argument %s (see the comment at the top of bench-quantize.cu)\n", s.c_str());
@@ -197,6 +199,13 @@ int main(int argc, char **argv) {
         po.gptq.damp_auto_increment = qp.damp_auto_increment;
         po.gptq.block_size = qp.block_size;
         po.gptq.fp16_scales = qp.fp16_scales_in_solve != 0;
+        if (a.clip != "none" && a.clip != "mse" && a.clip != "hessian") {
+            std::fprintf(stderr, "--clip takes none, mse or hessian\n");
+            return 2;
+        }
+        po.gptq.mse_clip = a.clip != "none";  // as quantize_model() sets it from clip_search
+        po.gptq.mse_h_weighted = a.clip == "hessian";
+        po.gptq.mse_norm = po.gptq.mse_h_weighted ? 2.f : 2.4f;
         po.qc.present = true;
         po.qc.bits = qp.bits;
         po.qc.group_size = qp.group_size;
@@ -211,9 +220,9 @@ int main(int argc, char **argv) {
         g.hessian_fp32 = a.hessian_fp32;
         g.forward_fp32 = a.forward_fp32;
         g.chunk_rows = a.chunk_rows;
-        std::printf("quantizing: w%d g%d %s%s, %d windows x %d tokens, Hessians %s\n", qp.bits, qp.group_size,
-                    a.act_order ? "act-order" : "in order", po.gptq.static_groups ? " static groups" : "", a.samples,
-                    a.seq, a.forward_fp32 ? "fp32 (precise mode: fp32 forward)" : a.hessian_fp32 ? "fp32" : "fp16 inputs, fp32 accumulation");
+        std::printf("quantizing: w%d g%d %s%s, clip %s, %d windows x %d tokens, Hessians %s\n", qp.bits,
+                    qp.group_size, a.act_order ? "act-order" : "in order", po.gptq.static_groups ? " static groups" : "",
+                    a.clip.c_str(), a.samples, a.seq, a.forward_fp32 ? "fp32 (precise mode: fp32 forward)" : a.hessian_fp32 ? "fp32" : "fp16 inputs, fp32 accumulation");
         std::error_code ec;
         fs::remove_all(a.out, ec);
         const std::string src = a.out + ".src";  // no tokenizer files to copy

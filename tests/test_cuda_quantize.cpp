@@ -163,6 +163,19 @@ TEST_CASE("GPU GPTQ agrees with the CPU solver: 2 bits, a block size that splits
     compare(p, opt, "w2 g256 (groups over two blocks)");
 }
 
+TEST_CASE("GPU GPTQ agrees with the CPU solver with the clipping search (MSE and Hessian-weighted)") {
+    const Problem p = make_problem(64, 256, 1000, 7, {11});
+    GptqOptions opt;
+    opt.bits = 4; opt.group_size = 64; opt.desc_act = true; opt.static_groups = false;
+    opt.mse_clip = true; opt.mse_norm = 2.4f;
+    compare(p, opt, "w4 g64 act-order dynamic, MSE clip");
+    opt.static_groups = true; opt.sym = false;
+    opt.mse_h_weighted = true; opt.mse_norm = 2.f;
+    compare(p, opt, "w4 g64 act-order static asym, Hessian-weighted clip");
+    opt.group_size = -1; opt.bits = 3; opt.mse_h_weighted = false; opt.mse_norm = 2.4f;
+    compare(p, opt, "w3 per-column, MSE clip");
+}
+
 TEST_CASE("GPU packing matches pack_qweight at every bit width, through a permutation") {
     std::mt19937 rng(9);
     for (int bits : {2, 3, 4, 8}) {

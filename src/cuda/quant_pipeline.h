@@ -4,9 +4,11 @@
 // The GPU pipeline follows the CPU one (quantize.cpp) step by step — true-sequential groups
 // k,v,q | o | up,gate | down, Hessians from the outputs of the already-quantized sublayers, the
 // layer's output recomputed through the quantized layer — with the same options and the same
-// writer. Differences: the forward computes what feeds a matrix product in fp16 (the CUDA
-// backend's convention; the residual stream stays fp32), and the Hessian sums run on tensor cores
-// with fp32 accumulation unless hessian_fp32 asks for plain fp32 GEMMs.
+// writer. Two precisions for the calibration forward: the precise mode computes it in fp32
+// throughout (cuBLAS SGEMM, no TF32), as the CPU does; the fast mode feeds fp16 to the tensor
+// cores like the CUDA backend (the residual stream stays fp32; Hessian sums in fp32 from the fp16
+// inputs, whose products are exact in fp32). quantize_model() takes the precise mode while the
+// forward's matrix work is small (< 1e14 flop: docs-llama-*), the fast one beyond (a 7B model).
 #pragma once
 
 #include "quant/calibration.h"

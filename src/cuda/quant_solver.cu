@@ -62,6 +62,45 @@ __device__ __forceinline__ void warp_minmax(float &lo, float &hi) {
     }
 }
 
+// The clipping search (solver.h, GptqOptions::mse_clip) for one output row, run by a warp: scale
+// (the full-range grid, fp16-rounded as set) becomes scale x p for the p in 1, 1 - 1/grid, ...
+// with the least Σ h_k |w_k - q(w_k)|^norm over the group's weights w[0, len); the zero point
+// stays. Every lane returns the same choice.
+struct ClipArgs {
+    bool on = false;
+    int steps = 0, grid = 100;
+    float norm = 2.4f;
+    bool fp16_scales = true;
+};
+
+__device__ __forceinline__ float clip_scale(const float *w, int len, const float *h, float full, float zero, int maxq,
+                                            const ClipArgs &c, int *bad) {
+    const int lane = threadIdx.x % 32;
+    const bool square = c.norm == 2.f;
+    float best = INFINITY, chosen = full;
+    for (int i = 0; i < c.steps; ++i) {
+        const float p = 1.f - float(i) / float(c.grid);
+        float cand, unused;
+        (void)unused;
+        {
+            float s = fmaxf(full * p, 5.9604645e-8f);
+            const __half hs = __float2half_rn(s);
+            if ((__half_as_ushort(hs) & 0x7c00) == 0x7c00) atomicExch(bad, 1);
+            cand = c.fp16_scales ? __half2float(hs) : s;
+        }
+        float err = 0.f;
+        for (int k = lane; k < len; k += 32) {
+            const float x = w[k];
+            const float d = fabsf(x - cand * (float(quantize_code_d(x, cand, zero, maxq)) - zero));
+            err += (h ? h[k] : 1.f) * (square ? d * d : powf(d, c.norm));
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) err += __shfl_xor_sync(kFull, err, o);
+        if (err < best) { best = err; chosen = cand; }
+    }
+    return chosen;
+}
+
 // ------------------------------------------------------------------ factor kernels
 
 __global__ void diag_kernel(const float *S, int K, float *d) {
@@ -106,21 +145,30 @@ __global__ void anti_transpose_kernel(const float *A, int K, float *U, int *bad_
 // ------------------------------------------------------------------ weight preparation kernels
 
 // One warp per (row n, segment g) of W [N, K]: the grid of weights [g*len, (g+1)*len) of row n.
+// With do_range the grid from the segment's min/max; with clip.on the clipping search on top
+// (of the grid just found, or of the one in scales/zeros). h: diag(H) of the inputs, or null.
 __global__ void segment_grid_kernel(const float *W, int N, int K, int len, int G, int maxq, bool sym,
-                                    bool fp16_scales, float *scales, float *zeros, int *bad) {
+                                    bool fp16_scales, bool do_range, ClipArgs clip, const float *h, float *scales,
+                                    float *zeros, int *bad) {
     const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
     if (warp >= N * G) return;
     const int n = warp / G, g = warp % G;
     const float *w = W + size_t(n) * K + size_t(g) * len;
-    float lo = 0.f, hi = 0.f;  // the grid includes 0 anyway
-    for (int k = lane; k < len; k += 32) {
-        lo = fminf(lo, w[k]);
-        hi = fmaxf(hi, w[k]);
-    }
-    warp_minmax(lo, hi);
-    if (lane == 0) {
-        float s, z;
+    float s, z;
+    if (do_range) {
+        float lo = 0.f, hi = 0.f;  // the grid includes 0 anyway
+        for (int k = lane; k < len; k += 32) {
+            lo = fminf(lo, w[k]);
+            hi = fmaxf(hi, w[k]);
+        }
+        warp_minmax(lo, hi);
         grid_params(lo, hi, maxq, sym, fp16_scales, bad, s, z);
+    } else {
+        s = scales[size_t(g) * N + n];
+        z = zeros[size_t(g) * N + n];
+    }
+    if (clip.on) s = clip_scale(w, len, h ? h + size_t(g) * len : nullptr, s, z, maxq, clip, bad);
+    if (lane == 0) {
         scales[size_t(g) * N + n] = s;
         zeros[size_t(g) * N + n] = z;
     }
@@ -153,6 +201,8 @@ struct SweepArgs {
     bool sym, fp16_scales;
     double *loss;
     int *bad;
+    ClipArgs clip;
+    const float *hw;     // diag(H) in sweep order for the weighted clipping search, or null
 };
 
 // One block of up to 128 columns. Warp w of the CTA owns output rows row0..row0+3; lane l holds
@@ -214,6 +264,9 @@ __global__ void __launch_bounds__(kWarps * 32) sweep_kernel(SweepArgs a) {
                     }
                     warp_minmax(lo, hi);
                     grid_params(lo, hi, a.maxq, a.sym, a.fp16_scales, a.bad, scale[r], zero[r]);
+                    if (a.clip.on)
+                        scale[r] = clip_scale(src, a.gs, a.hw ? a.hw + cg : nullptr, scale[r], zero[r], a.maxq, a.clip,
+                                              a.bad);
                     if (lane == 0) {
                         a.scales[size_t(g) * a.N + n] = scale[r];
                         a.zeros[size_t(g) * a.N + n] = zero[r];
@@ -316,6 +369,7 @@ void GpuFactor::build(const float *S, int64_t n_rows, int K_, const GptqOptions 
     CUDA_CHECK(cudaMemcpyAsync(diag.data(), diag_d.get(), size_t(K) * 4, cudaMemcpyDeviceToHost, h.stream));
     CUDA_CHECK(cudaStreamSynchronize(h.stream));
     std::vector<uint8_t> dead(static_cast<size_t>(K));
+    std::vector<float> hdiag(static_cast<size_t>(K));  // diag(H), dead inputs 0 (the clipping search's weights)
     any_dead = false;
     double mean_diag = 0;
     for (int k = 0; k < K; ++k) {
@@ -324,6 +378,7 @@ void GpuFactor::build(const float *S, int64_t n_rows, int K_, const GptqOptions 
             fail(GPTQ_ERR_NUMERIC, "layer %s: Hessian [%d, %d] is %s (non-finite calibration inputs)", name, k, k,
                  std::isnan(v) ? "NaN" : "infinite");
         dead[size_t(k)] = v == 0.f;
+        hdiag[size_t(k)] = v;
         any_dead |= v == 0.f;
         diag[size_t(k)] = dead[size_t(k)] ? 1.f : v;
         mean_diag += diag[size_t(k)];
@@ -341,6 +396,12 @@ void GpuFactor::build(const float *S, int64_t n_rows, int K_, const GptqOptions 
     CUDA_CHECK(cudaMemcpyAsync(perm_d.get(), perm.data(), size_t(K) * 4, cudaMemcpyHostToDevice, h.stream));
     CUDA_CHECK(cudaMemcpyAsync(invperm_d.get(), inv.data(), size_t(K) * 4, cudaMemcpyHostToDevice, h.stream));
     CUDA_CHECK(cudaMemcpyAsync(dead_d.get(), dead.data(), size_t(K), cudaMemcpyHostToDevice, h.stream));
+    std::vector<float> hdiag_p(static_cast<size_t>(K));
+    for (int j = 0; j < K; ++j) hdiag_p[size_t(j)] = hdiag[size_t(perm[size_t(j)])];
+    hdiag_d.reserve(size_t(K));
+    hdiag_perm_d.reserve(size_t(K));
+    CUDA_CHECK(cudaMemcpyAsync(hdiag_d.get(), hdiag.data(), size_t(K) * 4, cudaMemcpyHostToDevice, h.stream));
+    CUDA_CHECK(cudaMemcpyAsync(hdiag_perm_d.get(), hdiag_p.data(), size_t(K) * 4, cudaMemcpyHostToDevice, h.stream));
 
     A_.reserve(KK);
     U.reserve(KK);
@@ -423,14 +484,27 @@ void GpuSolver::solve(float *W, int N, int K, const GpuFactor &f, const GptqOpti
     const unsigned nb = blocks_for(NK, 256);
     const unsigned warps_blocks = blocks_for(size_t(N) * r.G * 32, 256);
 
-    // Per-column grid: found on W before dead inputs are zeroed (as the reference does).
+    ClipArgs clip;
+    clip.on = opt.mse_clip;
+    clip.steps = std::max(1, int(opt.mse_max_shrink * float(opt.mse_grid)));
+    clip.grid = opt.mse_grid;
+    clip.norm = opt.mse_norm;
+    clip.fp16_scales = opt.fp16_scales;
+    const float *hw = opt.mse_h_weighted ? f.hdiag_d.get() : nullptr;
+    const ClipArgs no_clip;
+    // Per-column grid: found on W before dead inputs are zeroed (as the reference does); the
+    // clipping search runs on the zeroed W.
     if (gs == -1)
         segment_grid_kernel<<<blocks_for(size_t(N) * 32, 256), 256, 0, h.stream>>>(
-            W, N, K, K, 1, maxq, opt.sym, opt.fp16_scales, r.scales.get(), r.zeros.get(), flag_.get());
+            W, N, K, K, 1, maxq, opt.sym, opt.fp16_scales, true, no_clip, nullptr, r.scales.get(), r.zeros.get(),
+            flag_.get());
     if (f.any_dead) zero_dead_kernel<<<nb, 256, 0, h.stream>>>(W, N, K, f.dead_d.get());
+    if (gs == -1 && clip.on)
+        segment_grid_kernel<<<blocks_for(size_t(N) * 32, 256), 256, 0, h.stream>>>(
+            W, N, K, K, 1, maxq, opt.sym, opt.fp16_scales, false, clip, hw, r.scales.get(), r.zeros.get(), flag_.get());
     if (gs != -1 && opt.static_groups)
-        segment_grid_kernel<<<warps_blocks, 256, 0, h.stream>>>(W, N, K, gs, r.G, maxq, opt.sym, opt.fp16_scales,
-                                                               r.scales.get(), r.zeros.get(), flag_.get());
+        segment_grid_kernel<<<warps_blocks, 256, 0, h.stream>>>(W, N, K, gs, r.G, maxq, opt.sym, opt.fp16_scales, true,
+                                                               clip, hw, r.scales.get(), r.zeros.get(), flag_.get());
     CUDA_CHECK_LAUNCH();
     float *Wp = W;
     if (opt.desc_act) {
@@ -446,6 +520,8 @@ void GpuSolver::solve(float *W, int N, int K, const GpuFactor &f, const GptqOpti
     a.scales = r.scales.get(); a.zeros = r.zeros.get(); a.perm = f.perm_d.get();
     a.gs = gs; a.mode = gs == -1 ? 0 : (opt.static_groups ? 2 : 1);
     a.maxq = maxq; a.sym = opt.sym; a.fp16_scales = opt.fp16_scales; a.loss = loss_.get(); a.bad = flag_.get();
+    a.clip = clip;
+    a.hw = opt.mse_h_weighted ? f.hdiag_perm_d.get() : nullptr;
     const int smem = B * kBlockCols * 4;
     static bool attr_set = false;
     if (!attr_set) {

@@ -10,7 +10,8 @@
 //                block's U tile sits in shared memory), then the lazy trailing update as a cuBLAS
 //                fp32 GEMM. Codes, scales and zeros stay on the device; packing (qweight in the
 //                original input order) and the fp16 dequantized weights for the next forward are
-//                kernels too.
+//                kernels too. The optional clipping search (GptqOptions::mse_clip) runs where the
+//                grids are set, a warp per output row, as solver.cpp's clip_search.
 #pragma once
 
 #include "quant/solver.h"
@@ -92,6 +93,7 @@ public:
     std::vector<int32_t> perm;  // permuted position j holds input perm[j]
     DevBuf<int32_t> perm_d, invperm_d;
     DevBuf<uint8_t> dead_d;
+    DevBuf<float> hdiag_d, hdiag_perm_d;  // diag(H) in input / sweep order (dead inputs 0)
     DevBuf<float> U;            // [K, K] row-major upper factor; lower triangle zero
 
 private:
