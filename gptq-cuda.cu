@@ -430,6 +430,23 @@ private:
 
 // ------------------------------------------------------------------ one context: cache, scratch, graphs
 
+// Decode fusions (all on by default; GPTQ_CUDA_FUSE=<bit mask> switches them for measurements):
+constexpr int kFuseNorm = 1;     // RMSNorm inside the 4-bit kernel's activation staging (few rows)
+constexpr int kFuseSilu = 2;     // SwiGLU inside the down product's activation staging
+constexpr int kFuseCombine = 4;  // the attention split kernel merges its chunks itself
+constexpr int kFuseRope = 8;     // RoPE + KV store inside the attention kernel (one-token batches)
+constexpr int kFuseDefer = 16;   // q|k|v and gate|up split shares summed by their consumers (no tail)
+constexpr int kFuseMaxRows = 4;  // batches up to this size take the chunk merge / deferred fusions
+                                 // (device run 2, b=16: both cost ~3% there)
+// GPTQ_CUDA_SKIP=<bit mask> leaves stages out of the forward (wrong results; timing breakdowns
+// only): 1 attention (RoPE, KV store, attention), 2 the layers' matrix products, 4 the head.
+constexpr int kSkipAttention = 1, kSkipLinear = 2, kSkipHead = 4;
+
+int env_int(const char *name, int dflt) {
+    const char *e = std::getenv(name);
+    return e && *e ? std::atoi(e) : dflt;
+}
+
 constexpr int kGraphMaxTokens = 16;   // batches up to this size run as a replayed CUDA graph
 constexpr int kSplitMaxTokens = 64;   // tokens per attention_split call (bounds its scratch)
 constexpr int kGemmMinRun = 16;       // runs of one sequence this long use cuBLAS attention
@@ -485,6 +502,19 @@ public:
             for (const GpuLinear *l : {&L.qkv, &L.o, &L.gate_up, &L.down}) visit(*l);
         visit(b_.lm_head_);
         q4_partial_.alloc(partial * 4);
+        // Deferred shares of q|k|v (one token) and gate|up (up to kFuseMaxRows rows).
+        size_t qkv_part = 1, gu_part = 1;
+        for (const GpuLayer &L : b_.layers_) {
+            for (int m = 1; m <= std::min(nb_, kFuseMaxRows); ++m) {
+                if (L.gate_up.q4)
+                    gu_part = std::max(gu_part, size_t(q4_plan(m, L.gate_up.q, b_.sm_count_).splits) * m *
+                                                    L.gate_up.q.NT * kQ4TileN);
+            }
+            if (L.qkv.q4)
+                qkv_part = std::max(qkv_part, size_t(q4_plan(1, L.qkv.q, b_.sm_count_).splits) * L.qkv.q.NT * kQ4TileN);
+        }
+        qkv_part_.alloc(qkv_part * 4);
+        gu_part_.alloc(gu_part * 4);
         q4_counters_.alloc(size_t(strips) * 4);
         CUDA_CHECK(cudaMemsetAsync(q4_counters_.as<void>(), 0, q4_counters_.bytes(), 0));
         ws_.fused = {q4_partial_.as<float>(), partial, q4_counters_.as<unsigned>(), strips};
@@ -500,6 +530,8 @@ public:
         // Attention scratch.
         chunks_max_ = (n_ctx + kAttnChunk - 1) / kAttnChunk;
         split_scratch_.alloc(attn_split_scratch_floats(std::min(nb_, kSplitMaxTokens), c_.n_heads, D, chunks_max_) * 4);
+        attn_counters_.alloc(size_t(std::min(nb_, kSplitMaxTokens)) * c_.n_kv_heads * 4);
+        CUDA_CHECK(cudaMemsetAsync(attn_counters_.as<void>(), 0, attn_counters_.bytes(), 0));
         if (nb_ >= kGemmMinRun) {
             size_t want = attention_gemm_scratch_floats(nb_, c_.n_heads, n_ctx) * 4;
             gemm_scratch_bytes_ = std::min(want, std::max(kGemmScratchBudget,
@@ -517,6 +549,8 @@ public:
         CUDA_CHECK(cudaMallocHost(&logits_h_, B * V * 4));
         const char *e = std::getenv("GPTQ_CUDA_GRAPHS");
         use_graphs_ = !(e && std::strcmp(e, "0") == 0);
+        fuse_ = env_int("GPTQ_CUDA_FUSE", kFuseNorm | kFuseSilu | kFuseCombine | kFuseRope | kFuseDefer);
+        skip_ = env_int("GPTQ_CUDA_SKIP", 0);
         CUDA_CHECK(cudaDeviceSynchronize());
     }
 
@@ -603,6 +637,7 @@ private:
 
     // y = x · Wᵀ into out (fp16 or, accumulating, fp32); x gathered by W's permutation first.
     void linear(const GpuLinear &L, const __half *x, int M, int ldx, Q4Out out) {
+        if (skip_ & kSkipLinear) return;
         out.bias = L.bias;
         if (!L.q4) {
             dense_matmul(cublas_, x, M, ldx, L.w16, L.K, L.N, L.K, out, stream_);
@@ -629,36 +664,107 @@ private:
         auto o32 = [](float *p, int ld) { Q4Out o; o.out32 = p; o.ldo = ld; return o; };
 
         embed_lookup(tok, n, b_.embed_.as<const __half>(), H, x, stream_);
+        // One-token batches rotate and store the new key inside the attention kernel.
+        const bool rope_in_attn = (fuse_ & kFuseRope) && n == 1;
+        const bool few = n <= kFuseMaxRows;
         for (int l = 0; l < c_.n_layers; ++l) {
             const GpuLayer &L = b_.layers_[size_t(l)];
+            // q|k|v: deferred shares straight into the attention kernel (one token), or fp16.
+            const bool defer_qkv = (fuse_ & kFuseDefer) && rope_in_attn && L.qkv.q4 && !L.qkv.bias &&
+                                   !(skip_ & kSkipAttention);
+            Q4Out qo = o16(qkv, ldqkv_);
+            if (defer_qkv) {
+                qo = Q4Out();
+                qo.defer = qkv_part_.as<float>();
+            }
             // rmsnorm gathers the act-order permutation itself when the fused product has one.
-            rmsnorm(x, H, nullptr, n, H, L.attn_norm.as<const float>(), c_.rms_norm_eps, L.qkv.perm(), xn, ldn_, stream_);
-            linear_nogather(L.qkv, xn, n, ldn_, o16(qkv, ldqkv_));
-            rope_store_kv(qkv, n, ldqkv_, pos, seq, b_.inv_freq_.as<const float>(), Hq, c_.n_kv_heads, D, kv_[size_t(l)],
-                          stream_);
-            attention(l, n, chunks, runs, pos_h, scale);
+            const int qkv_splits = norm_linear(L.qkv, x, n, L.attn_norm.as<const float>(), qo);
+            if (!(skip_ & kSkipAttention)) {
+                if (!rope_in_attn)
+                    rope_store_kv(qkv, n, ldqkv_, pos, seq, b_.inv_freq_.as<const float>(), Hq, c_.n_kv_heads, D,
+                                  kv_[size_t(l)], stream_);
+                AttnSplitFusion fz;
+                if ((fuse_ & kFuseCombine) && few) fz.counters = attn_counters_.as<unsigned>();
+                if (rope_in_attn) fz.inv_freq = b_.inv_freq_.as<const float>();
+                if (defer_qkv) {
+                    fz.qkv_part = qkv_part_.as<const float>();
+                    fz.qkv_splits = qkv_splits;
+                    fz.qkv_ld = L.qkv.q.NT * kQ4TileN;
+                }
+                attention(l, n, chunks, runs, pos_h, scale, fz);
+            }
             linear(L.o, att, n, ldatt_, o32(x, H));
-            rmsnorm(x, H, nullptr, n, H, L.mlp_norm.as<const float>(), c_.rms_norm_eps, L.gate_up.perm(), xn, ldn_,
-                    stream_);
-            linear_nogather(L.gate_up, xn, n, ldn_, o16(gu, 2 * I));
-            silu_mul(gu, n, I, act, stream_);
-            linear(L.down, act, n, I, o32(x, H));
+            const bool silu_in_down = (fuse_ & kFuseSilu) && L.down.q4 && !L.down.q.perm && I % 8 == 0 &&
+                                      n <= q4_prologue_silu_rows() && q4_takes_prologue(n, ws_);
+            const bool defer_gu = silu_in_down && (fuse_ & kFuseDefer) && L.gate_up.q4 && !L.gate_up.bias && few &&
+                                  L.gate_up.N == 2 * I;
+            Q4Out go = o16(gu, 2 * I);
+            if (defer_gu) {
+                go = Q4Out();
+                go.defer = gu_part_.as<float>();
+            }
+            const int gu_splits = norm_linear(L.gate_up, x, n, L.mlp_norm.as<const float>(), go);
+            if (silu_in_down) {
+                Q4Prologue pro;
+                if (defer_gu) {
+                    pro.kind = 3;
+                    pro.gu_part = gu_part_.as<const float>();
+                    pro.gu_splits = gu_splits;
+                    pro.ldgu = L.gate_up.q.NT * kQ4TileN;
+                } else {
+                    pro.kind = 2;
+                    pro.gu = gu;
+                    pro.ldgu = 2 * I;
+                }
+                Q4Out out = o32(x, H);
+                out.bias = L.down.bias;
+                if (!(skip_ & kSkipLinear)) q4_matmul_pro(pro, n, L.down.q, out, ws_, stream_);
+            } else {
+                silu_mul(gu, n, I, act, stream_);
+                linear(L.down, act, n, I, o32(x, H));
+            }
         }
         if (m == 0) return;
         const GpuLinear &head = b_.lm_head_;
         rmsnorm(x, H, rows, m, H, b_.final_norm_.as<const float>(), c_.rms_norm_eps, head.perm(), xn, ldn_, stream_);
         CUDA_CHECK(cudaMemsetAsync(logits_.as<void>(), 0, size_t(m) * c_.vocab_size * 4, stream_));
-        linear_nogather(head, xn, m, ldn_, o32(logits_.as<float>(), c_.vocab_size));
+        if (!(skip_ & kSkipHead)) linear_nogather(head, xn, m, ldn_, o32(logits_.as<float>(), c_.vocab_size));
+    }
+
+    // out = rmsnorm(x) · Wᵀ: the norm inside the 4-bit kernel for few rows, else its own kernel.
+    // Returns the 4-bit product's splits (what a deferred output's consumer must add up).
+    int norm_linear(const GpuLinear &L, const float *x, int n, const float *norm_w, Q4Out out) {
+        const int H = c_.hidden_size;
+        if ((fuse_ & kFuseNorm) && L.q4 && n <= q4_prologue_norm_rows() && H % 4 == 0 && q4_takes_prologue(n, ws_)) {
+            Q4Prologue pro;
+            pro.kind = 1;
+            pro.x32 = x;
+            pro.ldx32 = H;
+            pro.norm_w = norm_w;
+            pro.eps = c_.rms_norm_eps;
+            pro.perm = L.q.perm;
+            if (!out.defer) out.bias = L.bias;
+            if (skip_ & kSkipLinear) return q4_default_plan(n, L.q, ws_, out).splits;
+            return q4_matmul_pro(pro, n, L.q, out, ws_, stream_);
+        }
+        __half *xn = xn_.as<__half>();
+        rmsnorm(x, H, nullptr, n, H, norm_w, c_.rms_norm_eps, L.perm(), xn, ldn_, stream_);
+        return linear_nogather(L, xn, n, ldn_, out);
     }
 
     // The input was already gathered (by rmsnorm).
-    void linear_nogather(const GpuLinear &L, const __half *x, int M, int ldx, Q4Out out) {
-        out.bias = L.bias;
-        if (L.q4) q4_matmul(x, M, ldx, L.q, out, ws_, stream_);
-        else dense_matmul(cublas_, x, M, ldx, L.w16, L.K, L.N, L.K, out, stream_);
+    int linear_nogather(const GpuLinear &L, const __half *x, int M, int ldx, Q4Out out) {
+        if (out.defer && !L.q4) fail(GPTQ_ERR_BACKEND, "CUDA: a deferred product needs a 4-bit layer");
+        if ((skip_ & kSkipLinear) && &L != &b_.lm_head_) return L.q4 ? q4_default_plan(M, L.q, ws_, out).splits : 0;
+        if (!out.defer) out.bias = L.bias;
+        if (L.q4) return q4_matmul(x, M, ldx, L.q, out, ws_, stream_);
+        dense_matmul(cublas_, x, M, ldx, L.w16, L.K, L.N, L.K, out, stream_);
+        return 0;
     }
 
-    void attention(int l, int n, int chunks, const std::vector<Run> *runs, const int32_t *pos_h, float scale) {
+    void attention(int l, int n, int chunks, const std::vector<Run> *runs, const int32_t *pos_h, float scale,
+                   const AttnSplitFusion &fuse) {
+        const bool rope_inside = fuse.inv_freq != nullptr;
         const int Hq = c_.n_heads;
         const int *pos = ids_.as<int>() + nb_, *seq = ids_.as<int>() + 2 * nb_;
         const __half *q = qkv_.as<__half>();
@@ -666,9 +772,11 @@ private:
         const KVLayer &kv = kv_[size_t(l)];
         if (!runs) {  // decode graph: every token through the split kernel
             attention_split(q, ldqkv_, pos, seq, n, Hq, kv, scale, chunks, split_scratch_.as<float>(), att, ldatt_,
-                            stream_);
+                            stream_, fuse);
             return;
         }
+        if (rope_inside && !(runs->size() == 1 && (*runs)[0].len == 1))
+            fail(GPTQ_ERR_BACKEND, "attention: RoPE inside the attention kernel needs a one-token batch");
         for (const Run &r : *runs) {
             if (r.len >= kGemmMinRun && gemm_scratch_.bytes()) {
                 // Rows in pieces whose score matrix fits the scratch.
@@ -693,7 +801,7 @@ private:
                     for (int i = 0; i < cnt; ++i) maxp = std::max(maxp, pos_h[t0 + i]);
                     attention_split(q + size_t(t0) * ldqkv_, ldqkv_, pos + t0, seq + t0, cnt, Hq, kv, scale,
                                     maxp / kAttnChunk + 1, split_scratch_.as<float>(), att + size_t(t0) * ldatt_,
-                                    ldatt_, stream_);
+                                    ldatt_, stream_, fuse);
                 }
             }
         }
@@ -704,7 +812,8 @@ private:
     int n_ctx_, n_seq_, nb_;
     int ldn_ = 0, ldqkv_ = 0, ldatt_ = 0, chunks_max_ = 1;
     DeviceBuffer ids_, x32_, xn_, xg_, qkv_, att_, gu_, act_, logits_, cache_;
-    DeviceBuffer q4_partial_, q4_counters_, q4_deq_, split_scratch_, gemm_scratch_, cublas_ws_;
+    DeviceBuffer q4_partial_, q4_counters_, q4_deq_, split_scratch_, attn_counters_, gemm_scratch_, cublas_ws_;
+    DeviceBuffer qkv_part_, gu_part_;  // deferred split shares (few-row batches)
     size_t gemm_scratch_bytes_ = 0;
     std::vector<KVLayer> kv_;
     Q4Workspace ws_;
@@ -713,6 +822,7 @@ private:
     int32_t *ids_h_ = nullptr;
     float *logits_h_ = nullptr;
     bool use_graphs_ = true;
+    int fuse_ = 0, skip_ = 0;
     std::map<std::tuple<int, int, int>, cudaGraphExec_t> graphs_;
 };
 

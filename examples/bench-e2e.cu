@@ -2,13 +2,19 @@
 // on the GPU (4-bit group-128 in the kernels' layout, then fp16): decode tokens/s at batch 1 with
 // a 512-token context, decode at batch 16, prefill tokens/s for a 2048-token prompt, peak memory.
 //
-//   bench-e2e [--small] [--q4-only]     (--small: a 4-layer model, for a smoke run)
+//   bench-e2e [--small] [--q4-only] [--variants]
+//     --small: a 4-layer model, for a smoke run
+//     --variants: 4-bit model only; decode at batch 1 (and 16) under each decode fusion switched
+//       off (GPTQ_CUDA_FUSE), the 4-bit split fitted to one wave or not, and with stages left out
+//       (GPTQ_CUDA_SKIP: what each stage costs inside the graph)
 #include "cuda/cuda_backend.cuh"
 #include "cuda/cuda_check.cuh"
+#include "cuda/q4_gemm.cuh"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -53,7 +59,7 @@ double decode_rate(BackendContext &ctx, int n_seq, int n_prompt, int steps, int 
     return double(steps - 3) * n_seq / (now_s() - t0);
 }
 
-Result run(bool q4, bool small) {
+cuda::SyntheticModelSpec llama7b(bool q4, bool small) {
     cuda::SyntheticModelSpec spec;
     ModelConfig &c = spec.cfg;
     c.architecture = "llama";
@@ -69,6 +75,68 @@ Result run(bool q4, bool small) {
     c.tie_word_embeddings = false;
     spec.q4 = q4;
     spec.group_size = 128;
+    return spec;
+}
+
+// Decode rates under the switches of --variants, one context each.
+void variants(bool small) {
+    const cuda::SyntheticModelSpec spec = llama7b(true, small);
+    auto backend = cuda::make_synthetic_backend(spec, 0);
+    const int V = spec.cfg.vocab_size;
+    struct Var {
+        const char *label, *fuse, *skip, *silu_rows;
+        int fit;     // 4-bit splits fitted to one wave: -1 by M (default), 0 never, 1 always
+        int atomic;  // 1: fp32 outputs accumulated with atomics
+        bool b16;
+    };
+    const Var vars[] = {
+        {"all fusions (default)", "31", "0", "4", -1, 1, true},
+        {"no fusions", "0", "0", "4", -1, 1, true},
+        {"all but deferred", "15", "0", "4", -1, 1, false},
+        {"all but merge", "27", "0", "4", -1, 1, false},
+        {"all but rope+deferred", "7", "0", "4", -1, 1, false},
+        {"all, deterministic", "31", "0", "4", -1, 0, true},
+        {"all, split fit off", "31", "0", "4", 0, 1, true},
+        {"all, silu <= 16 rows", "31", "0", "16", -1, 1, true},
+        {"all, norm stash off", "31", "0", "4", -1, 1, false},
+        {"none, determ., fit off", "0", "0", "4", 0, 0, true},
+        {"all, skip attention", "31", "1", "4", -1, 1, false},
+        {"all, skip linears", "31", "2", "4", -1, 1, false},
+        {"all, skip head", "31", "4", "4", -1, 1, false},
+        {"all, skip all three", "31", "7", "4", -1, 1, false},
+        {"all fusions (again)", "31", "0", "4", -1, 1, true},
+    };
+    std::printf("%-24s | %12s %12s\n", "variant", "decode b=1", "decode b=16");
+    for (const Var &v : vars) {
+        setenv("GPTQ_CUDA_FUSE", v.fuse, 1);
+        setenv("GPTQ_CUDA_SKIP", v.skip, 1);
+        setenv("GPTQ_Q4_SILU_ROWS", v.silu_rows, 1);
+        setenv("GPTQ_Q4_NORM_STASH", std::strstr(v.label, "stash off") ? "0" : "1", 1);
+        cuda::q4_set_split_fit(v.fit);
+        cuda::q4_set_atomic_accumulate(v.atomic == 1);
+        double b1 = 0, b16 = 0;
+        {
+            auto ctx = backend->create_context(1024, 1, 512);
+            b1 = decode_rate(*ctx, 1, 512, 67, V, 512);
+        }
+        if (v.b16) {
+            auto ctx = backend->create_context(1024, 16, 512);
+            b16 = decode_rate(*ctx, 16, 512, 35, V, 512);
+        }
+        std::printf("%-24s | %8.1f t/s %8.1f t/s\n", v.label, b1, b16);
+        std::fflush(stdout);
+    }
+    unsetenv("GPTQ_Q4_SILU_ROWS");
+    unsetenv("GPTQ_Q4_NORM_STASH");
+    cuda::q4_set_atomic_accumulate(true);
+    unsetenv("GPTQ_CUDA_FUSE");
+    unsetenv("GPTQ_CUDA_SKIP");
+    cuda::q4_set_split_fit(-1);
+}
+
+Result run(bool q4, bool small) {
+    const cuda::SyntheticModelSpec spec = llama7b(q4, small);
+    const ModelConfig &c = spec.cfg;
     Result r;
     auto backend = cuda::make_synthetic_backend(spec, 0);
     r.weights_gib = double(backend->weight_bytes()) / (1 << 30);
@@ -119,16 +187,21 @@ Result run(bool q4, bool small) {
 } // namespace
 
 int main(int argc, char **argv) try {
-    bool small = false, q4_only = false;
+    bool small = false, q4_only = false, vars = false;
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--small")) small = true;
         if (!std::strcmp(argv[i], "--q4-only")) q4_only = true;
+        if (!std::strcmp(argv[i], "--variants")) vars = true;
     }
     cudaDeviceProp prop;
     CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
     std::printf("device: %s; model: Llama-2-7B shape%s (hidden 4096, 32 heads, intermediate 11008, vocab 32000), "
                 "random weights\n",
                 prop.name, small ? " with 4 layers" : ", 32 layers");
+    if (vars) {
+        variants(small);
+        return 0;
+    }
     std::printf("%-6s | %14s %14s %16s %16s %16s | %9s %9s\n", "weights", "decode b=1", "decode b=16", "prefill 2048",
                 "b=1 no graph", "b=1 no PDL", "weights", "peak");
     for (int q = 1; q >= (q4_only ? 1 : 0); --q) {

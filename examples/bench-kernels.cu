@@ -6,13 +6,20 @@
 // cannot hold them. The memory floor is (4-bit weights + fp16 scales) / the device-to-device copy
 // bandwidth measured at the start of the same run.
 //
-//   bench-kernels [--quick]      (--quick: fewer shapes, for a smoke run)
+// Small M (the fused kernel) is also timed inside a CUDA graph of back-to-back calls ("graph"
+// columns), the way the backend's decode step runs it: standalone launches cost ~4-5 us each in
+// this VM, which hides what the kernel itself takes.
+//
+//   bench-kernels [--quick | --decode]   (--quick: fewer shapes, for a smoke run; --decode: the 7B
+//                                        shapes at M = 1 and 16 only, graph-timed split sweeps)
 #include "cuda/cuda_check.cuh"
+#include "cuda/elementwise.cuh"
 #include "cuda/q4_gemm.cuh"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -39,6 +46,11 @@ __global__ void fill_u32(uint32_t *p, size_t n, uint32_t seed) {
 __global__ void fill_f16(__half *p, size_t n, uint32_t seed, float lo, float hi) {
     for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
         p[i] = __float2half(lo + (hi - lo) * float(hash32(i, seed) >> 8) * (1.0f / 16777216.0f));
+}
+
+__global__ void fill_f32(float *p, size_t n, uint32_t seed, float lo, float hi) {
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+        p[i] = lo + (hi - lo) * float(hash32(i, seed) >> 8) * (1.0f / 16777216.0f);
 }
 
 template <class T> T *dev_alloc(size_t n) {
@@ -74,6 +86,33 @@ struct Timer {
         std::sort(r, r + 3);
         return r[1];
     }
+    // The same with the iters calls captured as one CUDA graph (as the backend's decode step runs
+    // them: no host launch cost, programmatic dependent launch between neighbours); fn launches
+    // on stream s. Median of 3 replays after one warm-up replay.
+    double us_graph(const std::function<void(int)> &fn, int iters, cudaStream_t s) {
+        cudaGraph_t g = nullptr;
+        CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+        for (int i = 0; i < iters; ++i) fn(i);
+        CUDA_CHECK(cudaStreamEndCapture(s, &g));
+        cudaGraphExec_t ge = nullptr;
+        CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
+        CUDA_CHECK(cudaGraphDestroy(g));
+        CUDA_CHECK(cudaGraphLaunch(ge, s));
+        CUDA_CHECK(cudaStreamSynchronize(s));
+        double r[3];
+        for (int rep = 0; rep < 3; ++rep) {
+            CUDA_CHECK(cudaEventRecord(a, s));
+            CUDA_CHECK(cudaGraphLaunch(ge, s));
+            CUDA_CHECK(cudaEventRecord(b, s));
+            CUDA_CHECK(cudaEventSynchronize(b));
+            float ms = 0;
+            CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+            r[rep] = 1000.0 * ms / iters;
+        }
+        CUDA_CHECK(cudaGraphExecDestroy(ge));
+        std::sort(r, r + 3);
+        return r[1];
+    }
 };
 
 double copy_bandwidth(Timer &t) {
@@ -95,6 +134,7 @@ struct Shape {
 
 int main(int argc, char **argv) try {
     const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+    const bool decode = argc > 1 && std::strcmp(argv[1], "--decode") == 0;
     int dev = 0;
     CUDA_CHECK(cudaSetDevice(dev));
     cudaDeviceProp prop;
@@ -113,6 +153,12 @@ int main(int argc, char **argv) try {
         shapes.resize(2);
         Ms = {1, 16, 256};
     }
+    if (decode) {
+        shapes.resize(4);
+        Ms = {1, 16};
+    }
+    cudaStream_t gs = nullptr;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&gs, cudaStreamNonBlocking));
     const int group = 128;
     const int maxM = *std::max_element(Ms.begin(), Ms.end());
 
@@ -146,7 +192,15 @@ int main(int argc, char **argv) try {
         }
         __half *x = dev_alloc<__half>(size_t(maxM) * K);
         fill_f16<<<1024, 256>>>(x, size_t(maxM) * K, 3, -1.0f, 1.0f);
+        // Prologue inputs: fp32 residual rows, the norm's weights, gate|up rows.
+        float *x32 = dev_alloc<float>(size_t(kQ4FusedMaxM) * K), *normw = dev_alloc<float>(K);
+        __half *gu = dev_alloc<__half>(size_t(kQ4FusedMaxM) * 2 * K);
+        fill_f32<<<256, 256>>>(x32, size_t(kQ4FusedMaxM) * K, 7, -2.0f, 2.0f);
+        fill_f32<<<256, 256>>>(normw, size_t(K), 8, 0.5f, 1.5f);
+        fill_f16<<<1024, 256>>>(gu, size_t(kQ4FusedMaxM) * 2 * K, 9, -3.0f, 3.0f);
         __half *y = dev_alloc<__half>(size_t(maxM) * N), *y2 = dev_alloc<__half>(size_t(maxM) * N);
+        float *y32 = dev_alloc<float>(size_t(kQ4FusedMaxM) * N);
+        CUDA_CHECK(cudaMemset(y32, 0, size_t(kQ4FusedMaxM) * N * sizeof(float)));
         CUDA_CHECK_LAUNCH();
 
         auto q4view = [&](int i) {
@@ -195,7 +249,7 @@ int main(int argc, char **argv) try {
             std::printf("%-12s check: fused vs dequant+cuBLAS rel L2 diff %.2e\n", s.name, std::sqrt(num / den));
         }
 
-        double t1 = 0;
+        double t1 = 0, t1g = 0;
         for (int M : Ms) {
             const int iters = M <= 64 ? 100 : (M <= 256 ? 30 : 10);
             o16.out16 = y;
@@ -205,7 +259,7 @@ int main(int argc, char **argv) try {
                 },
                 iters);
             std::string notes;
-            double best = 0;
+            double best = 0, graph_us = 0;
             const char *path = "fused";
             if (M <= kQ4FusedMaxM) {
                 // Sweep the split heuristic: blocks per SM the split aims for.
@@ -223,6 +277,82 @@ int main(int argc, char **argv) try {
                 char buf[160];
                 std::snprintf(buf, sizeof buf, "| default %.1f (best bps %d)", tdef, best_bps);
                 notes += buf;
+                // Graph-timed: the default plan, then the split sweep with the splits rounded up
+                // (ceil) and rounded down to one wave (fit).
+                double tg = timer.us_graph([&](int i) { q4_fused(x, M, K, q4view(i), o16, p, ws.fused, gs); }, iters, gs);
+                std::snprintf(buf, sizeof buf, " | graph %.1f", tg);
+                notes += buf;
+                graph_us = tg;
+                for (int fit = 0; fit <= 1; ++fit) {
+                    q4_set_split_fit(fit);
+                    notes += fit ? " fit:" : " ceil:";
+                    for (int bps : {1, 2, 3, 4}) {
+                        Q4Plan pg = q4_plan(M, q4view(0), ws.sm_count, bps);
+                        double t = timer.us_graph(
+                            [&](int i) { q4_fused(x, M, K, q4view(i), o16, pg, ws.fused, gs); }, iters, gs);
+                        std::snprintf(buf, sizeof buf, " %d/S%d:%.1f", bps, pg.splits, t);
+                        notes += buf;
+                    }
+                }
+                q4_set_split_fit(-1);
+                // Prologue fusions at the default plan: RMSNorm (fp32 rows) and SwiGLU (gate|up).
+                {
+                    Q4Prologue pn;
+                    pn.kind = 1;
+                    pn.x32 = x32;
+                    pn.ldx32 = K;
+                    pn.norm_w = normw;
+                    pn.eps = 1e-5f;
+                    const double sep = timer.us_graph(
+                        [&](int i) {
+                            rmsnorm(x32, K, nullptr, M, K, normw, 1e-5f, nullptr, x, K, gs);
+                            q4_fused(x, M, K, q4view(i), o16, p, ws.fused, gs);
+                        },
+                        iters, gs);
+                    const double fus = timer.us_graph(
+                        [&](int i) { q4_fused(nullptr, M, 0, q4view(i), o16, p, ws.fused, gs, &pn); }, iters, gs);
+                    setenv("GPTQ_Q4_NORM_STASH", "0", 1);
+                    const double fus_nostash = timer.us_graph(
+                        [&](int i) { q4_fused(nullptr, M, 0, q4view(i), o16, p, ws.fused, gs, &pn); }, iters, gs);
+                    unsetenv("GPTQ_Q4_NORM_STASH");
+                    Q4Prologue ps;
+                    ps.kind = 2;
+                    ps.gu = gu;
+                    ps.ldgu = 2 * K;
+                    const double sep2 = timer.us_graph(
+                        [&](int i) {
+                            silu_mul(gu, M, K, x, gs);
+                            q4_fused(x, M, K, q4view(i), o16, p, ws.fused, gs);
+                        },
+                        iters, gs);
+                    const double fus2 = timer.us_graph(
+                        [&](int i) { q4_fused(nullptr, M, 0, q4view(i), o16, p, ws.fused, gs, &ps); }, iters, gs);
+                    std::snprintf(buf, sizeof buf,
+                                  " | rmsnorm+q4 %.1f fused %.1f (no stash %.1f), silu+q4 %.1f fused %.1f", sep, fus,
+                                  fus_nostash, sep2, fus2);
+                    notes += buf;
+                    // fp32 accumulate (the residual products): splits summed in order by the last
+                    // block, or added with atomics.
+                    Q4Out o32;
+                    o32.out32 = y32;
+                    o32.ldo = N;
+                    double tacc[2];
+                    for (int at = 0; at <= 1; ++at) {
+                        q4_set_atomic_accumulate(at == 1);
+                        tacc[at] = timer.us_graph(
+                            [&](int i) { q4_fused(x, M, K, q4view(i), o32, p, ws.fused, gs); }, iters, gs);
+                    }
+                    q4_set_atomic_accumulate(true);
+                    std::snprintf(buf, sizeof buf, " | out32 ordered %.1f atomic %.1f, atomic bps", tacc[0], tacc[1]);
+                    notes += buf;
+                    for (int bps : {1, 2, 4, 6}) {
+                        Q4Plan pa = q4_plan(M, q4view(0), ws.sm_count, bps);
+                        const double t = timer.us_graph(
+                            [&](int i) { q4_fused(x, M, K, q4view(i), o32, pa, ws.fused, gs); }, iters, gs);
+                        std::snprintf(buf, sizeof buf, " %d/S%d:%.1f", bps, pa.splits, t);
+                        notes += buf;
+                    }
+                }
                 if (M == 1) {  // where the time goes: loads only, compute only, an empty launch
                     double td[4];
                     for (int mode = 1; mode <= 3; ++mode)
@@ -250,9 +380,12 @@ int main(int argc, char **argv) try {
             }
             if (M == 1) t1 = best;
             const double floor_us = q4_bytes / bw * 1e6;
-            char line[512];
-            std::snprintf(line, sizeof line, "%-12s %5d %5d | %9.1f %9s %9.1f %9.1f | %8.2f %8.2f %8.2f | %s", s.name,
-                          K, M, best, path, fp16, floor_us, best / floor_us, best / fp16, t1 > 0 ? best / t1 : 0.0,
+            if (M == 1) t1g = graph_us;
+            char line[1400];
+            std::snprintf(line, sizeof line,
+                          "%-12s %5d %5d | %9.1f %9s %9.1f %9.1f | %8.2f %8.2f %8.2f | graph %6.1f %5.2fx floor %5.2fx M1 | %s",
+                          s.name, K, M, best, path, fp16, floor_us, best / floor_us, best / fp16,
+                          t1 > 0 ? best / t1 : 0.0, graph_us, graph_us / floor_us, t1g > 0 ? graph_us / t1g : 0.0,
                           notes.c_str());
             std::printf("%s\n", line);
             std::fflush(stdout);
@@ -262,8 +395,12 @@ int main(int argc, char **argv) try {
         for (auto p : sc) CUDA_CHECK(cudaFree(p));
         for (auto p : w16) CUDA_CHECK(cudaFree(p));
         CUDA_CHECK(cudaFree(x));
+        CUDA_CHECK(cudaFree(x32));
+        CUDA_CHECK(cudaFree(normw));
+        CUDA_CHECK(cudaFree(gu));
         CUDA_CHECK(cudaFree(y));
         CUDA_CHECK(cudaFree(y2));
+        CUDA_CHECK(cudaFree(y32));
         CUDA_CHECK(cudaFree(ws.fused.partial));
         CUDA_CHECK(cudaFree(ws.fused.counters));
         CUDA_CHECK(cudaFree(ws.dequant));
@@ -272,6 +409,7 @@ int main(int argc, char **argv) try {
     for (auto &l : lines) std::printf("%s\n", l.c_str());
     cublasDestroy(cublas);
     cudaFree(cublas_ws);
+    cudaStreamDestroy(gs);
     return 0;
 } catch (const std::exception &e) {
     std::fprintf(stderr, "bench-kernels: %s\n", e.what());

@@ -19,6 +19,7 @@ GPTQ_TEST_REQUIRES("cuda")
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <memory>
@@ -321,11 +322,156 @@ TEST_CASE("q4 accumulates into an fp32 output with bias") {
         for (int m = 0; m < M; ++m)
             for (int n = 0; n < L.N; ++n) ref[size_t(m) * L.N + n] += init[size_t(m) * L.N + n] + f16d(bias[n]);
         Q4Plan many = q4_plan(M, d->view, W.ws.sm_count, 64);
-        for (const Q4Plan *p : {(const Q4Plan *)nullptr, (const Q4Plan *)&many}) {
-            if (p && M > kQ4FusedMaxM) continue;
-            auto y = gpu_q4(*d, x, M, 0, W.ws, p, &init, &bias);
-            INFO("M=" << M);
-            CHECK(rel_err(ref, y) < 1e-3);  // fp16 weights: ~2e-4 of the product's size
+        for (int atomic = 0; atomic <= 1; ++atomic) {  // splits added with atomics, or in order
+            q4_set_atomic_accumulate(atomic == 1);
+            for (const Q4Plan *p : {(const Q4Plan *)nullptr, (const Q4Plan *)&many}) {
+                if (p && M > kQ4FusedMaxM) continue;
+                auto y = gpu_q4(*d, x, M, 0, W.ws, p, &init, &bias);
+                INFO("M=" << M << " atomic=" << atomic << " splits=" << (p ? p->splits : -1));
+                CHECK(rel_err(ref, y) < 1e-3);  // fp16 weights: ~2e-4 of the product's size
+            }
+        }
+        q4_set_atomic_accumulate(true);
+    }
+}
+
+TEST_CASE("q4 prologues: RMSNorm (with act-order perm) and SwiGLU computed while staging activations") {
+    std::mt19937 rng(11);
+    Workspace W;
+    for (const LayerCase &c : kCases) {
+        GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
+        auto d = upload_layer(L);
+        const int K = L.K;
+        for (int M : {1, 3, 16, 33}) {
+            INFO("K=" << K << " N=" << L.N << " act=" << c.act_order << " M=" << M);
+            // RMSNorm of fp32 rows [M][K + 4] with weights w: the product sees fp16(x * inv * w),
+            // columns in stored order (perm) as the stand-alone rmsnorm kernel would write them.
+            const int ld32 = K + 4;
+            std::vector<float> x32(size_t(M) * ld32), nw(K);
+            std::uniform_real_distribution<float> u(-3.0f, 3.0f);
+            for (auto &v : x32) v = u(rng);
+            for (auto &v : nw) v = u(rng);
+            std::vector<h16> xn(size_t(M) * K);  // normalized, original column order
+            for (int m = 0; m < M; ++m) {
+                double ss = 0;
+                for (int k = 0; k < K; ++k) ss += double(x32[size_t(m) * ld32 + k]) * x32[size_t(m) * ld32 + k];
+                const double inv = 1.0 / std::sqrt(ss / K + 1e-5);
+                for (int k = 0; k < K; ++k) xn[size_t(m) * K + k] = f32_to_f16(float(x32[size_t(m) * ld32 + k] * inv * nw[k]));
+            }
+            auto ref = ref_matmul(L, xn, M);
+            Dev<float> dx32(x32), dnw(nw);
+            Q4Prologue pro;
+            pro.kind = 1;
+            pro.x32 = dx32.p;
+            pro.ldx32 = ld32;
+            pro.norm_w = dnw.p;
+            pro.eps = 1e-5f;
+            pro.perm = d->view.perm;
+            for (const char *stash : {"1", "0"}) {  // K-range values kept in shared memory, or re-read
+                setenv("GPTQ_Q4_NORM_STASH", stash, 1);
+                Dev<h16> dy(size_t(M) * L.N);
+                dy.poison();
+                Q4Out out;
+                out.ldo = L.N;
+                out.out16 = reinterpret_cast<__half *>(dy.p);
+                q4_matmul_pro(pro, M, d->view, out, W.ws, 0);
+                CUDA_CHECK_LAUNCH();
+                auto h = dy.download();
+                std::vector<double> got(h.size());
+                for (size_t i = 0; i < h.size(); ++i) got[i] = f16d(h[i]);
+                INFO("stash " << stash);
+                CHECK(rel_err(ref, got) < 3e-3);
+            }
+            unsetenv("GPTQ_Q4_NORM_STASH");
+
+            if (d->view.perm || K % 8) continue;  // SwiGLU: no act-order gather
+            const int ldgu = 2 * K + 8;
+            auto gu = random_f16(size_t(M) * ldgu, rng, -4.0f, 4.0f);
+            std::vector<h16> act(size_t(M) * K);
+            for (int m = 0; m < M; ++m)
+                for (int k = 0; k < K; ++k) {
+                    const float g = f16_to_f32(gu[size_t(m) * ldgu + k]), up = f16_to_f32(gu[size_t(m) * ldgu + K + k]);
+                    act[size_t(m) * K + k] = f32_to_f16(float(g / (1.0 + std::exp(-double(g))) * up));
+                }
+            auto ref2 = ref_matmul(L, act, M);
+            Dev<h16> dgu(gu);
+            Q4Prologue ps;
+            ps.kind = 2;
+            ps.gu = reinterpret_cast<const __half *>(dgu.p);
+            ps.ldgu = ldgu;
+            Dev<float> dy32(size_t(M) * L.N);
+            CUDA_CHECK(cudaMemset(dy32.p, 0, dy32.n * sizeof(float)));
+            Q4Out o32;
+            o32.ldo = L.N;
+            o32.out32 = dy32.p;
+            q4_matmul_pro(ps, M, d->view, o32, W.ws, 0);
+            CUDA_CHECK_LAUNCH();
+            auto h32 = dy32.download();
+            std::vector<double> got2(h32.begin(), h32.end());
+            CHECK(rel_err(ref2, got2) < 3e-3);
+        }
+    }
+}
+
+TEST_CASE("q4 deferred reduction: the shares sum to the fp16 output, and the SwiGLU consumer takes them") {
+    std::mt19937 rng(12);
+    Workspace W;
+    const int I = 1024 + 64;                                     // down's K, gate|up's N / 2
+    GptqLayer gu_layer = make_layer(768, 2 * I, 128, false, true, 2, rng);
+    GptqLayer down = make_layer(I, 8 * 29, 64, false, false, 1, rng);
+    auto dg = upload_layer(gu_layer), dd = upload_layer(down);
+    const int NP = dg->view.NT * kQ4TileN;
+    for (int M : {1, 3, 4}) {
+        auto x = random_f16(size_t(M) * gu_layer.K, rng, -1.0f, 1.0f);
+        Dev<h16> dx(x);
+        for (int bps : {0, 64}) {
+            Q4Out o16;
+            o16.ldo = 2 * I;
+            Q4Out od;
+            Q4Plan plan = bps ? q4_plan(M, dg->view, W.ws.sm_count, bps) : q4_default_plan(M, dg->view, W.ws, od);
+            INFO("M=" << M << " splits=" << plan.splits);
+            Dev<h16> y16(size_t(M) * 2 * I);
+            y16.poison();
+            o16.out16 = reinterpret_cast<__half *>(y16.p);
+            q4_fused(reinterpret_cast<const __half *>(dx.p), M, gu_layer.K, dg->view, o16, plan, W.ws.fused, 0);
+            Dev<float> shares(size_t(plan.splits) * M * NP);
+            shares.poison();
+            od.defer = shares.p;
+            q4_fused(reinterpret_cast<const __half *>(dx.p), M, gu_layer.K, dg->view, od, plan, W.ws.fused, 0);
+            CUDA_CHECK_LAUNCH();
+            auto h16v = y16.download();
+            auto sh = shares.download();
+            int mismatch = 0;
+            for (int m = 0; m < M; ++m)
+                for (int j = 0; j < 2 * I; ++j) {
+                    float sum = 0.0f;
+                    for (int sp = 0; sp < plan.splits; ++sp) sum += sh[(size_t(sp) * M + m) * NP + j];
+                    mismatch += f32_to_f16(sum) != h16v[size_t(m) * 2 * I + j];
+                }
+            CHECK(mismatch == 0);
+
+            // The down product with the SwiGLU of the shares, against the CPU reference.
+            std::vector<h16> act(size_t(M) * I);
+            for (int m = 0; m < M; ++m)
+                for (int k = 0; k < I; ++k) {
+                    const double g = f16d(h16v[size_t(m) * 2 * I + k]), u = f16d(h16v[size_t(m) * 2 * I + I + k]);
+                    act[size_t(m) * I + k] = f32_to_f16(float(g / (1.0 + std::exp(-g)) * u));
+                }
+            auto ref = ref_matmul(down, act, M);
+            Q4Prologue pro;
+            pro.kind = 3;
+            pro.gu_part = shares.p;
+            pro.gu_splits = plan.splits;
+            pro.ldgu = NP;
+            Dev<float> y32(size_t(M) * down.N);
+            CUDA_CHECK(cudaMemset(y32.p, 0, y32.n * sizeof(float)));
+            Q4Out o32;
+            o32.out32 = y32.p;
+            o32.ldo = down.N;
+            q4_matmul_pro(pro, M, dd->view, o32, W.ws, 0);
+            CUDA_CHECK_LAUNCH();
+            auto got = y32.download();
+            CHECK(rel_err(ref, std::vector<double>(got.begin(), got.end())) < 3e-3);
         }
     }
 }
@@ -591,15 +737,105 @@ TEST_CASE("attention (split kernel and cuBLAS path) matches the CPU reference") 
         Dev<int32_t> dpos(pos), dseq(seq);
         const int chunks = (c.n_ctx + kAttnChunk - 1) / kAttnChunk;
         Dev<float> scratch(attn_split_scratch_floats(n, c.Hq, c.D, chunks));
-        dout.poison();
-        attention_split(reinterpret_cast<const __half *>(dq.p), ldq, dpos.p, dseq.p, n, c.Hq, kv, scale, chunks,
-                        scratch.p, reinterpret_cast<__half *>(dout.p), ldo, 0);
-        auto o = dout.download();
+        Dev<unsigned> counters(size_t(n) * c.Hkv);
+        CUDA_CHECK(cudaMemset(counters.p, 0, counters.n * sizeof(unsigned)));
         auto ref = attn_ref(q, ldq, pos, seq, K, V, c, scale);
-        std::vector<double> got;
-        for (int t = 0; t < n; ++t)
-            for (int i = 0; i < c.Hq * c.D; ++i) got.push_back(f16d(o[size_t(t) * ldo + i]));
-        CHECK(rel_err(ref, got) < 2e-3);
+        // Twice with the merge inside the split kernel: its counters must be left at zero.
+        for (int variant = 0; variant < 3; ++variant) {
+            AttnSplitFusion fuse;
+            if (variant > 0) fuse.counters = counters.p;
+            dout.poison();
+            attention_split(reinterpret_cast<const __half *>(dq.p), ldq, dpos.p, dseq.p, n, c.Hq, kv, scale, chunks,
+                            scratch.p, reinterpret_cast<__half *>(dout.p), ldo, 0, fuse);
+            auto o = dout.download();
+            std::vector<double> got;
+            for (int t = 0; t < n; ++t)
+                for (int i = 0; i < c.Hq * c.D; ++i) got.push_back(f16d(o[size_t(t) * ldo + i]));
+            INFO("merge inside: " << variant);
+            CHECK(rel_err(ref, got) < 2e-3);
+            auto cnt = counters.download();
+            CHECK(std::count(cnt.begin(), cnt.end(), 0u) == long(cnt.size()));
+        }
+
+        // One token with RoPE and the KV store inside the kernel: the same cache and output as
+        // rope_store_kv followed by the split kernel.
+        for (int p1 : {0, 37 % c.n_ctx, c.n_ctx - 1}) {
+            const int ldr = (c.Hq + 2 * c.Hkv) * c.D + 8, s1 = c.n_seq - 1;
+            auto row = random_f16(size_t(ldr), rng, -2.0f, 2.0f);
+            auto inv = inv_freqs(c.D, 10000.0);
+            Dev<float> dinv(inv);
+            Dev<int32_t> dp1(std::vector<int32_t>{p1}), ds1(std::vector<int32_t>{s1});
+            Dev<unsigned> cnt1(size_t(c.Hkv));
+            CUDA_CHECK(cudaMemset(cnt1.p, 0, cnt1.n * sizeof(unsigned)));
+            Dev<float> scr1(attn_split_scratch_floats(1, c.Hq, c.D, chunks));
+            // Reference: the separate kernels on copies of the cache and row.
+            Dev<h16> rk(K), rv(V), rrow(row), rout(static_cast<size_t>(ldo));
+            KVLayer rkv{reinterpret_cast<__half *>(rk.p), reinterpret_cast<__half *>(rv.p), c.n_seq, c.Hkv, c.n_ctx, c.D};
+            rope_store_kv(reinterpret_cast<__half *>(rrow.p), 1, ldr, dp1.p, ds1.p, dinv.p, c.Hq, c.Hkv, c.D, rkv, 0);
+            attention_split(reinterpret_cast<const __half *>(rrow.p), ldr, dp1.p, ds1.p, 1, c.Hq, rkv, scale, chunks,
+                            scr1.p, reinterpret_cast<__half *>(rout.p), ldo, 0);
+            Dev<h16> fk(K), fv(V), frow(row), fout(static_cast<size_t>(ldo));
+            fout.poison();
+            KVLayer fkv{reinterpret_cast<__half *>(fk.p), reinterpret_cast<__half *>(fv.p), c.n_seq, c.Hkv, c.n_ctx, c.D};
+            AttnSplitFusion fuse;
+            fuse.counters = cnt1.p;
+            fuse.inv_freq = dinv.p;
+            attention_split(reinterpret_cast<const __half *>(frow.p), ldr, dp1.p, ds1.p, 1, c.Hq, fkv, scale, chunks,
+                            scr1.p, reinterpret_cast<__half *>(fout.p), ldo, 0, fuse);
+            auto ro = rout.download(), fo = fout.download();
+            std::vector<double> a, b;
+            for (int i = 0; i < c.Hq * c.D; ++i) {
+                a.push_back(f16d(ro[i]));
+                b.push_back(f16d(fo[i]));
+            }
+            INFO("rope inside, pos " << p1);
+            CHECK(rel_err(a, b) < 1e-3);
+            auto rkh = rk.download(), fkh = fk.download(), rvh = rv.download(), fvh = fv.download();
+            int kdiff = 0, vdiff = 0;
+            for (size_t i = 0; i < rkh.size(); ++i) {
+                kdiff += std::abs(int(f16_to_f32(rkh[i]) * 1024) - int(f16_to_f32(fkh[i]) * 1024)) > 2;
+                vdiff += rvh[i] != fvh[i];
+            }
+            CHECK(kdiff == 0);
+            CHECK(vdiff == 0);
+            CHECK(frow.download() == row);  // the row itself is left as it was
+
+            // The same row as three deferred fp32 shares (summed in order, rounded to fp16).
+            const int S3 = 3, qld = (c.Hq + 2 * c.Hkv) * c.D + 64;
+            std::vector<float> shares(size_t(S3) * qld, 0.0f);
+            std::vector<h16> srow(row);
+            std::uniform_real_distribution<float> su(-1.0f, 1.0f);
+            for (int j = 0; j < (c.Hq + 2 * c.Hkv) * c.D; ++j) {
+                float sum = 0.0f;
+                for (int sp = 0; sp < S3; ++sp) {
+                    shares[size_t(sp) * qld + j] = su(rng);
+                    sum += shares[size_t(sp) * qld + j];
+                }
+                srow[j] = f32_to_f16(sum);
+            }
+            Dev<float> dsh(shares);
+            Dev<h16> sk(K), sv(V), srowd(srow), sout(static_cast<size_t>(ldo)), dk2(K), dv2(V), dout2(static_cast<size_t>(ldo));
+            KVLayer skv{reinterpret_cast<__half *>(sk.p), reinterpret_cast<__half *>(sv.p), c.n_seq, c.Hkv, c.n_ctx, c.D};
+            KVLayer dkv{reinterpret_cast<__half *>(dk2.p), reinterpret_cast<__half *>(dv2.p), c.n_seq, c.Hkv, c.n_ctx, c.D};
+            AttnSplitFusion f2;
+            f2.counters = cnt1.p;
+            f2.inv_freq = dinv.p;
+            attention_split(reinterpret_cast<const __half *>(srowd.p), ldr, dp1.p, ds1.p, 1, c.Hq, skv, scale, chunks,
+                            scr1.p, reinterpret_cast<__half *>(sout.p), ldo, 0, f2);
+            f2.qkv_part = dsh.p;
+            f2.qkv_splits = S3;
+            f2.qkv_ld = qld;
+            dout2.poison();
+            attention_split(nullptr, 0, dp1.p, ds1.p, 1, c.Hq, dkv, scale, chunks, scr1.p,
+                            reinterpret_cast<__half *>(dout2.p), ldo, 0, f2);
+            auto so = sout.download(), d2 = dout2.download();
+            int odiff = 0;
+            for (int i = 0; i < c.Hq * c.D; ++i) odiff += so[i] != d2[i];
+            INFO("deferred qkv shares, pos " << p1);
+            CHECK(odiff == 0);
+            CHECK(sk.download() == dk2.download());
+            CHECK(sv.download() == dv2.download());
+        }
 
         // cuBLAS path: one run of one sequence, positions 20..20+nr-1 (earlier positions cached).
         const int nr = std::min(45, c.n_ctx - 20), sq = c.n_seq - 1;

@@ -34,42 +34,105 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-__global__ void __launch_bounds__(128) attn_split_kernel(const __half *__restrict__ q, int ldq,
+// NI: half2 pairs of a key row per lane kept in registers (64 * NI dims; D = 128 needs 2).
+template <int NI>
+__global__ void __launch_bounds__(128, NI == 2 ? 4 : 1) attn_split_kernel(const __half *__restrict__ q, int ldq,
                                                          const int32_t *__restrict__ pos,
                                                          const int32_t *__restrict__ seq, int Hq, KVLayer kv,
                                                          float scale, float *__restrict__ part_o,
-                                                         float *__restrict__ part_ml) {
-    pdl_enter();
+                                                         float *__restrict__ part_ml,
+                                                         AttnSplitFusion fz, __half *__restrict__ out, int ldo,
+                                                         int early_kv) {
+    const float *__restrict__ inv_freq = fz.inv_freq;
+    unsigned *__restrict__ counters = fz.counters;
     extern __shared__ float sm[];
     constexpr int KPW = kAttnChunk / 4;  // keys per warp
     const int Hkv = kv.n_kv, D = kv.D, G = Hq / Hkv;
     const int t = blockIdx.x / Hkv, h = blockIdx.x % Hkv, ch = blockIdx.y, n_chunks = gridDim.y;
+    // early_kv (one-token batches): positions, sequences and the cached keys and values before
+    // this token's position were all written before the previous kernel started, so they load
+    // before the wait for it; only this token's own key and value come after.
+    if (!early_kv) pdl_enter();
     const int p = pos[t], s = seq[t];
     const int start = ch * kAttnChunk;
-    if (start > p) return;  // the combine kernel never reads this chunk
+    if (start > p) return;  // the merge never reads this chunk
     const int L = min(kAttnChunk, p + 1 - start);
+    const int jcur = early_kv ? p - start : kAttnChunk;  // key loaded after the wait (if < L)
     float *qs = sm;                       // [G][D]
     float *sc = qs + G * D;               // [G][kAttnChunk]
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-
-    for (int idx = threadIdx.x; idx < G * D; idx += blockDim.x)
-        qs[idx] = __half2float(q[size_t(t) * ldq + size_t(h) * G * D + idx]) * scale;
-
     const size_t head_base = (size_t(s) * Hkv + h) * kv.n_ctx;
     const __half *kbase = kv.k + (head_base + start) * D;
     const __half *vbase = kv.v + (head_base + start) * D;
+
     // Each warp takes KPW keys; all their loads are issued before the first use. Lanes split D
-    // in pairs (half2), up to 256 dims in registers; more goes through a plain loop.
-    __half2 kr[KPW][4], vr[KPW][4];
+    // in pairs (half2), up to 64 * NI dims in registers; more goes through a plain loop.
+    __half2 kr[KPW][NI], vr[KPW][NI];
 #pragma unroll
     for (int jj = 0; jj < KPW; ++jj) {
         const int j = warp * KPW + jj;
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < NI; ++i) {
             const int d = 2 * lane + 64 * i;
-            const bool ok = j < L && d < D;
+            const bool ok = j < L && d < D && j != jcur;
             kr[jj][i] = ok ? *reinterpret_cast<const __half2 *>(kbase + size_t(j) * D + d) : __float2half2_rn(0.0f);
             vr[jj][i] = ok ? *reinterpret_cast<const __half2 *>(vbase + size_t(j) * D + d) : __float2half2_rn(0.0f);
+        }
+    }
+    if (early_kv) pdl_enter();
+
+    if (!inv_freq) {
+        for (int idx = threadIdx.x; idx < G * D; idx += blockDim.x)
+            qs[idx] = __half2float(q[size_t(t) * ldq + size_t(h) * G * D + idx]) * scale;
+    } else {
+        // RoPE here rather than in rope_store_kv (one token per sequence: no other block of this
+        // launch reads the position it writes). Same arithmetic and fp16 rounding as that kernel.
+        const int half_d = D / 2;
+        const __half *qrow = q + size_t(t) * ldq;
+        // Column j of the token's qkv row: stored fp16, or the sum of the deferred shares rounded
+        // as the product's own fp16 store would have (one token: t == 0).
+        auto qkv_at = [&](int j) -> __half {
+            if (!fz.qkv_part) return qrow[j];
+            float sum = 0.0f;
+            for (int sp = 0; sp < fz.qkv_splits; ++sp) sum += __ldcg(fz.qkv_part + size_t(sp) * fz.qkv_ld + j);
+            return __float2half_rn(sum);
+        };
+        for (int idx = threadIdx.x; idx < G * half_d; idx += blockDim.x) {
+            const int g = idx / half_d, i = idx % half_d;
+            float sn, c;
+            sincosf(float(p) * inv_freq[i], &sn, &c);
+            const int hd = (h * G + g) * D;
+            const float x1 = __half2float(qkv_at(hd + i)), x2 = __half2float(qkv_at(hd + i + half_d));
+            qs[g * D + i] = __half2float(__float2half_rn(x1 * c - x2 * sn)) * scale;
+            qs[g * D + i + half_d] = __half2float(__float2half_rn(x2 * c + x1 * sn)) * scale;
+        }
+        if (start + kAttnChunk > p) {  // the chunk holding position p stores its key and value
+            __half *kc = kv.k + (head_base + p) * D, *vc = kv.v + (head_base + p) * D;
+            const int kh = (Hq + h) * D, vh = (Hq + Hkv + h) * D;
+            for (int i = threadIdx.x; i < half_d; i += blockDim.x) {
+                float sn, c;
+                sincosf(float(p) * inv_freq[i], &sn, &c);
+                const float x1 = __half2float(qkv_at(kh + i)), x2 = __half2float(qkv_at(kh + i + half_d));
+                kc[i] = __float2half_rn(x1 * c - x2 * sn);
+                kc[i + half_d] = __float2half_rn(x2 * c + x1 * sn);
+                vc[i] = qkv_at(vh + i);
+                vc[i + half_d] = qkv_at(vh + i + half_d);
+            }
+            __syncthreads();  // the block's own global stores are visible to its threads after this
+        }
+    }
+    if (jcur < L) {  // this token's own key and value, now written
+#pragma unroll
+        for (int jj = 0; jj < KPW; ++jj) {
+            if (warp * KPW + jj != jcur) continue;
+#pragma unroll
+            for (int i = 0; i < NI; ++i) {
+                const int d = 2 * lane + 64 * i;
+                if (d < D) {
+                    kr[jj][i] = *reinterpret_cast<const __half2 *>(kbase + size_t(jcur) * D + d);
+                    vr[jj][i] = *reinterpret_cast<const __half2 *>(vbase + size_t(jcur) * D + d);
+                }
+            }
         }
     }
     __syncthreads();
@@ -79,7 +142,7 @@ __global__ void __launch_bounds__(128) attn_split_kernel(const __half *__restric
         for (int jj = 0; jj < KPW; ++jj) {
             float a = 0.0f;
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
+            for (int i = 0; i < NI; ++i) {
                 const int d = 2 * lane + 64 * i;
                 if (d < D) {
                     const float2 kf = __half22float2(kr[jj][i]);
@@ -87,7 +150,7 @@ __global__ void __launch_bounds__(128) attn_split_kernel(const __half *__restric
                 }
             }
             const int j = warp * KPW + jj;
-            for (int d = 256 + 2 * lane; d < D; d += 64) {
+            for (int d = 64 * NI + 2 * lane; d < D; d += 64) {
                 if (j < L) {
                     const float2 kf = __half22float2(*reinterpret_cast<const __half2 *>(kbase + size_t(j) * D + d));
                     a += kf.x * qs[g * D + d] + kf.y * qs[g * D + d + 1];
@@ -124,7 +187,7 @@ __global__ void __launch_bounds__(128) attn_split_kernel(const __half *__restric
     __syncthreads();
     for (int g = 0; g < G; ++g) {
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < NI; ++i) {
             const int d = 2 * lane + 64 * i;
             if (d >= D) continue;
             float ox = 0.0f, oy = 0.0f;
@@ -138,7 +201,7 @@ __global__ void __launch_bounds__(128) attn_split_kernel(const __half *__restric
             atomicAdd(&qs[g * D + d], ox);
             atomicAdd(&qs[g * D + d + 1], oy);
         }
-        for (int d = 256 + 2 * lane; d < D; d += 64) {
+        for (int d = 64 * NI + 2 * lane; d < D; d += 64) {
             float ox = 0.0f, oy = 0.0f;
             for (int jj = 0; jj < KPW; ++jj) {
                 const int j = warp * KPW + jj;
@@ -158,6 +221,41 @@ __global__ void __launch_bounds__(128) attn_split_kernel(const __half *__restric
         const int g = idx / D, d = idx % D;
         po[(size_t(g) * n_chunks + ch) * D + d] = qs[idx];
     }
+    if (!counters) return;  // attn_combine_kernel merges the chunks
+
+    // The last block of (t, h) to finish merges the chunks (no second kernel): weights
+    // exp(m_c - M) / sum_c exp(m_c - M) l_c, a lane per chunk, then threads over d.
+    __shared__ unsigned s_last;
+    __threadfence();
+    __syncthreads();
+    const int used = p / kAttnChunk + 1;
+    if (threadIdx.x == 0) s_last = atomicAdd(&counters[t * Hkv + h], 1u) == unsigned(used - 1);
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    float *wts = sc + G * kAttnChunk;  // [n_chunks] (the launch sizes shared memory for it)
+    for (int g = 0; g < G; ++g) {
+        const float *mlg = ml + size_t(g) * n_chunks * 2;
+        if (warp == 0) {
+            float M = -INFINITY;
+            for (int c = lane; c < used; c += 32) M = fmaxf(M, __ldcg(mlg + 2 * c));
+            M = warp_max(M);
+            float wsum = 0.0f;
+            for (int c = lane; c < used; c += 32) wsum += __expf(__ldcg(mlg + 2 * c) - M) * __ldcg(mlg + 2 * c + 1);
+            const float inv = 1.0f / warp_sum(wsum);
+            for (int c = lane; c < used; c += 32) wts[c] = __expf(__ldcg(mlg + 2 * c) - M) * inv;
+        }
+        __syncthreads();
+        const float *pog = po + size_t(g) * n_chunks * D;
+        for (int d = threadIdx.x; d < D; d += blockDim.x) {
+            float acc = 0.0f;
+#pragma unroll 8
+            for (int c = 0; c < used; ++c) acc += wts[c] * __ldcg(pog + size_t(c) * D + d);
+            out[size_t(t) * ldo + size_t(h * G + g) * D + d] = __float2half_rn(acc);
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) counters[t * Hkv + h] = 0u;  // ready for the next launch
 }
 
 // One block per (token, query head): warp 0 turns the chunks' (m, l) into weights
@@ -228,22 +326,33 @@ __global__ void attn_softmax_kernel(const float *__restrict__ S, __half *__restr
 
 void attention_split(const __half *q, int ldq, const int32_t *pos, const int32_t *seq, int n, int Hq,
                      const KVLayer &kv, float scale, int n_chunks, float *scratch, __half *out, int ldo,
-                     cudaStream_t stream) {
+                     cudaStream_t stream, const AttnSplitFusion &fuse) {
     if (n <= 0) return;
     if (Hq % kv.n_kv) fail(GPTQ_ERR_UNSUPPORTED, "attention: %d query heads not a multiple of %d KV heads", Hq, kv.n_kv);
+    if (fuse.inv_freq && (n != 1 || kv.D % 2))
+        fail(GPTQ_ERR_BACKEND, "attention: RoPE inside the split kernel needs one token and an even head_dim (n %d)", n);
+    if (fuse.qkv_part && (!fuse.inv_freq || fuse.qkv_splits < 1))
+        fail(GPTQ_ERR_BACKEND, "attention: deferred qkv shares need RoPE inside the kernel and >= 1 split");
     const int G = Hq / kv.n_kv, D = kv.D;
-    const size_t smem = size_t(G) * (D + kAttnChunk) * sizeof(float);
+    // Queries and scores, then (when the last block merges) the chunk weights, padded: the
+    // compiler reads them four floats at a time in the unrolled loop.
+    const size_t wts_floats = size_t(n_chunks + 7) / 8 * 8 + 8;
+    const size_t smem = (size_t(G) * (D + kAttnChunk) + (fuse.counters ? wts_floats : 0)) * sizeof(float);
     if (smem > 48 * 1024)
         fail(GPTQ_ERR_UNSUPPORTED, "attention: %d query heads per KV head with head_dim %d is too large", G, D);
     float *part_o = scratch;
     float *part_ml = scratch + size_t(n) * Hq * n_chunks * D;
     dim3 grid(unsigned(n * kv.n_kv), unsigned(n_chunks));
-    launch(attn_split_kernel, grid, 128, smem, stream, q, ldq, pos, seq, Hq, kv, scale, part_o, part_ml);
+    if (D <= 128)
+        launch(attn_split_kernel<2>, grid, 128, smem, stream, q, ldq, pos, seq, Hq, kv, scale, part_o, part_ml, fuse,
+               out, ldo, n == 1 ? 1 : 0);
+    else
+        launch(attn_split_kernel<4>, grid, 128, smem, stream, q, ldq, pos, seq, Hq, kv, scale, part_o, part_ml, fuse,
+               out, ldo, n == 1 ? 1 : 0);
     CUDA_CHECK_LAUNCH();
-    // The weights' buffer is padded: the compiler reads it four floats at a time in the unrolled loop.
-    const size_t wts_bytes = (size_t(n_chunks + 7) / 8 * 8 + 8) * sizeof(float);
-    launch(attn_combine_kernel, unsigned(n * Hq), 128, wts_bytes, stream, pos, Hq, D, n_chunks, part_o, part_ml, out,
-           ldo);
+    if (fuse.counters) return;
+    launch(attn_combine_kernel, unsigned(n * Hq), 128, wts_floats * sizeof(float), stream, pos, Hq, D, n_chunks, part_o,
+           part_ml, out, ldo);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -23,9 +23,26 @@ inline size_t attn_split_scratch_floats(int n, int Hq, int D, int n_chunks) {
 // positions), the combine kernel merges the chunks' softmax partials. Any n; suited to few
 // tokens per sequence. n_chunks >= ceil((max pos + 1) / kAttnChunk); blocks past a token's
 // position exit at once, so a CUDA graph may use a fixed n_chunks.
+//
+// Fusions (decode: fewer launches per layer):
+//   counters: n * n_kv zeroed unsigned (left zeroed): the last block of each (token, KV head) to
+//             finish merges the chunks itself, no combine kernel.
+//   inv_freq: n must be 1; q holds the token's qkv row un-rotated (query heads, then KV heads of
+//             keys, then of values, as rope_store_kv takes it): the kernel rotates the queries for
+//             itself and stores the rotated key and the value of position pos[0] in the cache,
+//             which rope_store_kv would have done (the qkv row is left as it was).
+//   qkv_part: with inv_freq, the qkv row comes as the deferred shares of the 4-bit product
+//             (q4_gemm.cuh Q4Out::defer, one token): value of column j = fp16(sum over
+//             s < qkv_splits of qkv_part[s * qkv_ld + j]); q is then not read.
+struct AttnSplitFusion {
+    unsigned *counters = nullptr;
+    const float *inv_freq = nullptr;
+    const float *qkv_part = nullptr;
+    int qkv_splits = 0, qkv_ld = 0;
+};
 void attention_split(const __half *q, int ldq, const int32_t *pos, const int32_t *seq, int n, int Hq,
                      const KVLayer &kv, float scale, int n_chunks, float *scratch, __half *out, int ldo,
-                     cudaStream_t stream);
+                     cudaStream_t stream, const AttnSplitFusion &fuse = AttnSplitFusion());
 
 // Prefill of one run of n tokens of sequence `seq` through cuBLAS: S = scale · Q Kᵀ (fp32),
 // causal softmax by pos (device array of the run's n positions) into fp16 P in place, O = P V.

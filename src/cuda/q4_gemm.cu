@@ -28,6 +28,8 @@
 #include "launch.cuh"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 
 namespace gptq {
@@ -264,11 +266,225 @@ __device__ __forceinline__ void store2(const Q4Out &out, int row, int col, float
     }
 }
 
+// 8 fp32 values -> 8 fp16 in one uint4.
+__device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
+    uint4 r;
+    r.x = h2u(__floats2half2_rn(v[0], v[1]));
+    r.y = h2u(__floats2half2_rn(v[2], v[3]));
+    r.z = h2u(__floats2half2_rn(v[4], v[5]));
+    r.w = h2u(__floats2half2_rn(v[6], v[7]));
+    return r;
+}
+
+// Writes the activation rows < M over the block's K range [32 p0, 32 p1) (stored order) to shared
+// memory xs [M][ldxs], zeros past K; computing them first as the prologue says (q4_gemm.cuh).
+// Every loop issues kStageBatch chunks' loads per thread before it uses any: the staging sits
+// between the wait for the previous kernel and the first mma, so its round trips are not hidden.
+constexpr int kStageBatch = 4;
+
+__device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, int K, int p0, int p1, int ldxs,
+                                  __half *xs, const Q4Prologue &pro, float *wst) {
+    const int chunks = (p1 - p0) * (kQ4PairK / 8);  // 16-byte chunks per row
+    const int kbase = p0 * kQ4PairK;
+    const int total = M * chunks;
+    if (pro.kind == 0) {
+        for (int i0 = threadIdx.x; i0 < total; i0 += kStageBatch * kQ4Threads) {
+            uint4 v[kStageBatch];
+#pragma unroll
+            for (int u = 0; u < kStageBatch; ++u) {
+                const int idx = i0 + u * kQ4Threads;
+                const int row = idx / chunks, k = kbase + (idx % chunks) * 8;
+                v[u] = idx < total && k < K ? __ldg(reinterpret_cast<const uint4 *>(x + size_t(row) * ldx + k))
+                                            : make_uint4(0u, 0u, 0u, 0u);
+            }
+#pragma unroll
+            for (int u = 0; u < kStageBatch; ++u) {
+                const int idx = i0 + u * kQ4Threads;
+                if (idx < total)
+                    *reinterpret_cast<uint4 *>(xs + size_t(idx / chunks) * ldxs + (idx % chunks) * 8) = v[u];
+            }
+        }
+        return;
+    }
+    if (pro.kind == 2) {  // SwiGLU of gate | up (K % 8 == 0: a chunk is all in or all out)
+        for (int i0 = threadIdx.x; i0 < total; i0 += kStageBatch * kQ4Threads) {
+            uint4 gv[kStageBatch], uv[kStageBatch];
+#pragma unroll
+            for (int u = 0; u < kStageBatch; ++u) {
+                const int idx = i0 + u * kQ4Threads;
+                const int row = idx / chunks, k = kbase + (idx % chunks) * 8;
+                const bool in = idx < total && k < K;
+                const __half *gr = pro.gu + size_t(row) * pro.ldgu;
+                gv[u] = in ? __ldg(reinterpret_cast<const uint4 *>(gr + k)) : make_uint4(0u, 0u, 0u, 0u);
+                uv[u] = in ? __ldg(reinterpret_cast<const uint4 *>(gr + K + k)) : make_uint4(0u, 0u, 0u, 0u);
+            }
+#pragma unroll
+            for (int u = 0; u < kStageBatch; ++u) {
+                const int idx = i0 + u * kQ4Threads;
+                if (idx >= total) continue;
+                const uint32_t gw[4] = {gv[u].x, gv[u].y, gv[u].z, gv[u].w}, uw[4] = {uv[u].x, uv[u].y, uv[u].z, uv[u].w};
+                float v[8];
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const float2 g2 = __half22float2(u2h(gw[i])), u2 = __half22float2(u2h(uw[i]));
+                    v[2 * i] = g2.x / (1.0f + __expf(-g2.x)) * u2.x;
+                    v[2 * i + 1] = g2.y / (1.0f + __expf(-g2.y)) * u2.y;
+                }
+                // Past K the loads gave zeros, and silu(0) * 0 = 0.
+                *reinterpret_cast<uint4 *>(xs + size_t(idx / chunks) * ldxs + (idx % chunks) * 8) = pack8(v);
+            }
+        }
+        return;
+    }
+    if (pro.kind == 3) {  // SwiGLU of a deferred gate|up product: sum the shares in order first
+        const int S = pro.gu_splits;
+        for (int idx = threadIdx.x; idx < total; idx += kQ4Threads) {
+            const int row = idx / chunks, k = kbase + (idx % chunks) * 8;
+            float v[8];
+            if (k < K) {
+                float4 gs[2] = {make_float4(0.f, 0.f, 0.f, 0.f), make_float4(0.f, 0.f, 0.f, 0.f)};
+                float4 us[2] = {gs[0], gs[1]};
+#pragma unroll 4
+                for (int sp = 0; sp < S; ++sp) {
+                    const float *pr = pro.gu_part + (size_t(sp) * M + row) * pro.ldgu;
+#pragma unroll
+                    for (int hh = 0; hh < 2; ++hh) {
+                        const float4 a = __ldcg(reinterpret_cast<const float4 *>(pr + k + 4 * hh));
+                        const float4 b = __ldcg(reinterpret_cast<const float4 *>(pr + K + k + 4 * hh));
+                        gs[hh].x += a.x; gs[hh].y += a.y; gs[hh].z += a.z; gs[hh].w += a.w;
+                        us[hh].x += b.x; us[hh].y += b.y; us[hh].z += b.z; us[hh].w += b.w;
+                    }
+                }
+                const float gf[8] = {gs[0].x, gs[0].y, gs[0].z, gs[0].w, gs[1].x, gs[1].y, gs[1].z, gs[1].w};
+                const float uf[8] = {us[0].x, us[0].y, us[0].z, us[0].w, us[1].x, us[1].y, us[1].z, us[1].w};
+#pragma unroll
+                for (int i = 0; i < 8; ++i) {
+                    const float gt = __half2float(__float2half_rn(gf[i])), up = __half2float(__float2half_rn(uf[i]));
+                    v[i] = gt / (1.0f + __expf(-gt)) * up;
+                }
+            } else {
+#pragma unroll
+                for (int i = 0; i < 8; ++i) v[i] = 0.0f;
+            }
+            *reinterpret_cast<uint4 *>(xs + size_t(row) * ldxs + (idx % chunks) * 8) = pack8(v);
+        }
+        return;
+    }
+    // RMSNorm: each row's sum of squares over all K columns (float4 loads, eight in flight per
+    // thread), reduced per warp and then over the block's warps in a fixed order.
+    __shared__ float s_part[kQ4FusedMaxM][kQ4Threads / 32];
+    __shared__ float s_inv[kQ4FusedMaxM];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int K4 = K / 4;
+    // With the stash (no perm), the values of the block's own K range are kept in shared memory as
+    // they pass by (xst [M][SK] fp32, next to the norm weights wst [SK] staged before the wait),
+    // so the normalized activations need no second trip to global memory.
+    const int SK = (p1 - p0) * kQ4PairK;
+    float *xst = wst ? wst + SK : nullptr;
+    for (int row = 0; row < M; ++row) {
+        const float4 *xr = reinterpret_cast<const float4 *>(pro.x32 + size_t(row) * pro.ldx32);
+        float ss = 0.0f;
+        for (int c0 = 0; c0 < K4; c0 += 8 * kQ4Threads) {
+            float4 v[8];
+#pragma unroll
+            for (int u = 0; u < 8; ++u) {
+                const int c = c0 + u * kQ4Threads + threadIdx.x;
+                v[u] = c < K4 ? xr[c] : make_float4(0.f, 0.f, 0.f, 0.f);
+            }
+#pragma unroll
+            for (int u = 0; u < 8; ++u) {
+                ss += v[u].x * v[u].x + v[u].y * v[u].y + v[u].z * v[u].z + v[u].w * v[u].w;
+                const int off = 4 * (c0 + u * kQ4Threads + threadIdx.x) - kbase;
+                if (xst && off >= 0 && off < SK) *reinterpret_cast<float4 *>(xst + size_t(row) * SK + off) = v[u];
+            }
+        }
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if (lane == 0) s_part[row][warp] = ss;
+    }
+    __syncthreads();
+    if (threadIdx.x < M) {
+        float t = 0.0f;
+#pragma unroll
+        for (int i = 0; i < kQ4Threads / 32; ++i) t += s_part[threadIdx.x][i];
+        s_inv[threadIdx.x] = rsqrtf(t / float(K) + pro.eps);
+    }
+    __syncthreads();
+    if (pro.perm) {  // act-order: element-wise gather
+        for (int idx = threadIdx.x; idx < total; idx += kQ4Threads) {
+            const int row = idx / chunks, k = kbase + (idx % chunks) * 8;
+            const float inv = s_inv[row];
+            const float *xr = pro.x32 + size_t(row) * pro.ldx32;
+            int src[8];
+#pragma unroll
+            for (int i = 0; i < 8; ++i) src[i] = k + i < K ? pro.perm[k + i] : -1;
+            float v[8];
+#pragma unroll
+            for (int i = 0; i < 8; ++i) v[i] = src[i] >= 0 ? xr[src[i]] * inv * pro.norm_w[src[i]] : 0.0f;
+            *reinterpret_cast<uint4 *>(xs + size_t(row) * ldxs + (idx % chunks) * 8) = pack8(v);
+        }
+        return;
+    }
+    if (wst) {  // from the stash (written before the barriers above)
+        for (int idx = threadIdx.x; idx < total; idx += kQ4Threads) {
+            const int row = idx / chunks, k = kbase + (idx % chunks) * 8;
+            const float inv = s_inv[row];
+            float v[8];
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+                const bool in = k + 4 * hh < K;
+                const int off = k + 4 * hh - kbase;
+                const float4 xv = in ? *reinterpret_cast<const float4 *>(xst + size_t(row) * SK + off)
+                                     : make_float4(0.f, 0.f, 0.f, 0.f);
+                const float4 wv = in ? *reinterpret_cast<const float4 *>(wst + off) : make_float4(0.f, 0.f, 0.f, 0.f);
+                v[4 * hh] = xv.x * inv * wv.x;
+                v[4 * hh + 1] = xv.y * inv * wv.y;
+                v[4 * hh + 2] = xv.z * inv * wv.z;
+                v[4 * hh + 3] = xv.w * inv * wv.w;
+            }
+            *reinterpret_cast<uint4 *>(xs + size_t(row) * ldxs + (idx % chunks) * 8) = pack8(v);
+        }
+        return;
+    }
+    for (int i0 = threadIdx.x; i0 < total; i0 += kStageBatch * kQ4Threads) {
+        // K % 4 == 0: each float4 half of a chunk is all in or all out.
+        float4 xv[kStageBatch][2], wv[kStageBatch][2];
+#pragma unroll
+        for (int u = 0; u < kStageBatch; ++u) {
+            const int idx = i0 + u * kQ4Threads;
+            const int row = idx / chunks, k = kbase + (idx % chunks) * 8;
+            const float *xr = pro.x32 + size_t(row) * pro.ldx32;
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+                const bool in = idx < total && k + 4 * hh < K;
+                xv[u][hh] = in ? *reinterpret_cast<const float4 *>(xr + k + 4 * hh) : make_float4(0.f, 0.f, 0.f, 0.f);
+                wv[u][hh] = in ? __ldg(reinterpret_cast<const float4 *>(pro.norm_w + k + 4 * hh))
+                               : make_float4(0.f, 0.f, 0.f, 0.f);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < kStageBatch; ++u) {
+            const int idx = i0 + u * kQ4Threads;
+            if (idx >= total) continue;
+            const float inv = s_inv[idx / chunks];
+            float v[8];
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+                v[4 * hh] = xv[u][hh].x * inv * wv[u][hh].x;
+                v[4 * hh + 1] = xv[u][hh].y * inv * wv[u][hh].y;
+                v[4 * hh + 2] = xv[u][hh].z * inv * wv[u][hh].z;
+                v[4 * hh + 3] = xv[u][hh].w * inv * wv[u][hh].w;
+            }
+            *reinterpret_cast<uint4 *>(xs + size_t(idx / chunks) * ldxs + (idx % chunks) * 8) = pack8(v);
+        }
+    }
+}
+
 // grid (strips of kQ4WarpsN column tiles, splits); block: kQ4WarpsN x kQ4WarpsK warps.
 template <int NTOK, bool ZT, int MODE = 0>
 __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__restrict__ x, int M, int ldx, Q4Dev w,
                                                               int pairs_per_split, float *__restrict__ partial,
-                                                              unsigned *__restrict__ counters, Q4Out out) {
+                                                              unsigned *__restrict__ counters, Q4Out out,
+                                                              Q4Prologue pro, int atomic_out) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, c = lane & 3;
     const int wn = warp % kQ4WarpsN, wk = warp / kQ4WarpsN;
@@ -292,34 +508,38 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     const uint4 *qp = w.qw + size_t(nt) * w.KT * 32 + lane;
     const bool active = nt < w.NT && q0 < q1;
     WBatch r0, r1, r2;
-    if (active) {
+    if (active) {  // all three batches of the ring: small layers are then in flight before the wait
         load_w<MODE>(r0, qp, q0, q1);
         load_w<MODE>(r1, qp, q0 + kQ4PairsPerBatch, q1);
+        load_w<MODE>(r2, qp, q0 + 2 * kQ4PairsPerBatch, q1);
     }
-    // Everything below reads or writes what earlier kernels in the stream touch.
-    pdl_enter();
+    // The block's scales (and zeros) are constants too: to shared memory before the wait.
     extern __shared__ __align__(16) __half fsm[];
     const int g0 = (2 * p0) / w.group_kt;
     const FusedSmem f = fused_smem(M, p1 - p0, groups_spanned(p0, p1, w.group_kt), ZT);
-    {
-        const int chunks = (p1 - p0) * (kQ4PairK / 8);  // 16-byte chunks per row
-        for (int idx = threadIdx.x; idx < M * chunks; idx += kQ4Threads) {
-            const int row = idx / chunks, ch = idx % chunks;
-            const int k = p0 * kQ4PairK + ch * 8;
-            *reinterpret_cast<uint4 *>(fsm + size_t(row) * f.ldxs + ch * 8) =
-                k < w.K ? __ldg(reinterpret_cast<const uint4 *>(x + size_t(row) * ldx + k)) : make_uint4(0u, 0u, 0u, 0u);
-        }
-        for (int idx = threadIdx.x; idx < kQ4WarpsN * f.ng * 8; idx += kQ4Threads) {
-            const int t = idx / (f.ng * 8), gi = (idx / 8) % f.ng, ch = idx % 8;
-            const int tile = blockIdx.x * kQ4WarpsN + t;
-            if (tile >= w.NT) continue;
-            const size_t src = (size_t(tile) * w.G + g0 + gi) * 64 + ch * 8;
-            const size_t dst = (size_t(t) * f.ng + gi) * 64 + ch * 8;
-            *reinterpret_cast<uint4 *>(fsm + f.scale_off + dst) = __ldg(reinterpret_cast<const uint4 *>(w.scales + src));
-            if constexpr (ZT)
-                *reinterpret_cast<uint4 *>(fsm + f.zero_off + dst) = __ldg(reinterpret_cast<const uint4 *>(w.zeros + src));
-        }
+    for (int idx = threadIdx.x; idx < kQ4WarpsN * f.ng * 8; idx += kQ4Threads) {
+        const int t = idx / (f.ng * 8), gi = (idx / 8) % f.ng, ch = idx % 8;
+        const int tile = blockIdx.x * kQ4WarpsN + t;
+        if (tile >= w.NT) continue;
+        const size_t src = (size_t(tile) * w.G + g0 + gi) * 64 + ch * 8;
+        const size_t dst = (size_t(t) * f.ng + gi) * 64 + ch * 8;
+        *reinterpret_cast<uint4 *>(fsm + f.scale_off + dst) = __ldg(reinterpret_cast<const uint4 *>(w.scales + src));
+        if constexpr (ZT)
+            *reinterpret_cast<uint4 *>(fsm + f.zero_off + dst) = __ldg(reinterpret_cast<const uint4 *>(w.zeros + src));
     }
+    // RMSNorm stash: the norm weights of the block's K range are constants, staged before the wait.
+    float *wst = nullptr;
+    if (pro.kind == 1 && pro.stash) {
+        wst = reinterpret_cast<float *>(reinterpret_cast<char *>(fsm) + (f.bytes + 15) / 16 * 16);
+        const int SK = (p1 - p0) * kQ4PairK, kb = p0 * kQ4PairK;
+        for (int i = 4 * threadIdx.x; i < SK; i += 4 * kQ4Threads)
+            *reinterpret_cast<float4 *>(wst + i) = kb + i < w.K
+                                                       ? __ldg(reinterpret_cast<const float4 *>(pro.norm_w + kb + i))
+                                                       : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    // Everything below reads or writes what earlier kernels in the stream touch.
+    pdl_enter();
+    stage_activations(x, M, ldx, w.K, p0, p1, f.ldxs, fsm, pro, wst);
     __syncthreads();
 
     if (active) {
@@ -334,7 +554,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
                               zau, zbu, g, c)
         // Three batches rotate through r0, r1, r2: two in flight while one is computed.
         for (int p = q0; p < q1; p += 3 * B) {
-            load_w<MODE>(r2, qp, p + 2 * B, q1);
+            if (p > q0) load_w<MODE>(r2, qp, p + 2 * B, q1);
             Q4_COMPUTE(r0, p);
             load_w<MODE>(r0, qp, p + 3 * B, q1);
             Q4_COMPUTE(r1, p + B);
@@ -370,6 +590,21 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         }
     }
 
+    if (out.defer) {  // deferred reduction: every split's share to its slice, the consumer sums
+        if (wk != 0 || nt >= w.NT) return;
+#pragma unroll
+        for (int t = 0; t < NTOK; ++t)
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int row = 8 * t + 2 * c + (e & 1);
+                    const int col = nt * kQ4TileN + 16 * i + g + 8 * (e >> 1);
+                    if (row < M) __stcg(out.defer + (size_t(split) * M + row) * NP + col, A.acc[t][i][e]);
+                }
+        return;
+    }
+
     if (S == 1) {
         if (wk != 0 || nt >= w.NT) return;
 #pragma unroll
@@ -381,6 +616,25 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
                     const int row = 8 * t + 2 * c + (e & 1);
                     const int col = nt * kQ4TileN + 16 * i + g + 8 * (e >> 1);
                     if (row < M && col < w.N) store1(out, row, col, A.acc[t][i][e]);
+                }
+        return;
+    }
+
+    if (atomic_out) {  // fp32 output: each split adds its share, no partials (bias: split 0)
+        if (wk != 0 || nt >= w.NT) return;
+#pragma unroll
+        for (int t = 0; t < NTOK; ++t)
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int row = 8 * t + 2 * c + (e & 1);
+                    const int col = nt * kQ4TileN + 16 * i + g + 8 * (e >> 1);
+                    if (row < M && col < w.N) {
+                        float v = A.acc[t][i][e];
+                        if (out.bias && split == 0) v += __half2float(out.bias[col]);
+                        atomicAdd(out.out32 + size_t(row) * out.ldo + col, v);
+                    }
                 }
         return;
     }
@@ -434,6 +688,22 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         }
     }
     if (threadIdx.x == 0) counters[blockIdx.x] = 0u;
+}
+
+std::atomic<int> &atomic_switch() {
+    static std::atomic<int> on{[] {
+        const char *e = std::getenv("GPTQ_CUDA_DETERMINISTIC");
+        return (e && std::strcmp(e, "1") == 0) ? 0 : 1;
+    }()};
+    return on;
+}
+bool q4_atomic_enabled() { return atomic_switch().load(std::memory_order_relaxed) != 0; }
+
+// The RMSNorm stash (one global round trip after the wait instead of two); GPTQ_Q4_NORM_STASH=0
+// switches it off (measurements), read at every launch.
+bool q4_norm_stash_enabled() {
+    const char *e = std::getenv("GPTQ_Q4_NORM_STASH");
+    return !(e && std::strcmp(e, "0") == 0);
 }
 
 // One warp expands one 16x64 tile into fp16 through shared memory.
@@ -506,36 +776,92 @@ __global__ void add_bias_kernel(T *__restrict__ y, int M, int N, int ldy, const 
 
 template <int NTOK, bool ZT, int MODE = 0>
 void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
-                  const Q4Scratch &sc, cudaStream_t stream) {
+                  const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
     dim3 grid(plan.strips, plan.splits);
     const size_t red = size_t(kQ4WarpsN) * NTOK * 16 * 32 * sizeof(float);  // the K-slice reduction reuses it
-    const size_t smem = std::max(plan_smem(M, plan.pairs_per_split, w), red);
+    size_t smem = std::max(plan_smem(M, plan.pairs_per_split, w), red);
     if (smem > kQ4SmemBytes) fail(GPTQ_ERR_BACKEND, "q4_fused: plan needs %zu bytes of shared memory", smem);
+    Q4Prologue p = pro;
+    p.stash = 0;
+    if (p.kind == 1 && !p.perm && q4_norm_stash_enabled()) {  // room for the RMSNorm stash?
+        const size_t with = (plan_smem(M, plan.pairs_per_split, w) + 15) / 16 * 16 +
+                            (size_t(M) + 1) * plan.pairs_per_split * kQ4PairK * sizeof(float);
+        if (with <= kQ4SmemBytes) {
+            p.stash = 1;
+            smem = std::max(smem, with);
+        }
+    }
+    const int atomic_out = plan.splits > 1 && out.out32 && q4_atomic_enabled() ? 1 : 0;
     launch(q4_fused_kernel<NTOK, ZT, MODE>, grid, kQ4Threads, smem, stream, x, M, ldx, w, plan.pairs_per_split,
-           sc.partial, sc.counters, out);
+           sc.partial, sc.counters, out, p, atomic_out);
     CUDA_CHECK_LAUNCH();
 }
 
 template <int NTOK>
 void launch_fused_z(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
-                    const Q4Scratch &sc, cudaStream_t stream) {
+                    const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
     if (w.zeros)
-        launch_fused<NTOK, true>(x, M, ldx, w, out, plan, sc, stream);
+        launch_fused<NTOK, true>(x, M, ldx, w, out, plan, sc, stream, pro);
     else
-        launch_fused<NTOK, false>(x, M, ldx, w, out, plan, sc, stream);
+        launch_fused<NTOK, false>(x, M, ldx, w, out, plan, sc, stream, pro);
 }
 
 } // namespace
 
-Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target) {
+namespace {
+
+// Resident blocks per SM of the fused kernel for M rows (registers bound it; the shared memory of
+// a small-M plan is a few KB).
+int fused_blocks_per_sm(int M) {
+    static int cache[3] = {0, 0, 0};
+    const int i = M <= 8 ? 0 : (M <= 16 ? 1 : 2);
+    if (cache[i] == 0) {
+        int n = 0;
+        cudaError_t e = cudaSuccess;
+        const size_t smem = 8 * 1024;
+        if (i == 0) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<1, false, 0>, kQ4Threads, smem);
+        else if (i == 1) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<2, false, 0>, kQ4Threads, smem);
+        else e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<4, false, 0>, kQ4Threads, smem);
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            n = 1;
+        }
+        cache[i] = std::max(1, n);
+    }
+    return cache[i];
+}
+
+std::atomic<int> &split_fit_switch() {  // -1: by M (the default), 0: off, 1: on
+    static std::atomic<int> on{[] {
+        const char *e = std::getenv("GPTQ_Q4_SPLIT_FIT");
+        return e && *e ? std::atoi(e) : -1;
+    }()};
+    return on;
+}
+
+} // namespace
+
+void q4_set_split_fit(int mode) { split_fit_switch() = mode < 0 ? -1 : (mode ? 1 : 0); }
+void q4_set_atomic_accumulate(bool on) { atomic_switch() = on ? 1 : 0; }
+
+Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, bool atomic_out32) {
     Q4Plan p;
     const int KP = w.KT / 2;
     p.strips = (w.NT + kQ4WarpsN - 1) / kQ4WarpsN;
     // Measured (bench-kernels run 16): 3 blocks per SM suits M <= 8; from 9 rows on fewer splits
-    // win (the partial sums grow with M).
-    if (blocks_per_sm_target <= 0) blocks_per_sm_target = M <= 8 ? 3 : 1;
-    const int target = std::max(1, sm_count) * blocks_per_sm_target;
-    int splits = std::max(1, (target + p.strips - 1) / p.strips);
+    // win (the partial sums grow with M). Atomic fp32 outputs: 2 (device run 2: o_proj 6.1 us at
+    // 2 vs 8.6 at 3, down 12.7 vs 15.4).
+    if (blocks_per_sm_target <= 0) blocks_per_sm_target = M <= 8 ? (atomic_out32 ? 2 : 3) : 1;
+    int splits;
+    const int fit_mode = split_fit_switch().load(std::memory_order_relaxed);
+    if (fit_mode == 1 || (fit_mode < 0 && M <= 8)) {
+        // Whole blocks in one wave: never more blocks than can be resident at once.
+        const int resident = std::max(1, sm_count) * std::min(blocks_per_sm_target, fused_blocks_per_sm(M));
+        splits = std::max(1, resident / p.strips);
+    } else {
+        const int target = std::max(1, sm_count) * blocks_per_sm_target;
+        splits = std::max(1, (target + p.strips - 1) / p.strips);
+    }
     // Keep at least two batches per warp so that loads overlap compute.
     splits = std::min(splits, std::max(1, KP / (2 * kQ4WarpsK * kQ4PairsPerBatch)));
     p.pairs_per_split = (KP + splits - 1) / splits;
@@ -548,23 +874,35 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target) {
 }
 
 void q4_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
-              const Q4Scratch &sc, cudaStream_t stream) {
+              const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue *pro_in) {
+    const Q4Prologue pro = pro_in ? *pro_in : Q4Prologue();
+    if (pro.kind == 1 && (w.K % 4 || pro.ldx32 % 4 || (reinterpret_cast<uintptr_t>(pro.x32) & 15) || !pro.norm_w ||
+                          (!pro.perm && (reinterpret_cast<uintptr_t>(pro.norm_w) & 15))))
+        fail(GPTQ_ERR_BACKEND, "q4_fused: the RMSNorm prologue needs K %% 4 == 0 and 16-byte aligned rows (K %d)", w.K);
+    if (pro.kind == 2 && (w.K % 8 || pro.ldgu % 8 || (reinterpret_cast<uintptr_t>(pro.gu) & 15)))
+        fail(GPTQ_ERR_BACKEND, "q4_fused: the SwiGLU prologue needs K %% 8 == 0 and 16-byte aligned rows (K %d)", w.K);
+    if (pro.kind < 0 || pro.kind > 3) fail(GPTQ_ERR_BACKEND, "q4_fused: unknown prologue %d", pro.kind);
     if (M < 1 || M > kQ4FusedMaxM) fail(GPTQ_ERR_BACKEND, "q4_fused: M = %d outside 1..%d", M, kQ4FusedMaxM);
-    if (!out.out16 == !out.out32) fail(GPTQ_ERR_BACKEND, "q4_fused: exactly one output must be set");
-    if (ldx % 8 || out.ldo % 2 || (reinterpret_cast<uintptr_t>(x) & 15))
-        fail(GPTQ_ERR_BACKEND, "q4_fused: x must be 16-byte aligned with ldx %% 8 == 0, ldo even (ldx %d, ldo %d)",
-             ldx, out.ldo);
+    if ((out.out16 != nullptr) + (out.out32 != nullptr) + (out.defer != nullptr) != 1)
+        fail(GPTQ_ERR_BACKEND, "q4_fused: exactly one output must be set");
+    if (out.defer && out.bias) fail(GPTQ_ERR_BACKEND, "q4_fused: a deferred output takes no bias");
+    if (pro.kind == 3 && (w.K % 8 || pro.ldgu % 4 || pro.gu_splits < 1 || (reinterpret_cast<uintptr_t>(pro.gu_part) & 15)))
+        fail(GPTQ_ERR_BACKEND, "q4_fused: the deferred SwiGLU prologue needs K %% 8 == 0 and aligned shares (K %d)", w.K);
+    if (pro.kind == 0 && (ldx % 8 || (reinterpret_cast<uintptr_t>(x) & 15)))
+        fail(GPTQ_ERR_BACKEND, "q4_fused: x must be 16-byte aligned with ldx %% 8 == 0 (ldx %d)", ldx);
+    if (out.ldo % 2)
+        fail(GPTQ_ERR_BACKEND, "q4_fused: ldo must be even (ldo %d)", out.ldo);
     if (plan.splits > 1) {
         if (plan.partial_floats > sc.partial_floats || plan.strips > sc.n_counters)
             fail(GPTQ_ERR_BACKEND, "q4_fused: scratch too small (%zu floats / %d counters; need %zu / %d)",
                  sc.partial_floats, sc.n_counters, plan.partial_floats, plan.strips);
     }
     if (M <= 8)
-        launch_fused_z<1>(x, M, ldx, w, out, plan, sc, stream);
+        launch_fused_z<1>(x, M, ldx, w, out, plan, sc, stream, pro);
     else if (M <= 16)
-        launch_fused_z<2>(x, M, ldx, w, out, plan, sc, stream);
+        launch_fused_z<2>(x, M, ldx, w, out, plan, sc, stream, pro);
     else
-        launch_fused_z<4>(x, M, ldx, w, out, plan, sc, stream);
+        launch_fused_z<4>(x, M, ldx, w, out, plan, sc, stream, pro);
 }
 
 __global__ void empty_kernel() {}
@@ -572,34 +910,81 @@ __global__ void empty_kernel() {}
 void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
                          const Q4Plan &plan, const Q4Scratch &sc, cudaStream_t stream) {
     if (M > 8 || w.zeros) fail(GPTQ_ERR_BACKEND, "q4_fused_diagnostic: M <= 8 and uniform zeros only");
+    const Q4Prologue pro;
     if (mode == 1)
-        launch_fused<1, false, 1>(x, M, ldx, w, out, plan, sc, stream);
+        launch_fused<1, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
     else if (mode == 2)
-        launch_fused<1, false, 2>(x, M, ldx, w, out, plan, sc, stream);
+        launch_fused<1, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
     else if (mode == 3) {
         empty_kernel<<<1, 32, 0, stream>>>();
         CUDA_CHECK_LAUNCH();
     } else
-        launch_fused<1, false, 0>(x, M, ldx, w, out, plan, sc, stream);
+        launch_fused<1, false, 0>(x, M, ldx, w, out, plan, sc, stream, pro);
 }
 
-void q4_matmul(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,
-               cudaStream_t stream) {
+Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws, const Q4Out &out) {
+    return q4_plan(M, w, ws.sm_count, 0, out.out32 != nullptr && q4_atomic_enabled());
+}
+
+int q4_matmul(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,
+              cudaStream_t stream) {
     if (M >= ws.large_m && ws.dequant && ws.cublas) {
+        if (out.defer) fail(GPTQ_ERR_BACKEND, "q4_matmul: a deferred output needs the fused kernel (M %d)", M);
         const size_t need = size_t(w.KT) * kQ4TileK * w.NT * kQ4TileN;
         if (need > ws.dequant_elems)
             fail(GPTQ_ERR_BACKEND, "q4_matmul: dequant buffer too small (%zu < %zu)", ws.dequant_elems, need);
         q4_dequant_f16(w, ws.dequant, stream);
         dense_matmul_kn(ws.cublas, x, M, ldx, ws.dequant, w.K, w.N, w.NT * kQ4TileN, out, stream);
-        return;
+        return 0;
     }
+    if (out.defer && M > kQ4FusedMaxM) fail(GPTQ_ERR_BACKEND, "q4_matmul: a deferred output takes one pass (M %d)", M);
+    int splits = 0;
     for (int m0 = 0; m0 < M; m0 += kQ4FusedMaxM) {
         const int mc = std::min(kQ4FusedMaxM, M - m0);
         Q4Out o = out;
         if (o.out16) o.out16 += size_t(m0) * o.ldo;
         if (o.out32) o.out32 += size_t(m0) * o.ldo;
-        q4_fused(x + size_t(m0) * ldx, mc, ldx, w, o, q4_plan(mc, w, ws.sm_count), ws.fused, stream);
+        const Q4Plan plan = q4_default_plan(mc, w, ws, o);
+        q4_fused(x + size_t(m0) * ldx, mc, ldx, w, o, plan, ws.fused, stream);
+        splits = plan.splits;
     }
+    return splits;
+}
+
+bool q4_takes_prologue(int M, const Q4Workspace &ws) { return M >= 1 && !(M >= ws.large_m && ws.dequant && ws.cublas); }
+
+int q4_matmul_pro(const Q4Prologue &pro, int M, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,
+                  cudaStream_t stream) {
+    if (!q4_takes_prologue(M, ws)) fail(GPTQ_ERR_BACKEND, "q4_matmul_pro: %d rows take the dequantize + cuBLAS path", M);
+    if ((out.defer || pro.kind == 3) && M > kQ4FusedMaxM)
+        fail(GPTQ_ERR_BACKEND, "q4_matmul_pro: deferred products take one pass (M %d)", M);
+    int splits = 0;
+    for (int m0 = 0; m0 < M; m0 += kQ4FusedMaxM) {
+        const int mc = std::min(kQ4FusedMaxM, M - m0);
+        Q4Out o = out;
+        if (o.out16) o.out16 += size_t(m0) * o.ldo;
+        if (o.out32) o.out32 += size_t(m0) * o.ldo;
+        Q4Prologue p = pro;
+        if (p.x32) p.x32 += size_t(m0) * p.ldx32;
+        if (p.gu) p.gu += size_t(m0) * p.ldgu;
+        const Q4Plan plan = q4_default_plan(mc, w, ws, o);
+        q4_fused(nullptr, mc, 0, w, o, plan, ws.fused, stream, &p);
+        splits = plan.splits;
+    }
+    return splits;
+}
+
+// Read at every call (graph captures and eager forwards only), so benchmarks can switch them.
+// Defaults measured (device run 2): both fusions pay at one row; at 16 rows the separate kernels
+// won (re-reading the rows in every block, b=16 decode 2285 vs 2202 tokens/s for SwiGLU).
+int q4_prologue_norm_rows() {
+    const char *e = std::getenv("GPTQ_Q4_NORM_ROWS");
+    return e && *e ? std::atoi(e) : 4;
+}
+
+int q4_prologue_silu_rows() {
+    const char *e = std::getenv("GPTQ_Q4_SILU_ROWS");
+    return e && *e ? std::atoi(e) : 4;
 }
 
 void q4_dequant_f16(const Q4Dev &w, __half *W, cudaStream_t stream) {

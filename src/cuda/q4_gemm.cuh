@@ -33,7 +33,42 @@ struct Q4Out {
     float *out32 = nullptr;
     const __half *bias = nullptr;  // [N] or null
     int ldo = 0;                   // row stride of the output, in elements (>= N)
+    // Deferred reduction (decode): instead of out16 / out32, each split s writes its fp32 share of
+    // row m to defer[(s * M + m) * NT*64 + col] and no block sums them; the consumer (SwiGLU
+    // prologue kind 3, the attention kernel) adds the `splits` shares in order 0..splits-1 and
+    // rounds to fp16, giving exactly what out16 would have held. No bias. q4_matmul returns the
+    // number of splits.
+    float *defer = nullptr;
 };
+
+// What the fused kernel computes for its activations while it stages them into shared memory, so
+// that the kernel before it need not run as a kernel of its own (decode: fewer launches per layer).
+//   kind 0: x as given (fp16).
+//   kind 1: RMSNorm: x[m, k] = fp16(x32[m, perm ? perm[k] : k] * inv_m * norm_w[same]),
+//           inv_m = 1 / sqrt(mean_k x32[m, k]^2 + eps) over K columns; needs K % 4 == 0, ldx32 % 4 == 0.
+//           Every block reads the whole rows, so it suits few rows (q4_prologue_rows).
+//   kind 2: SwiGLU: x[m, k] = fp16(silu(gu[m, k]) * gu[m, K + k]); needs K % 8 == 0, ldgu % 8 == 0.
+//   kind 3: SwiGLU of a deferred gate|up product (Q4Out::defer): gu[m, j] = fp16(sum over the
+//           gu_splits shares gu_part[(s * M + m) * ldgu + j]), then as kind 2.
+// The arithmetic (and its rounding) is that of the stand-alone rmsnorm / silu_mul kernels.
+struct Q4Prologue {
+    int kind = 0;
+    const float *x32 = nullptr;
+    int ldx32 = 0;
+    const float *norm_w = nullptr;
+    float eps = 0.0f;
+    const int32_t *perm = nullptr;
+    const __half *gu = nullptr;
+    int ldgu = 0;
+    const float *gu_part = nullptr;
+    int gu_splits = 0;
+    int stash = 0;  // set by the launcher (kind 1 without perm): see q4_gemm.cu stage_activations
+};
+
+// Up to how many rows the RMSNorm prologue pays (each block re-reads the rows), and the SwiGLU
+// one; 0 = never. GPTQ_Q4_NORM_ROWS / GPTQ_Q4_SILU_ROWS override the defaults (measurements).
+int q4_prologue_norm_rows();
+int q4_prologue_silu_rows();
 
 // How the fused kernel splits one call: `splits` blocks along K per strip of kQ4WarpsN column
 // tiles; inside a block kQ4WarpsK warps split the block's K range again.
@@ -52,7 +87,22 @@ constexpr int kQ4PairsPerBatch = 2;   // tile pairs per load batch (4 k-steps, 2
 constexpr size_t kQ4SmemBytes = 47 * 1024;  // per block: activations of its K range + scales (< 48 KB)
 
 // blocks_per_sm_target: how many blocks per SM the split aims for (0 = the tuned default).
-Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target = 0);
+// With the split fit on, the splits are rounded down so that all blocks are resident at once (no
+// partial second wave); off, rounded up (the old rule). Default: on for M <= 8 (measured, device
+// run 2); GPTQ_Q4_SPLIT_FIT=0/1 or q4_set_split_fit(0/1) force it, q4_set_split_fit(-1) restores.
+// atomic_out32: the call accumulates into out32 with atomics (its default target differs: no
+// partial sums to reduce).
+Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target = 0, bool atomic_out32 = false);
+void q4_set_split_fit(int mode);
+// The plan q4_matmul / q4_matmul_pro use for one pass of M rows into out.
+struct Q4Workspace;
+Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws, const Q4Out &out);
+
+// fp32 outputs (out32, accumulated into) of split calls: on (default), each split adds its share
+// with atomics (no partial sums, no last-block pass: shorter tail), so the order of the fp32
+// additions, and the last bits of the result, vary from run to run; off (GPTQ_CUDA_DETERMINISTIC=1
+// or q4_set_atomic_accumulate(false)), the last block of each strip sums the splits in order.
+void q4_set_atomic_accumulate(bool on);
 
 // Scratch for the fused kernel: partial sums and per-strip arrival counters (zeroed once at
 // allocation; every launch leaves them zero again). One set per stream.
@@ -65,8 +115,9 @@ struct Q4Scratch {
 
 // x: [M, ldx] fp16, 16-byte aligned, ldx % 8 == 0, already gathered by w.perm when set.
 // M <= kQ4FusedMaxM; out.ldo even.
+// pro (optional): the activations are computed from pro's inputs instead of read from x (x unused).
 void q4_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
-              const Q4Scratch &scratch, cudaStream_t stream);
+              const Q4Scratch &scratch, cudaStream_t stream, const Q4Prologue *pro = nullptr);
 
 // Everything q4_matmul may use: fused-kernel scratch, an fp16 buffer for the dequantized weight
 // (large-M path; at least KT*16 * NT*64 elements of the largest layer), cuBLAS.
@@ -84,9 +135,16 @@ struct Q4Workspace {
 void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
                          const Q4Plan &plan, const Q4Scratch &sc, cudaStream_t stream);
 
-// y = x · W for any M >= 1 (x gathered by w.perm already), choosing the path by M.
-void q4_matmul(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,
-               cudaStream_t stream);
+// y = x · W for any M >= 1 (x gathered by w.perm already), choosing the path by M. Returns the
+// splits of the (last) fused pass, 0 on the cuBLAS path.
+int q4_matmul(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,
+              cudaStream_t stream);
+
+// Whether q4_matmul_pro can run this M on the fused kernel (the prologue needs it).
+bool q4_takes_prologue(int M, const Q4Workspace &ws);
+// q4_matmul with a prologue (q4_takes_prologue(M, ws) must hold); rows of pro's inputs follow M.
+int q4_matmul_pro(const Q4Prologue &pro, int M, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,
+                  cudaStream_t stream);
 
 // Expands the tiled layer into fp16 W[KT*16, NT*64] (row-major, k-major: ld = NT*64), rows in
 // stored order (after perm).
