@@ -7,8 +7,8 @@
 // writer. Two precisions for the calibration forward: the precise mode computes it in fp32
 // throughout (cuBLAS SGEMM, no TF32), as the CPU does; the fast mode feeds fp16 to the tensor
 // cores like the CUDA backend (the residual stream stays fp32; Hessian sums in fp32 from the fp16
-// inputs, whose products are exact in fp32). quantize_model() takes the precise mode while the
-// forward's matrix work is small (< 1e14 flop: docs-llama-*), the fast one beyond (a 7B model).
+// inputs, whose products are exact in fp32). quantize_model() runs the fast mode unless
+// GPTQ_CUDA_FORWARD=fp32 (see the measurements there).
 #pragma once
 
 #include "quant/calibration.h"
