@@ -38,9 +38,10 @@ struct Options {
 std::string settings_text(const gptq_quantize_params &q) {
     const char *fmt = q.checkpoint_format == GPTQ_FORMAT_V1 ? "v1" : q.checkpoint_format == GPTQ_FORMAT_V2 ? "v2" : "auto";
     char buf[256];
-    std::snprintf(buf, sizeof buf, "w%d g%d %s%s%s%s, damp %g, block %d, format %s", q.bits, q.group_size,
+    const char *clip = q.clip_search == GPTQ_CLIP_MSE ? "mse" : q.clip_search == GPTQ_CLIP_HESSIAN ? "hessian" : "none";
+    std::snprintf(buf, sizeof buf, "w%d g%d %s%s%s%s, damp %g, block %d, clip %s, format %s", q.bits, q.group_size,
                   q.sym ? "sym" : "asym", q.desc_act ? " act-order" : "", q.static_groups ? " static-groups" : "",
-                  q.true_sequential ? " true-sequential" : "", q.damp_percent, q.block_size, fmt);
+                  q.true_sequential ? " true-sequential" : "", q.damp_percent, q.block_size, clip, fmt);
     return buf;
 }
 
