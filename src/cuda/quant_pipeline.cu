@@ -524,10 +524,7 @@ private:
     void solve(Sub &s, const GpuFactor &f, int layer) {
         const auto t0 = Clock::now();
         const LinearWeights &w = *s.w;
-        const std::string why = unpackable_reason(w, o_.gptq);
-        if (!why.empty()) {
-            log_msg(GPTQ_LOG_WARN, "%s: %s, which the GPTQ format cannot pack at %d bits; kept unquantized in fp16",
-                    w.name.c_str(), why.c_str(), o_.gptq.bits);
+        if (keep_unpackable_in_fp16(w, o_.gptq)) {
             n_fp16_++;
         } else {
             const GptqOptions opt = layer_options(o_.gptq, w);

@@ -17,6 +17,14 @@ std::string unpackable_reason(const LinearWeights &w, const GptqOptions &o) {
     return "";
 }
 
+bool keep_unpackable_in_fp16(const LinearWeights &w, const GptqOptions &o) {
+    const std::string why = unpackable_reason(w, o);
+    if (why.empty()) return false;
+    log_msg(GPTQ_LOG_WARN, "%s: %s, which the GPTQ format cannot pack at %d bits; kept unquantized in fp16",
+            w.name.c_str(), why.c_str(), o.bits);
+    return true;
+}
+
 GptqOptions layer_options(const GptqOptions &o, const LinearWeights &w) {
     GptqOptions opt = o;
     if (opt.group_size >= w.in) opt.group_size = -1;

@@ -28,6 +28,10 @@ std::string unpackable_reason(const LinearWeights &w, const GptqOptions &o);
 
 // The options one layer is solved with: a group as large as the layer's input is one group per
 // column (G = 1), as the peers read it.
+// True (after a warning naming the layer and the reason) when the format cannot pack w at o.bits,
+// so the pipeline keeps the layer in fp16.
+bool keep_unpackable_in_fp16(const LinearWeights &w, const GptqOptions &o);
+
 GptqOptions layer_options(const GptqOptions &o, const LinearWeights &w);
 
 // Writes name.qweight / .qzeros / .scales / .g_idx from the solved layer. zeros are true zero

@@ -111,10 +111,7 @@ private:
     void solve(Sublayer &s, const HessianAccumulator &H, int layer) {
         const auto t0 = Clock::now();
         const LinearWeights &w = *s.src;
-        const std::string why = unpackable_reason(w, o_.gptq);
-        if (!why.empty()) {
-            log_msg(GPTQ_LOG_WARN, "%s: %s, which the GPTQ format cannot pack at %d bits; kept unquantized in fp16",
-                    w.name.c_str(), why.c_str(), o_.gptq.bits);
+        if (keep_unpackable_in_fp16(w, o_.gptq)) {
             n_fp16_++;
         } else {
             const GptqOptions opt = layer_options(o_.gptq, w);
