@@ -28,6 +28,8 @@ PerplexityResult perplexity(Context &ctx, std::string_view text, int seq_len, in
     const int per_eval = std::max(1, std::min(ctx.n_seq(), ctx.n_batch() / chunk));
     std::vector<EvalToken> batch(size_t(per_eval) * size_t(chunk));
     std::vector<int8_t> want(batch.size(), 1);
+    std::vector<double> row_nll(static_cast<size_t>(chunk));
+    std::vector<const float *> rows(static_cast<size_t>(chunk));
     double nll = 0;
     int64_t count = 0;
     for (int c0 = 0; c0 < n_chunks; c0 += per_eval) {
@@ -41,15 +43,21 @@ PerplexityResult perplexity(Context &ctx, std::string_view text, int seq_len, in
         for (int s = 0; s < nc; s++) {
             const int c = c0 + s;
             const int *tgt = ids.data() + size_t(c) * size_t(chunk);
+            // Each row's log-sum-exp over the vocabulary is independent: rows in parallel (the
+            // host side of a GPU evaluation was bound by this loop), summed in row order below so
+            // the result does not depend on the thread count.
+            for (int p = 0; p < chunk; p++) rows[size_t(p)] = ctx.logits(s * chunk + p);  // may throw: not in the loop
+#pragma omp parallel for schedule(static) num_threads(std::max(1, m.n_threads))
             for (int p = 0; p < chunk; p++) {
-                const float *lg = ctx.logits(s * chunk + p);
+                const float *lg = rows[size_t(p)];
                 double mx = lg[0];
                 for (int v = 1; v < vocab; v++) mx = std::max(mx, double(lg[v]));
                 double sum = 0;
                 for (int v = 0; v < vocab; v++) sum += std::exp(double(lg[v]) - mx);
-                nll += (std::log(sum) + mx) - double(lg[tgt[p]]);
-                count++;
+                row_nll[size_t(p)] = (std::log(sum) + mx) - double(lg[tgt[p]]);
             }
+            for (int p = 0; p < chunk; p++) nll += row_nll[size_t(p)];
+            count += chunk;
             if (!std::isfinite(nll))
                 fail(GPTQ_ERR_NUMERIC, "perplexity: non-finite log-likelihood in chunk %d (NaN/Inf logits)", c);
             if (progress) {

@@ -14,6 +14,7 @@ GPTQ_TEST_REQUIRES("shared cuda")
 #include "model.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -67,9 +68,9 @@ void eval_both(BackendContext &cpu, BackendContext &gpu, const std::vector<EvalT
     gpu.eval(batch.data(), n, want.data(), lg.data());
 }
 
-void check_model(const std::string &name, const char *text, double tol) {
-    INFO("model " << name);
-    auto model = load_model(testutil::shared_path("models/" + name));
+void check_model_dir(const std::string &dir, const char *text, double tol) {
+    INFO("model " << dir);
+    auto model = load_model(dir);
     const int V = model->cfg.vocab_size;
     std::vector<int> ids = model->tok->encode(text, true);
     REQUIRE(ids.size() >= 24);
@@ -89,7 +90,7 @@ void check_model(const std::string &name, const char *text, double tol) {
         eval_both(*cc, *gc, batch, V, lc, lg);
         Compare c;
         compare_rows(lc, lg, V, c);
-        INFO("prefill: worst rel " << c.worst_rel << ", argmax " << c.agree << "/" << c.checked);
+        MESSAGE(dir << " prefill: worst rel " << c.worst_rel << ", argmax " << c.agree << "/" << c.checked);
         CHECK(c.nonfinite == 0);
         CHECK(c.worst_rel < tol);
         CHECK(c.checked > 0);
@@ -109,7 +110,7 @@ void check_model(const std::string &name, const char *text, double tol) {
             eval_both(*cc, *gc, {{ids[size_t(i)], i, 0}}, V, lc, lg);
             compare_rows(lc, lg, V, c);
         }
-        INFO("decode: worst rel " << c.worst_rel << ", argmax " << c.agree << "/" << c.checked);
+        MESSAGE(dir << " decode: worst rel " << c.worst_rel << ", argmax " << c.agree << "/" << c.checked);
         CHECK(c.nonfinite == 0);
         CHECK(c.worst_rel < tol);
         CHECK(c.agree == c.checked);
@@ -132,7 +133,7 @@ void check_model(const std::string &name, const char *text, double tol) {
             eval_both(*cc, *gc, b3, V, lc, lg);
             compare_rows(lc, lg, V, c);
         }
-        INFO("batched: worst rel " << c.worst_rel << ", argmax " << c.agree << "/" << c.checked);
+        MESSAGE(dir << " batched: worst rel " << c.worst_rel << ", argmax " << c.agree << "/" << c.checked);
         CHECK(c.nonfinite == 0);
         CHECK(c.worst_rel < tol);
         CHECK(c.agree == c.checked);
@@ -150,14 +151,29 @@ void check_model(const std::string &name, const char *text, double tol) {
         std::vector<int8_t> all(20, 1);
         std::vector<float> every(size_t(20) * V);
         gc2->eval(batch.data(), 20, all.data(), every.data());
-        double diff = 0;
-        for (int i = 0; i < V; ++i) {
-            diff = std::max(diff, double(std::fabs(two[size_t(i)] - every[size_t(4) * V + i])));
-            diff = std::max(diff, double(std::fabs(two[size_t(V) + i] - every[size_t(19) * V + i])));
+        // Two evaluations, not bit-equal: split-K products add their fp32 partial sums with
+        // atomics in whatever order the blocks finish (GPTQ_CUDA_DETERMINISTIC=1 orders them);
+        // measured up to 0.005 apart on logits of norm ~100 (relative ~1e-4). A row out of order
+        // would be off by its whole norm.
+        for (int r = 0; r < 2; ++r) {
+            const float *a = &two[size_t(r) * V], *b = &every[size_t(r ? 19 : 4) * V];
+            double num = 0, den = 0;
+            for (int i = 0; i < V; ++i) {
+                num += double(a[i] - b[i]) * (a[i] - b[i]);
+                den += double(b[i]) * b[i];
+            }
+            CHECK(std::sqrt(num / den) < 1e-3);
         }
-        CHECK(diff < 1e-4);
     }
 }
+
+void check_model(const std::string &name, const char *text, double tol) {
+    check_model_dir(testutil::shared_path("models/" + name), text, tol);
+}
+
+const char *kDocsText =
+    "The gptq library loads a quantized model, evaluates batches of tokens on the CPU or on a GPU, "
+    "and returns logits for the positions the caller asks for.";
 
 } // namespace
 
@@ -166,17 +182,26 @@ TEST_CASE("CUDA backend matches the CPU backend: stories260k (fp32, GQA, head_di
 }
 
 TEST_CASE("CUDA backend matches the CPU backend: docs-llama-8m (bf16)") {
-    check_model("docs-llama-8m",
-                "The gptq library loads a quantized model, evaluates batches of tokens on the CPU or on a GPU, "
-                "and returns logits for the positions the caller asks for.",
-                3e-2);
+    check_model("docs-llama-8m", kDocsText, 3e-2);
 }
 
 TEST_CASE("CUDA backend matches the CPU backend: docs-llama-8m-gptq-w4g128 (4-bit kernels)") {
-    check_model("docs-llama-8m-gptq-w4g128",
-                "The gptq library loads a quantized model, evaluates batches of tokens on the CPU or on a GPU, "
-                "and returns logits for the positions the caller asks for.",
-                3e-2);
+    check_model("docs-llama-8m-gptq-w4g128", kDocsText, 3e-2);
+}
+
+// More models on request: GPTQ_TEST_CUDA_MODELS=dir1:dir2:... (used on the device for
+// docs-llama-30m and the checkpoints the quantizer wrote from it, which are too big to ship or
+// write in CI: w4 sym / asym / act-order, w3, w8).
+TEST_CASE("CUDA backend matches the CPU backend: the models named by GPTQ_TEST_CUDA_MODELS") {
+    const char *list = std::getenv("GPTQ_TEST_CUDA_MODELS");
+    if (!list || !*list) return;
+    std::string all = list;
+    for (size_t a = 0; a < all.size();) {
+        size_t b = all.find(':', a);
+        if (b == std::string::npos) b = all.size();
+        if (b > a) check_model_dir(all.substr(a, b - a), kDocsText, 3e-2);
+        a = b + 1;
+    }
 }
 
 TEST_CASE("CUDA backend rejects a device that does not exist") {
