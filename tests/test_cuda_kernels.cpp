@@ -20,6 +20,7 @@ GPTQ_TEST_REQUIRES("cuda")
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <string>
 #include <cstring>
 #include <numeric>
 #include <memory>
@@ -295,12 +296,16 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
             const bool one_pass = M <= kQ4FusedMaxM;  // explicit plans only for a single pass
             Q4Plan one = q4_plan(M, d->view, 1, 1);  // fewest splits shared memory allows (1 for M = 1)
             Q4Plan many = q4_plan(M, d->view, W.ws.sm_count, 64);
-            for (const Q4Plan *p : {(const Q4Plan *)nullptr, (const Q4Plan *)&one, (const Q4Plan *)&many}) {
+            Q4Plan one2 = one, many2 = many;  // the leaner activation staging (one-token kernel only)
+            one2.stage_batch = many2.stage_batch = 2;
+            for (const Q4Plan *p : {(const Q4Plan *)nullptr, (const Q4Plan *)&one, (const Q4Plan *)&many,
+                                    (const Q4Plan *)&one2, (const Q4Plan *)&many2}) {
                 if (p && !one_pass) continue;
+                if (p && p->stage_batch == 2 && M > 8) continue;
                 auto y = gpu_q4(*d, x, M, 0, W.ws, p, nullptr, nullptr);
                 double e = rel_err(ref, y);
                 INFO("K=" << L.K << " N=" << L.N << " gs=" << c.gs << " act=" << c.act_order << " asym=" << c.asym
-                          << " M=" << M << " splits=" << (p ? p->splits : -1));
+                          << " M=" << M << " splits=" << (p ? p->splits : -1) << " stage " << (p ? p->stage_batch : 0));
                 CHECK(e < 3e-3);
             }
         }
@@ -367,8 +372,10 @@ TEST_CASE("q4 prologues: RMSNorm (with act-order perm) and SwiGLU computed while
             pro.norm_w = dnw.p;
             pro.eps = 1e-5f;
             pro.perm = d->view.perm;
-            for (const char *stash : {"1", "0"}) {  // K-range values kept in shared memory, or re-read
-                setenv("GPTQ_Q4_NORM_STASH", stash, 1);
+            // The K-range values kept in shared memory (stash 1) or re-read; staging batch 4 or 2.
+            for (const char *variant : {"1/4", "0/4", "1/2", "0/2"}) {
+                setenv("GPTQ_Q4_NORM_STASH", std::string(1, variant[0]).c_str(), 1);
+                setenv("GPTQ_Q4_STAGE_BATCH", variant + 2, 1);
                 Dev<h16> dy(size_t(M) * L.N);
                 dy.poison();
                 Q4Out out;
@@ -379,10 +386,11 @@ TEST_CASE("q4 prologues: RMSNorm (with act-order perm) and SwiGLU computed while
                 auto h = dy.download();
                 std::vector<double> got(h.size());
                 for (size_t i = 0; i < h.size(); ++i) got[i] = f16d(h[i]);
-                INFO("stash " << stash);
+                INFO("stash/staging batch " << variant);
                 CHECK(rel_err(ref, got) < 3e-3);
             }
             unsetenv("GPTQ_Q4_NORM_STASH");
+            unsetenv("GPTQ_Q4_STAGE_BATCH");
 
             if (d->view.perm || K % 8) continue;  // SwiGLU: no act-order gather
             const int ldgu = 2 * K + 8;
@@ -399,16 +407,21 @@ TEST_CASE("q4 prologues: RMSNorm (with act-order perm) and SwiGLU computed while
             ps.kind = 2;
             ps.gu = reinterpret_cast<const __half *>(dgu.p);
             ps.ldgu = ldgu;
-            Dev<float> dy32(size_t(M) * L.N);
-            CUDA_CHECK(cudaMemset(dy32.p, 0, dy32.n * sizeof(float)));
-            Q4Out o32;
-            o32.ldo = L.N;
-            o32.out32 = dy32.p;
-            q4_matmul_pro(ps, M, d->view, o32, W.ws, 0);
-            CUDA_CHECK_LAUNCH();
-            auto h32 = dy32.download();
-            std::vector<double> got2(h32.begin(), h32.end());
-            CHECK(rel_err(ref2, got2) < 3e-3);
+            for (const char *sb : {"4", "2"}) {
+                setenv("GPTQ_Q4_STAGE_BATCH", sb, 1);
+                Dev<float> dy32(size_t(M) * L.N);
+                CUDA_CHECK(cudaMemset(dy32.p, 0, dy32.n * sizeof(float)));
+                Q4Out o32;
+                o32.ldo = L.N;
+                o32.out32 = dy32.p;
+                q4_matmul_pro(ps, M, d->view, o32, W.ws, 0);
+                CUDA_CHECK_LAUNCH();
+                auto h32 = dy32.download();
+                std::vector<double> got2(h32.begin(), h32.end());
+                INFO("SwiGLU, staging batch " << sb);
+                CHECK(rel_err(ref2, got2) < 3e-3);
+            }
+            unsetenv("GPTQ_Q4_STAGE_BATCH");
         }
     }
 }

@@ -84,14 +84,15 @@ TEST_CASE("the GPU and CPU quantizers write the same checkpoint up to floating-p
         CHECK(cfg[0] == cfg[1]);
         // The first layer's k_proj sees the same inputs on both (the embeddings through RMSNorm; the
         // GPU's calibration forward rounds them to fp16): its codes must agree but for near-ties.
-        // (An act-order near-tie in the Hessian's diagonal changes the solve order, hence the margins.)
         // Later modules drift apart as the two forwards' roundings compound, which is what the
         // perplexity bound below covers.
         const CodeAgreement a = compare_codes(out + "/cpu", out + "/gpu", "model.layers.0.self_attn.k_proj", c.bits);
         MESSAGE("bits " << c.bits << ": layer 0 k_proj codes equal " << a.equal << ", within one step "
                         << a.within_one << "; held-out CPU " << ppl[0] << " GPU " << ppl[1]);
-        CHECK(a.within_one > 0.98);
-        if (c.bits <= 4) CHECK(a.equal > 0.8);  // at 8 bits a step is below the forwards' difference
+        // Measured on the H100: 99.91% (w4 act-order static), 99.97% (w3 asym), 99.99% (w8) equal,
+        // all within one step.
+        CHECK(a.within_one > 0.999);
+        CHECK(a.equal > 0.99);
         // Measured on the H100 with these 32 x 256 windows: 0.95% (w4 act-order static) and 1.4%
         // (w3 asym, the GPU lower) apart; with the full 128 x 1024 calibration 0.04-0.16%
         // (BENCHMARKS.md), the CPU quantizer's own spread when only the order of its Hessian sums

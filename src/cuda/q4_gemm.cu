@@ -278,27 +278,28 @@ __device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
 
 // Writes the activation rows < M over the block's K range [32 p0, 32 p1) (stored order) to shared
 // memory xs [M][ldxs], zeros past K; computing them first as the prologue says (q4_gemm.cuh).
-// Every loop issues kStageBatch chunks' loads per thread before it uses any: the staging sits
-// between the wait for the previous kernel and the first mma, so its round trips are not hidden.
-constexpr int kStageBatch = 4;
-
+// Every loop issues SB chunks' loads per thread before it uses any: the staging sits between the
+// wait for the previous kernel and the first mma, so its round trips are not hidden. SB = 4 is the
+// default; SB = 2 needs fewer registers (one more block per SM at one token), which pays where a
+// plan has no split to shrink and would otherwise run a second wave (Q4Plan::stage_batch).
+template <int SB>
 __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, int K, int p0, int p1, int ldxs,
                                   __half *xs, const Q4Prologue &pro, float *wst) {
     const int chunks = (p1 - p0) * (kQ4PairK / 8);  // 16-byte chunks per row
     const int kbase = p0 * kQ4PairK;
     const int total = M * chunks;
     if (pro.kind == 0) {
-        for (int i0 = threadIdx.x; i0 < total; i0 += kStageBatch * kQ4Threads) {
-            uint4 v[kStageBatch];
+        for (int i0 = threadIdx.x; i0 < total; i0 += SB * kQ4Threads) {
+            uint4 v[SB];
 #pragma unroll
-            for (int u = 0; u < kStageBatch; ++u) {
+            for (int u = 0; u < SB; ++u) {
                 const int idx = i0 + u * kQ4Threads;
                 const int row = idx / chunks, k = kbase + (idx % chunks) * 8;
                 v[u] = idx < total && k < K ? __ldg(reinterpret_cast<const uint4 *>(x + size_t(row) * ldx + k))
                                             : make_uint4(0u, 0u, 0u, 0u);
             }
 #pragma unroll
-            for (int u = 0; u < kStageBatch; ++u) {
+            for (int u = 0; u < SB; ++u) {
                 const int idx = i0 + u * kQ4Threads;
                 if (idx < total)
                     *reinterpret_cast<uint4 *>(xs + size_t(idx / chunks) * ldxs + (idx % chunks) * 8) = v[u];
@@ -307,10 +308,10 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
         return;
     }
     if (pro.kind == 2) {  // SwiGLU of gate | up (K % 8 == 0: a chunk is all in or all out)
-        for (int i0 = threadIdx.x; i0 < total; i0 += kStageBatch * kQ4Threads) {
-            uint4 gv[kStageBatch], uv[kStageBatch];
+        for (int i0 = threadIdx.x; i0 < total; i0 += SB * kQ4Threads) {
+            uint4 gv[SB], uv[SB];
 #pragma unroll
-            for (int u = 0; u < kStageBatch; ++u) {
+            for (int u = 0; u < SB; ++u) {
                 const int idx = i0 + u * kQ4Threads;
                 const int row = idx / chunks, k = kbase + (idx % chunks) * 8;
                 const bool in = idx < total && k < K;
@@ -319,7 +320,7 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
                 uv[u] = in ? __ldg(reinterpret_cast<const uint4 *>(gr + K + k)) : make_uint4(0u, 0u, 0u, 0u);
             }
 #pragma unroll
-            for (int u = 0; u < kStageBatch; ++u) {
+            for (int u = 0; u < SB; ++u) {
                 const int idx = i0 + u * kQ4Threads;
                 if (idx >= total) continue;
                 const uint32_t gw[4] = {gv[u].x, gv[u].y, gv[u].z, gv[u].w}, uw[4] = {uv[u].x, uv[u].y, uv[u].z, uv[u].w};
@@ -445,11 +446,11 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
         }
         return;
     }
-    for (int i0 = threadIdx.x; i0 < total; i0 += kStageBatch * kQ4Threads) {
+    for (int i0 = threadIdx.x; i0 < total; i0 += SB * kQ4Threads) {
         // K % 4 == 0: each float4 half of a chunk is all in or all out.
-        float4 xv[kStageBatch][2], wv[kStageBatch][2];
+        float4 xv[SB][2], wv[SB][2];
 #pragma unroll
-        for (int u = 0; u < kStageBatch; ++u) {
+        for (int u = 0; u < SB; ++u) {
             const int idx = i0 + u * kQ4Threads;
             const int row = idx / chunks, k = kbase + (idx % chunks) * 8;
             const float *xr = pro.x32 + size_t(row) * pro.ldx32;
@@ -462,7 +463,7 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
             }
         }
 #pragma unroll
-        for (int u = 0; u < kStageBatch; ++u) {
+        for (int u = 0; u < SB; ++u) {
             const int idx = i0 + u * kQ4Threads;
             if (idx >= total) continue;
             const float inv = s_inv[idx / chunks];
@@ -480,7 +481,7 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
 }
 
 // grid (strips of kQ4WarpsN column tiles, splits); block: kQ4WarpsN x kQ4WarpsK warps.
-template <int NTOK, bool ZT, int MODE = 0>
+template <int NTOK, bool ZT, int MODE = 0, int SB = 4>
 __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__restrict__ x, int M, int ldx, Q4Dev w,
                                                               int pairs_per_split, float *__restrict__ partial,
                                                               unsigned *__restrict__ counters, Q4Out out,
@@ -539,7 +540,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     }
     // Everything below reads or writes what earlier kernels in the stream touch.
     pdl_enter();
-    stage_activations(x, M, ldx, w.K, p0, p1, f.ldxs, fsm, pro, wst);
+    stage_activations<SB>(x, M, ldx, w.K, p0, p1, f.ldxs, fsm, pro, wst);
     __syncthreads();
 
     if (active) {
@@ -774,7 +775,7 @@ __global__ void add_bias_kernel(T *__restrict__ y, int M, int N, int ldy, const 
     }
 }
 
-template <int NTOK, bool ZT, int MODE = 0>
+template <int NTOK, bool ZT, int MODE = 0, int SB = 4>
 void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
                   const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
     dim3 grid(plan.strips, plan.splits);
@@ -792,7 +793,7 @@ void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
         }
     }
     const int atomic_out = plan.splits > 1 && out.out32 && q4_atomic_enabled() ? 1 : 0;
-    launch(q4_fused_kernel<NTOK, ZT, MODE>, grid, kQ4Threads, smem, stream, x, M, ldx, w, plan.pairs_per_split,
+    launch(q4_fused_kernel<NTOK, ZT, MODE, SB>, grid, kQ4Threads, smem, stream, x, M, ldx, w, plan.pairs_per_split,
            sc.partial, sc.counters, out, p, atomic_out);
     CUDA_CHECK_LAUNCH();
 }
@@ -800,6 +801,13 @@ void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
 template <int NTOK>
 void launch_fused_z(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
                     const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
+    if constexpr (NTOK == 1) {
+        if (plan.stage_batch == 2) {
+            if (w.zeros) launch_fused<1, true, 0, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+            else launch_fused<1, false, 0, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+            return;
+        }
+    }
     if (w.zeros)
         launch_fused<NTOK, true>(x, M, ldx, w, out, plan, sc, stream, pro);
     else
@@ -812,16 +820,17 @@ namespace {
 
 // Resident blocks per SM of the fused kernel for M rows (registers bound it; the shared memory of
 // a small-M plan is a few KB).
-int fused_blocks_per_sm(int M) {
-    static int cache[3] = {0, 0, 0};
-    const int i = M <= 8 ? 0 : (M <= 16 ? 1 : 2);
+int fused_blocks_per_sm(int M, int stage_batch = 4) {
+    static int cache[4] = {0, 0, 0, 0};
+    const int i = M <= 8 ? (stage_batch == 2 ? 3 : 0) : (M <= 16 ? 1 : 2);
     if (cache[i] == 0) {
         int n = 0;
         cudaError_t e = cudaSuccess;
         const size_t smem = 8 * 1024;
         if (i == 0) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<1, false, 0>, kQ4Threads, smem);
         else if (i == 1) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<2, false, 0>, kQ4Threads, smem);
-        else e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<4, false, 0>, kQ4Threads, smem);
+        else if (i == 2) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<4, false, 0>, kQ4Threads, smem);
+        else e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<1, false, 0, 2>, kQ4Threads, smem);
         if (e != cudaSuccess) {
             cudaGetLastError();
             n = 1;
@@ -839,29 +848,45 @@ std::atomic<int> &split_fit_switch() {  // -1: by M (the default), 0: off, 1: on
     return on;
 }
 
+// The staging batch at M <= 8: -1 chooses per plan (the default), 2 or 4 forces
+// (GPTQ_Q4_STAGE_BATCH; read at every plan, as the tests switch it).
+int stage_batch_mode() {
+    const char *e = std::getenv("GPTQ_Q4_STAGE_BATCH");
+    const int v = e && *e ? std::atoi(e) : -1;
+    return v == 2 || v == 4 ? v : -1;
+}
+
 } // namespace
 
 void q4_set_split_fit(int mode) { split_fit_switch() = mode < 0 ? -1 : (mode ? 1 : 0); }
 void q4_set_atomic_accumulate(bool on) { atomic_switch() = on ? 1 : 0; }
 
-Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, bool atomic_out32) {
+Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target) {
     Q4Plan p;
     const int KP = w.KT / 2;
     p.strips = (w.NT + kQ4WarpsN - 1) / kQ4WarpsN;
     // Measured (bench-kernels run 16): 3 blocks per SM suits M <= 8; from 9 rows on fewer splits
-    // win (the partial sums grow with M). Atomic fp32 outputs: 2 (device run 2: o_proj 6.1 us at
-    // 2 vs 8.6 at 3, down 12.7 vs 15.4).
-    if (blocks_per_sm_target <= 0) blocks_per_sm_target = M <= 8 ? (atomic_out32 ? 2 : 3) : 1;
+    // win (the partial sums grow with M). Atomic fp32 outputs had 2 while 3 still made a second
+    // wave; under the one-wave fit 3 is better for them too (lead's run of 2026-11-23: decode
+    // b=1 410.2 tok/s at 3 against 389.5 at 2).
+    if (blocks_per_sm_target <= 0) blocks_per_sm_target = M <= 8 ? 3 : 1;
     int splits;
     const int fit_mode = split_fit_switch().load(std::memory_order_relaxed);
+    const int sb_mode = stage_batch_mode();
     if (fit_mode == 1 || (fit_mode < 0 && M <= 8)) {
         // Whole blocks in one wave: never more blocks than can be resident at once.
         const int resident = std::max(1, sm_count) * std::min(blocks_per_sm_target, fused_blocks_per_sm(M));
         splits = std::max(1, resident / p.strips);
+        // More strips than resident blocks (one split each; the 70B gate|up at one token): the
+        // leaner staging fits one more block per SM, and with it perhaps the whole plan in one wave.
+        if (M <= 8 && sb_mode < 0 && p.strips > resident &&
+            p.strips <= std::max(1, sm_count) * fused_blocks_per_sm(M, 2))
+            p.stage_batch = 2;
     } else {
         const int target = std::max(1, sm_count) * blocks_per_sm_target;
         splits = std::max(1, (target + p.strips - 1) / p.strips);
     }
+    if (M <= 8 && sb_mode == 2) p.stage_batch = 2;
     // Keep at least two batches per warp so that loads overlap compute.
     splits = std::min(splits, std::max(1, KP / (2 * kQ4WarpsK * kQ4PairsPerBatch)));
     p.pairs_per_split = (KP + splits - 1) / splits;
@@ -923,7 +948,8 @@ void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev 
 }
 
 Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws, const Q4Out &out) {
-    return q4_plan(M, w, ws.sm_count, 0, out.out32 != nullptr && q4_atomic_enabled());
+    (void)out;  // atomic and ordered fp32 outputs, fp16 and deferred ones: one plan rule for all
+    return q4_plan(M, w, ws.sm_count);
 }
 
 int q4_matmul(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,

@@ -77,6 +77,7 @@ struct Q4Plan {
     int pairs_per_split = 1;  // tile pairs (32 rows of K) per split
     int strips = 1;
     size_t partial_floats = 0;  // scratch the call needs (splits * M * NT*64 when splits > 1)
+    int stage_batch = 4;        // activation loads in flight per thread in the prologue (4, or 2 at M <= 8)
 };
 
 constexpr int kQ4FusedMaxM = 32;      // rows one fused pass handles (2 m16 tiles)
@@ -90,9 +91,9 @@ constexpr size_t kQ4SmemBytes = 47 * 1024;  // per block: activations of its K r
 // With the split fit on, the splits are rounded down so that all blocks are resident at once (no
 // partial second wave); off, rounded up (the old rule). Default: on for M <= 8 (measured, device
 // run 2); GPTQ_Q4_SPLIT_FIT=0/1 or q4_set_split_fit(0/1) force it, q4_set_split_fit(-1) restores.
-// atomic_out32: the call accumulates into out32 with atomics (its default target differs: no
-// partial sums to reduce).
-Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target = 0, bool atomic_out32 = false);
+// At M <= 8 a plan whose strips alone exceed one wave takes the leaner activation staging
+// (stage_batch 2: one more resident block per SM); GPTQ_Q4_STAGE_BATCH=2/4 forces either.
+Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target = 0);
 void q4_set_split_fit(int mode);
 // The plan q4_matmul / q4_matmul_pro use for one pass of M rows into out.
 struct Q4Workspace;
