@@ -189,33 +189,12 @@ int main(int argc, char **argv) {
 
         gptq_quantize_params qp = gptq_quantize_params_default();
         qp.desc_act = a.act_order ? 1 : 0;
-        PipelineOptions po;
-        po.gptq.bits = qp.bits;
-        po.gptq.group_size = qp.group_size;
-        po.gptq.sym = qp.sym != 0;
-        po.gptq.desc_act = qp.desc_act != 0;
-        po.gptq.static_groups = qp.static_groups != 0;
-        po.gptq.damp_percent = qp.damp_percent;
-        po.gptq.damp_auto_increment = qp.damp_auto_increment;
-        po.gptq.block_size = qp.block_size;
-        po.gptq.fp16_scales = qp.fp16_scales_in_solve != 0;
         if (a.clip != "none" && a.clip != "mse" && a.clip != "hessian") {
             std::fprintf(stderr, "--clip takes none, mse or hessian\n");
             return 2;
         }
-        po.gptq.mse_clip = a.clip != "none";  // as quantize_model() sets it from clip_search
-        po.gptq.mse_h_weighted = a.clip == "hessian";
-        po.gptq.mse_norm = po.gptq.mse_h_weighted ? 2.f : 2.4f;
-        po.qc.present = true;
-        po.qc.bits = qp.bits;
-        po.qc.group_size = qp.group_size;
-        po.qc.sym = po.gptq.sym;
-        po.qc.desc_act = po.gptq.desc_act;
-        po.qc.static_groups = po.gptq.static_groups;
-        po.qc.true_sequential = qp.true_sequential != 0;
-        po.qc.damp_percent = qp.damp_percent;
-        po.format = 1;
-        po.qc.format = 1;
+        qp.clip_search = a.clip == "none" ? GPTQ_CLIP_NONE : a.clip == "mse" ? GPTQ_CLIP_MSE : GPTQ_CLIP_HESSIAN;
+        const PipelineOptions po = pipeline_options(qp);  // as gptq_quantize() builds them
         GpuQuantOptions g;
         g.hessian_fp32 = a.hessian_fp32;
         g.forward_fp32 = a.forward_fp32;

@@ -106,4 +106,9 @@ double perplexity_of_file(Session &s, const std::string &path, int seq_len, int 
     return ppl;
 }
 
+double heldout_perplexity(const std::string &model_dir, int max_chunks) {
+    Session s(model_dir, 1024);
+    return perplexity_of_file(s, testutil::shared_path("data/docs-heldout.txt"), 1024, max_chunks);
+}
+
 } // namespace golden

@@ -36,5 +36,7 @@ struct Session {
 
 std::vector<int> parse_ints(const std::string &s);  // all integers in s, in order
 double perplexity_of_file(Session &s, const std::string &path, int seq_len, int max_chunks);
+// Perplexity of shared/data/docs-heldout.txt in windows of 1024 on the CPU backend (0 = all chunks).
+double heldout_perplexity(const std::string &model_dir, int max_chunks);
 
 } // namespace golden

@@ -32,14 +32,6 @@ static gptq_quantize_params small_params(int backend) {
     return p;
 }
 
-static double heldout_ppl(const std::string &dir, int chunks) {
-    golden::Session s(dir, 1024);
-    std::string text = testutil::read_text(testutil::shared_path("data/docs-heldout.txt"));
-    double ppl = 0;
-    REQUIRE_OK(gptq_perplexity(s.ctx, text.data(), text.size(), 1024, chunks, nullptr, nullptr, &ppl, nullptr));
-    return ppl;
-}
-
 // The fractions of codes of one quantized module of two checkpoints that are equal and that differ
 // by at most one step.
 struct CodeAgreement { double equal = 0, within_one = 0; };
@@ -78,7 +70,7 @@ TEST_CASE("the GPU and CPU quantizers write the same checkpoint up to floating-p
             const std::string dir = out + (b ? "/gpu" : "/cpu");
             REQUIRE_OK(gptq_quantize(model8m().c_str(), dir.c_str(), &p));
             cfg[b] = nlohmann::json::parse(testutil::read_text(dir + "/quantize_config.json"));
-            ppl[b] = heldout_ppl(dir, 6);
+            ppl[b] = golden::heldout_perplexity(dir, 6);
         }
         INFO("bits " << c.bits << " sym " << c.sym << " act " << c.act << ": CPU " << ppl[0] << " GPU " << ppl[1]);
         CHECK(cfg[0] == cfg[1]);

@@ -27,16 +27,8 @@ static gptq_quantize_params small_params() {
     return p;
 }
 
-static double heldout_ppl(const std::string &dir, int chunks) {
-    golden::Session s(dir, 1024);
-    std::string text = testutil::read_text(testutil::shared_path("data/docs-heldout.txt"));
-    double ppl = 0;
-    REQUIRE_OK(gptq_perplexity(s.ctx, text.data(), text.size(), 1024, chunks, nullptr, nullptr, &ppl, nullptr));
-    return ppl;
-}
-
 TEST_CASE("quantize docs-llama-8m at 2/3/4/8 bits, sym and asym, act-order: checkpoints load and stay close") {
-    const double base = heldout_ppl(model8m(), 6);
+    const double base = golden::heldout_perplexity(model8m(), 6);
     struct Case { int bits, group, sym, act, stat; double max_ratio; const char *format; };
     const Case cases[] = {
         {4, 128, 1, 1, 1, 1.08, "gptq"},   {4, 128, 0, 0, 0, 1.08, "gptq_v2"}, {4, 128, 1, 1, 0, 1.08, "gptq"},
@@ -62,7 +54,7 @@ TEST_CASE("quantize docs-llama-8m at 2/3/4/8 bits, sym and asym, act-order: chec
         const auto full = nlohmann::json::parse(testutil::read_text(dir + "/config.json"));
         CHECK(full["quantization_config"] == cfg);
         CHECK(fs::exists(dir + "/tokenizer.model"));
-        const double ppl = heldout_ppl(dir, 6);
+        const double ppl = golden::heldout_perplexity(dir, 6);
         INFO("bits " << c.bits << " group " << c.group << " sym " << c.sym << " act " << c.act << ": ppl " << ppl
                      << " vs float " << base);
         CHECK(ppl > base * 0.98);

@@ -9,6 +9,49 @@
 
 namespace gptq {
 
+PipelineOptions pipeline_options(const gptq_quantize_params &p) {
+    if (p.bits != 2 && p.bits != 3 && p.bits != 4 && p.bits != 8)
+        fail(GPTQ_ERR_INVALID_ARG, "bits %d: GPTQ checkpoints hold 2, 3, 4 or 8 bits", p.bits);
+    if (p.group_size == 0 || p.group_size < -1)
+        fail(GPTQ_ERR_INVALID_ARG, "group_size %d: use -1 (per column) or a positive divisor of the layers' inputs", p.group_size);
+    if (!(p.damp_percent > 0 && p.damp_percent < 1))
+        fail(GPTQ_ERR_INVALID_ARG, "damp_percent %g outside (0, 1)", double(p.damp_percent));
+    if (p.block_size <= 0) fail(GPTQ_ERR_INVALID_ARG, "block_size %d must be positive", p.block_size);
+    if (p.checkpoint_format < GPTQ_FORMAT_AUTO || p.checkpoint_format > GPTQ_FORMAT_V2)
+        fail(GPTQ_ERR_INVALID_ARG, "unknown checkpoint_format %d", p.checkpoint_format);
+    if (p.clip_search < GPTQ_CLIP_NONE || p.clip_search > GPTQ_CLIP_HESSIAN)
+        fail(GPTQ_ERR_INVALID_ARG, "unknown clip_search %d", p.clip_search);
+    PipelineOptions o;
+    o.n_threads = resolve_threads(p.n_threads);
+    o.gptq.bits = p.bits;
+    o.gptq.group_size = p.group_size;
+    o.gptq.sym = p.sym != 0;
+    o.gptq.desc_act = p.desc_act != 0;
+    o.gptq.static_groups = p.static_groups != 0;
+    o.gptq.damp_percent = p.damp_percent;
+    o.gptq.damp_auto_increment = p.damp_auto_increment;
+    o.gptq.block_size = p.block_size;
+    o.gptq.fp16_scales = p.fp16_scales_in_solve != 0;
+    o.gptq.mse_clip = p.clip_search != GPTQ_CLIP_NONE;
+    o.gptq.mse_h_weighted = p.clip_search == GPTQ_CLIP_HESSIAN;
+    o.gptq.mse_norm = o.gptq.mse_h_weighted ? 2.f : 2.4f;
+    o.gptq.n_threads = o.n_threads;
+    o.format_request = p.checkpoint_format;
+    o.format = o.format_request == GPTQ_FORMAT_V2 || (o.format_request == GPTQ_FORMAT_AUTO && !o.gptq.sym) ? 2 : 1;
+    o.qc.present = true;
+    o.qc.bits = p.bits;
+    o.qc.group_size = p.group_size;
+    o.qc.sym = o.gptq.sym;
+    o.qc.desc_act = o.gptq.desc_act;
+    o.qc.static_groups = o.gptq.static_groups;
+    o.qc.true_sequential = p.true_sequential != 0;
+    o.qc.damp_percent = p.damp_percent;
+    o.qc.format = o.format;
+    o.progress = p.progress;
+    o.user = p.progress_user_data;
+    return o;
+}
+
 std::string unpackable_reason(const LinearWeights &w, const GptqOptions &o) {
     if (!packable(w.in, o.bits)) return strprintf("in_features %d is not a multiple of %d", w.in, pack_unit(o.bits));
     if (o.group_size > 0 && o.group_size < w.in && w.in % o.group_size != 0)

@@ -22,6 +22,12 @@ struct PipelineOptions {
     void *user = nullptr;
 };
 
+// The run's options from the public parameters (checked: bits, group_size, damp_percent, block_size,
+// checkpoint_format, clip_search; INVALID_ARG with a message otherwise). The format decision is
+// made here, before any layer is solved: v1 unless v2 is asked for, or AUTO with asymmetric
+// quantization (v1 cannot store a zero point of 0, common at low bits).
+PipelineOptions pipeline_options(const gptq_quantize_params &p);
+
 // Why the format cannot hold this layer at these options ("" when it can): K packs into whole
 // words, groups divide K, and N holds whole words of packed zeros (FORMAT.md).
 std::string unpackable_reason(const LinearWeights &w, const GptqOptions &o);

@@ -30,14 +30,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct Options {
-    GptqOptions gptq;
-    QuantConfig qc;
-    int format_request;  // GPTQ_FORMAT_*
-    int n_threads;
-    gptq_progress_callback progress;
-    void *user;
-};
+using Options = PipelineOptions;
 
 // One linear layer's fp32 weights, replaced by the fake-quantized weights once solved.
 struct Sublayer {
@@ -150,7 +143,7 @@ private:
             pack_qweight(r.codes.data(), K, N, bits, qweight.data());
             std::vector<uint16_t> scales(r.scales.size());
             for (size_t i = 0; i < scales.size(); i++) scales[i] = f32_to_f16(r.scales[i]);
-            write_gptq_tensors(out_, w.name, K, N, r.G, bits, format_, qweight.data(), r.zeros.data(), scales.data(),
+            write_gptq_tensors(out_, w.name, K, N, r.G, bits, o_.format, qweight.data(), r.zeros.data(), scales.data(),
                                r.g_idx.data());
         }
         if (!s.bias.empty()) out_.add_f16(w.name + ".bias", {w.out}, s.bias.data());
@@ -266,7 +259,6 @@ private:
     }
 
 public:
-    int format_ = 1;
 
 private:
     Model &m_;
@@ -286,15 +278,7 @@ private:
 } // namespace
 
 void quantize_model(const char *model_dir, const char *out_dir, const gptq_quantize_params &p) {
-    if (p.bits != 2 && p.bits != 3 && p.bits != 4 && p.bits != 8)
-        fail(GPTQ_ERR_INVALID_ARG, "bits %d: GPTQ checkpoints hold 2, 3, 4 or 8 bits", p.bits);
-    if (p.group_size == 0 || p.group_size < -1)
-        fail(GPTQ_ERR_INVALID_ARG, "group_size %d: use -1 (per column) or a positive divisor of the layers' inputs", p.group_size);
-    if (!(p.damp_percent > 0 && p.damp_percent < 1))
-        fail(GPTQ_ERR_INVALID_ARG, "damp_percent %g outside (0, 1)", double(p.damp_percent));
-    if (p.block_size <= 0) fail(GPTQ_ERR_INVALID_ARG, "block_size %d must be positive", p.block_size);
-    if (p.checkpoint_format < GPTQ_FORMAT_AUTO || p.checkpoint_format > GPTQ_FORMAT_V2)
-        fail(GPTQ_ERR_INVALID_ARG, "unknown checkpoint_format %d", p.checkpoint_format);
+    const Options o = pipeline_options(p);
     if (p.calib_seq_len < 2 || p.calib_n_samples <= 0)
         fail(GPTQ_ERR_INVALID_ARG, "calibration needs calib_seq_len >= 2 and calib_n_samples >= 1");
     if (p.backend != GPTQ_BACKEND_AUTO && p.backend != GPTQ_BACKEND_CPU && p.backend != GPTQ_BACKEND_CUDA)
@@ -305,34 +289,6 @@ void quantize_model(const char *model_dir, const char *out_dir, const gptq_quant
     const auto t0 = Clock::now();
     std::unique_ptr<Model> m = load_model(model_dir);
     if (m->cfg.quant.present) fail(GPTQ_ERR_INVALID_ARG, "%s is already a GPTQ checkpoint", model_dir);
-    Options o;
-    o.n_threads = resolve_threads(p.n_threads);
-    o.gptq.bits = p.bits;
-    o.gptq.group_size = p.group_size;
-    o.gptq.sym = p.sym != 0;
-    o.gptq.desc_act = p.desc_act != 0;
-    o.gptq.static_groups = p.static_groups != 0;
-    o.gptq.damp_percent = p.damp_percent;
-    o.gptq.damp_auto_increment = p.damp_auto_increment;
-    o.gptq.block_size = p.block_size;
-    o.gptq.fp16_scales = p.fp16_scales_in_solve != 0;
-    if (p.clip_search < GPTQ_CLIP_NONE || p.clip_search > GPTQ_CLIP_HESSIAN)
-        fail(GPTQ_ERR_INVALID_ARG, "unknown clip_search %d", p.clip_search);
-    o.gptq.mse_clip = p.clip_search != GPTQ_CLIP_NONE;
-    o.gptq.mse_h_weighted = p.clip_search == GPTQ_CLIP_HESSIAN;
-    o.gptq.mse_norm = o.gptq.mse_h_weighted ? 2.f : 2.4f;
-    o.gptq.n_threads = o.n_threads;
-    o.qc.present = true;
-    o.qc.bits = p.bits;
-    o.qc.group_size = p.group_size;
-    o.qc.sym = o.gptq.sym;
-    o.qc.desc_act = o.gptq.desc_act;
-    o.qc.static_groups = o.gptq.static_groups;
-    o.qc.true_sequential = p.true_sequential != 0;
-    o.qc.damp_percent = p.damp_percent;
-    o.format_request = p.checkpoint_format;
-    o.progress = p.progress;
-    o.user = p.progress_user_data;
 
     CalibrationSet calib;
     if (p.calib_tokens_path && *p.calib_tokens_path)
@@ -348,28 +304,14 @@ void quantize_model(const char *model_dir, const char *out_dir, const gptq_quant
     log_msg(GPTQ_LOG_INFO, "calibration: %d windows of %d tokens from %s", calib.n_samples, calib.seq_len,
             calib.source.c_str());
 
-    // The zero-point convention: v1 unless asked otherwise or an asymmetric zero of 0 would
-    // overflow v1's z-1 field; the layers are written as they are solved, so AUTO decides up front:
-    // symmetric -> v1; asymmetric -> v2 (a zero of 0 is common at low bits).
-    int format = o.format_request == GPTQ_FORMAT_V2 ? 2 : 1;
-    if (o.format_request == GPTQ_FORMAT_AUTO && !o.gptq.sym) {
-        format = 2;
+    const int format = o.format;
+    if (o.format_request == GPTQ_FORMAT_AUTO && format == 2)
         log_msg(GPTQ_LOG_INFO, "asymmetric quantization: writing checkpoint_format gptq_v2 (v1 cannot store a zero point of 0)");
-    }
-    o.qc.format = format;
 
     // The GPU when asked, or by default when there is one and it takes these options.
-    PipelineOptions po;
-    po.gptq = o.gptq;
-    po.qc = o.qc;
-    po.format_request = o.format_request;
-    po.format = format;
-    po.n_threads = o.n_threads;
-    po.progress = o.progress;
-    po.user = o.user;
     bool use_cuda = p.backend == GPTQ_BACKEND_CUDA;
     if (p.backend == GPTQ_BACKEND_AUTO && cuda_device_count() > 0) {
-        const std::string why = cuda_quantize_unsupported_reason(po);
+        const std::string why = cuda_quantize_unsupported_reason(o);
         use_cuda = why.empty();
         if (!use_cuda) log_msg(GPTQ_LOG_INFO, "quantizing on the CPU: the GPU quantizer does not take %s", why.c_str());
     }
@@ -396,7 +338,7 @@ void quantize_model(const char *model_dir, const char *out_dir, const gptq_quant
         }
         log_msg(GPTQ_LOG_INFO, "GPU quantizer: %s calibration forward", g.forward_fp32 ? "fp32" : "fp16");
         GpuQuantStats st;
-        quantize_model_cuda(*m, calib, po, writer, g, &st);
+        quantize_model_cuda(*m, calib, o, writer, g, &st);
         n_fp16 = st.n_fp16_layers;
         log_msg(GPTQ_LOG_INFO,
                 "GPU quantizer: %.1f s (GPU time: upload %.1f, forward %.1f, Hessian %.1f, solve %.1f, pack %.1f; "
@@ -405,7 +347,6 @@ void quantize_model(const char *model_dir, const char *out_dir, const gptq_quant
                 double(st.peak_bytes) / 1e9, double(st.peak_device_used) / 1e9);
     } else {
         Pipeline pipe(*m, calib, o, writer);
-        pipe.format_ = format;
         pipe.run();
         n_fp16 = pipe.n_fp16_layers();
     }
