@@ -744,7 +744,7 @@ private:
             pro.eps = c_.rms_norm_eps;
             pro.perm = L.q.perm;
             if (!out.defer) out.bias = L.bias;
-            if (skip_ & kSkipLinear) return q4_default_plan(n, L.q, ws_, out).splits;
+            if (skip_ & kSkipLinear) return q4_default_plan(n, L.q, ws_).splits;
             return q4_matmul_pro(pro, n, L.q, out, ws_, stream_);
         }
         __half *xn = xn_.as<__half>();
@@ -755,7 +755,7 @@ private:
     // The input was already gathered (by rmsnorm).
     int linear_nogather(const GpuLinear &L, const __half *x, int M, int ldx, Q4Out out) {
         if (out.defer && !L.q4) fail(GPTQ_ERR_BACKEND, "CUDA: a deferred product needs a 4-bit layer");
-        if ((skip_ & kSkipLinear) && &L != &b_.lm_head_) return L.q4 ? q4_default_plan(M, L.q, ws_, out).splits : 0;
+        if ((skip_ & kSkipLinear) && &L != &b_.lm_head_) return L.q4 ? q4_default_plan(M, L.q, ws_).splits : 0;
         if (!out.defer) out.bias = L.bias;
         if (L.q4) return q4_matmul(x, M, ldx, L.q, out, ws_, stream_);
         dense_matmul(cublas_, x, M, ldx, L.w16, L.K, L.N, L.K, out, stream_);

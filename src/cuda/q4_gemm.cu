@@ -127,6 +127,18 @@ template <int NTOK> struct Acc {
     float tmp[NTOK][4][4];
 };
 
+// Calls f(row, col, value) for every accumulator of a warp's column tile nt, in the C layout above.
+template <int NTOK, class F>
+__device__ __forceinline__ void for_each_output(const Acc<NTOK> &A, int nt, int g, int c, F &&f) {
+#pragma unroll
+    for (int t = 0; t < NTOK; ++t)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                f(8 * t + 2 * c + (e & 1), nt * kQ4TileN + 16 * i + g + 8 * (e >> 1), A.acc[t][i][e]);
+}
+
 template <int NTOK>
 __device__ __forceinline__ void flush_group(Acc<NTOK> &A, const uint4 &sv) {
     const uint32_t su[4] = {sv.x, sv.y, sv.z, sv.w};
@@ -593,65 +605,35 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
 
     if (out.defer) {  // deferred reduction: every split's share to its slice, the consumer sums
         if (wk != 0 || nt >= w.NT) return;
-#pragma unroll
-        for (int t = 0; t < NTOK; ++t)
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int row = 8 * t + 2 * c + (e & 1);
-                    const int col = nt * kQ4TileN + 16 * i + g + 8 * (e >> 1);
-                    if (row < M) __stcg(out.defer + (size_t(split) * M + row) * NP + col, A.acc[t][i][e]);
-                }
+        for_each_output(A, nt, g, c, [&](int row, int col, float v) {
+            if (row < M) __stcg(out.defer + (size_t(split) * M + row) * NP + col, v);
+        });
         return;
     }
 
     if (S == 1) {
         if (wk != 0 || nt >= w.NT) return;
-#pragma unroll
-        for (int t = 0; t < NTOK; ++t)
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int row = 8 * t + 2 * c + (e & 1);
-                    const int col = nt * kQ4TileN + 16 * i + g + 8 * (e >> 1);
-                    if (row < M && col < w.N) store1(out, row, col, A.acc[t][i][e]);
-                }
+        for_each_output(A, nt, g, c, [&](int row, int col, float v) {
+            if (row < M && col < w.N) store1(out, row, col, v);
+        });
         return;
     }
 
     if (atomic_out) {  // fp32 output: each split adds its share, no partials (bias: split 0)
         if (wk != 0 || nt >= w.NT) return;
-#pragma unroll
-        for (int t = 0; t < NTOK; ++t)
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int row = 8 * t + 2 * c + (e & 1);
-                    const int col = nt * kQ4TileN + 16 * i + g + 8 * (e >> 1);
-                    if (row < M && col < w.N) {
-                        float v = A.acc[t][i][e];
-                        if (out.bias && split == 0) v += __half2float(out.bias[col]);
-                        atomicAdd(out.out32 + size_t(row) * out.ldo + col, v);
-                    }
-                }
+        for_each_output(A, nt, g, c, [&](int row, int col, float v) {
+            if (row < M && col < w.N) {
+                if (out.bias && split == 0) v += __half2float(out.bias[col]);
+                atomicAdd(out.out32 + size_t(row) * out.ldo + col, v);
+            }
+        });
         return;
     }
 
-    if (wk == 0 && nt < w.NT) {
-#pragma unroll
-        for (int t = 0; t < NTOK; ++t)
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int row = 8 * t + 2 * c + (e & 1);
-                    const int col = nt * kQ4TileN + 16 * i + g + 8 * (e >> 1);
-                    if (row < M && col < w.N) __stcg(partial + (size_t(split) * M + row) * NP + col, A.acc[t][i][e]);
-                }
-    }
+    if (wk == 0 && nt < w.NT)
+        for_each_output(A, nt, g, c, [&](int row, int col, float v) {
+            if (row < M && col < w.N) __stcg(partial + (size_t(split) * M + row) * NP + col, v);
+        });
     __threadfence();
     __syncthreads();
     __shared__ unsigned s_last;
@@ -947,10 +929,31 @@ void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev 
         launch_fused<1, false, 0>(x, M, ldx, w, out, plan, sc, stream, pro);
 }
 
-Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws, const Q4Out &out) {
-    (void)out;  // atomic and ordered fp32 outputs, fp16 and deferred ones: one plan rule for all
-    return q4_plan(M, w, ws.sm_count);
+Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws) { return q4_plan(M, w, ws.sm_count); }
+
+namespace {
+
+// The fused kernel over M rows in passes of up to kQ4FusedMaxM: each pass's rows of x (or of the
+// prologue's inputs) and of the output. Returns the last pass's splits.
+int fused_passes(const __half *x, int ldx, const Q4Prologue *pro, int M, const Q4Dev &w, const Q4Out &out,
+                 const Q4Workspace &ws, cudaStream_t stream) {
+    int splits = 0;
+    for (int m0 = 0; m0 < M; m0 += kQ4FusedMaxM) {
+        const int mc = std::min(kQ4FusedMaxM, M - m0);
+        Q4Out o = out;
+        if (o.out16) o.out16 += size_t(m0) * o.ldo;
+        if (o.out32) o.out32 += size_t(m0) * o.ldo;
+        Q4Prologue p = pro ? *pro : Q4Prologue();
+        if (p.x32) p.x32 += size_t(m0) * p.ldx32;
+        if (p.gu) p.gu += size_t(m0) * p.ldgu;
+        const Q4Plan plan = q4_default_plan(mc, w, ws);
+        q4_fused(x ? x + size_t(m0) * ldx : nullptr, mc, ldx, w, o, plan, ws.fused, stream, pro ? &p : nullptr);
+        splits = plan.splits;
+    }
+    return splits;
 }
+
+} // namespace
 
 int q4_matmul(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,
               cudaStream_t stream) {
@@ -964,17 +967,7 @@ int q4_matmul(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
         return 0;
     }
     if (out.defer && M > kQ4FusedMaxM) fail(GPTQ_ERR_BACKEND, "q4_matmul: a deferred output takes one pass (M %d)", M);
-    int splits = 0;
-    for (int m0 = 0; m0 < M; m0 += kQ4FusedMaxM) {
-        const int mc = std::min(kQ4FusedMaxM, M - m0);
-        Q4Out o = out;
-        if (o.out16) o.out16 += size_t(m0) * o.ldo;
-        if (o.out32) o.out32 += size_t(m0) * o.ldo;
-        const Q4Plan plan = q4_default_plan(mc, w, ws, o);
-        q4_fused(x + size_t(m0) * ldx, mc, ldx, w, o, plan, ws.fused, stream);
-        splits = plan.splits;
-    }
-    return splits;
+    return fused_passes(x, ldx, nullptr, M, w, out, ws, stream);
 }
 
 bool q4_takes_prologue(int M, const Q4Workspace &ws) { return M >= 1 && !(M >= ws.large_m && ws.dequant && ws.cublas); }
@@ -984,20 +977,7 @@ int q4_matmul_pro(const Q4Prologue &pro, int M, const Q4Dev &w, const Q4Out &out
     if (!q4_takes_prologue(M, ws)) fail(GPTQ_ERR_BACKEND, "q4_matmul_pro: %d rows take the dequantize + cuBLAS path", M);
     if ((out.defer || pro.kind == 3) && M > kQ4FusedMaxM)
         fail(GPTQ_ERR_BACKEND, "q4_matmul_pro: deferred products take one pass (M %d)", M);
-    int splits = 0;
-    for (int m0 = 0; m0 < M; m0 += kQ4FusedMaxM) {
-        const int mc = std::min(kQ4FusedMaxM, M - m0);
-        Q4Out o = out;
-        if (o.out16) o.out16 += size_t(m0) * o.ldo;
-        if (o.out32) o.out32 += size_t(m0) * o.ldo;
-        Q4Prologue p = pro;
-        if (p.x32) p.x32 += size_t(m0) * p.ldx32;
-        if (p.gu) p.gu += size_t(m0) * p.ldgu;
-        const Q4Plan plan = q4_default_plan(mc, w, ws, o);
-        q4_fused(nullptr, mc, 0, w, o, plan, ws.fused, stream, &p);
-        splits = plan.splits;
-    }
-    return splits;
+    return fused_passes(nullptr, 0, &pro, M, w, out, ws, stream);
 }
 
 // Read at every call (graph captures and eager forwards only), so benchmarks can switch them.

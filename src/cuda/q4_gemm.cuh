@@ -95,9 +95,9 @@ constexpr size_t kQ4SmemBytes = 47 * 1024;  // per block: activations of its K r
 // (stage_batch 2: one more resident block per SM); GPTQ_Q4_STAGE_BATCH=2/4 forces either.
 Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target = 0);
 void q4_set_split_fit(int mode);
-// The plan q4_matmul / q4_matmul_pro use for one pass of M rows into out.
+// The plan q4_matmul / q4_matmul_pro use for one pass of M rows (the same for every kind of output).
 struct Q4Workspace;
-Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws, const Q4Out &out);
+Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws);
 
 // fp32 outputs (out32, accumulated into) of split calls: on (default), each split adds its share
 // with atomics (no partial sums, no last-block pass: shorter tail), so the order of the fp32
