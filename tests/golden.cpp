@@ -106,6 +106,16 @@ double perplexity_of_file(Session &s, const std::string &path, int seq_len, int 
     return ppl;
 }
 
+gptq_quantize_params wiki_calibration_params(int n_samples, int seq_len, uint64_t seed) {
+    static const std::string calib = testutil::shared_path("data/wikitext2/wiki.test.raw");  // outlives p
+    gptq_quantize_params p = gptq_quantize_params_default();
+    p.calib_text_path = calib.c_str();
+    p.calib_n_samples = n_samples;
+    p.calib_seq_len = seq_len;
+    p.seed = seed;
+    return p;
+}
+
 double heldout_perplexity(const std::string &model_dir, int max_chunks) {
     Session s(model_dir, 1024);
     return perplexity_of_file(s, testutil::shared_path("data/docs-heldout.txt"), 1024, max_chunks);

@@ -36,6 +36,9 @@ struct Session {
 
 std::vector<int> parse_ints(const std::string &s);  // all integers in s, in order
 double perplexity_of_file(Session &s, const std::string &path, int seq_len, int max_chunks);
+// Quantization parameters (library defaults otherwise) calibrating on n_samples windows of seq_len
+// tokens sampled (seed) from shared/data/wikitext2/wiki.test.raw.
+gptq_quantize_params wiki_calibration_params(int n_samples, int seq_len, uint64_t seed);
 // Perplexity of shared/data/docs-heldout.txt in windows of 1024 on the CPU backend (0 = all chunks).
 double heldout_perplexity(const std::string &model_dir, int max_chunks);
 

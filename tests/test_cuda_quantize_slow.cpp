@@ -19,15 +19,10 @@ GPTQ_TEST_REQUIRES("shared cuda")
 
 namespace fs = std::filesystem;
 
-static std::string model8m() { return testutil::source_dir() + "/models/docs-llama-8m"; }
+static std::string model8m() { return testutil::bundled_model_dir(); }
 
 static gptq_quantize_params small_params(int backend) {
-    gptq_quantize_params p = gptq_quantize_params_default();
-    static std::string calib = testutil::shared_path("data/wikitext2/wiki.test.raw");
-    p.calib_text_path = calib.c_str();
-    p.calib_n_samples = 32;
-    p.calib_seq_len = 256;
-    p.seed = 11;
+    gptq_quantize_params p = golden::wiki_calibration_params(32, 256, 11);
     p.backend = backend;
     return p;
 }

@@ -17,18 +17,14 @@ namespace fs = std::filesystem;
 
 static void check_with_python(int bits, int group, int sym, int act, int stat) {
     const std::string out = testutil::temp_dir("interop");
-    gptq_quantize_params p = gptq_quantize_params_default();
-    const std::string calib = testutil::shared_path("data/wikitext2/wiki.test.raw");
-    p.calib_text_path = calib.c_str();
-    p.calib_n_samples = 4;
-    p.calib_seq_len = 128;
+    gptq_quantize_params p = golden::wiki_calibration_params(4, 128, 0);
     p.bits = bits;
     p.group_size = group;
     p.sym = sym;
     p.desc_act = act;
     p.static_groups = stat;
     const std::string ckpt = out + "/ckpt", ref = out + "/ref";
-    REQUIRE_OK(gptq_quantize((testutil::source_dir() + "/models/docs-llama-8m").c_str(), ckpt.c_str(), &p));
+    REQUIRE_OK(gptq_quantize(testutil::bundled_model_dir().c_str(), ckpt.c_str(), &p));
     fs::create_directories(ref);
     auto model = gptq::load_model(ckpt);
     std::string modules;

@@ -15,17 +15,9 @@ GPTQ_TEST_REQUIRES("shared")
 
 namespace fs = std::filesystem;
 
-static std::string model8m() { return testutil::source_dir() + "/models/docs-llama-8m"; }
+static std::string model8m() { return testutil::bundled_model_dir(); }
 
-static gptq_quantize_params small_params() {
-    gptq_quantize_params p = gptq_quantize_params_default();
-    static std::string calib = testutil::shared_path("data/wikitext2/wiki.test.raw");
-    p.calib_text_path = calib.c_str();
-    p.calib_n_samples = 16;
-    p.calib_seq_len = 256;
-    p.seed = 7;
-    return p;
-}
+static gptq_quantize_params small_params() { return golden::wiki_calibration_params(16, 256, 7); }
 
 TEST_CASE("quantize docs-llama-8m at 2/3/4/8 bits, sym and asym, act-order: checkpoints load and stay close") {
     const double base = golden::heldout_perplexity(model8m(), 6);

@@ -21,10 +21,8 @@ using tokchecks::status_of;
 
 namespace {
 
-std::string bundled_dir() { return testutil::source_dir() + "/models/docs-llama-8m"; }
-
 const Tokenizer &docs_tok() {
-    static std::unique_ptr<Tokenizer> tok = Tokenizer::load(bundled_dir(), ModelConfig{});
+    static std::unique_ptr<Tokenizer> tok = Tokenizer::load(testutil::bundled_model_dir(), ModelConfig{});
     return *tok;
 }
 
@@ -43,17 +41,17 @@ TEST_CASE("load: the model's own BOS/EOS unless the configuration names others")
     ModelConfig cfg;
     cfg.bos_token = 5;
     cfg.eos_tokens = {7, 2};
-    auto t2 = Tokenizer::load(bundled_dir(), cfg);
+    auto t2 = Tokenizer::load(testutil::bundled_model_dir(), cfg);
     CHECK(t2->bos() == 5);
     CHECK(t2->eos() == 7);
     cfg.bos_token = 8192;
     std::string msg;
-    CHECK(status_of([&] { Tokenizer::load(bundled_dir(), cfg); }, &msg) == GPTQ_ERR_FORMAT);
+    CHECK(status_of([&] { Tokenizer::load(testutil::bundled_model_dir(), cfg); }, &msg) == GPTQ_ERR_FORMAT);
     CHECK(msg.find("8192") != std::string::npos);
 }
 
 TEST_CASE("encode matches the transformers golden prompt ids") {
-    const auto golden = nlohmann::json::parse(testutil::read_text(bundled_dir() + "/golden/golden.json"));
+    const auto golden = nlohmann::json::parse(testutil::read_text(testutil::bundled_model_dir() + "/golden/golden.json"));
     const std::string prompt = golden["prompt"];
     const std::vector<int> want = golden["prompt_ids"];
     CHECK(docs_tok().encode(prompt, true) == want);
@@ -63,7 +61,7 @@ TEST_CASE("encode matches the transformers golden prompt ids") {
 }
 
 TEST_CASE("streaming the golden greedy continuation gives the golden text") {
-    const auto golden = nlohmann::json::parse(testutil::read_text(bundled_dir() + "/golden/golden.json"));
+    const auto golden = nlohmann::json::parse(testutil::read_text(testutil::bundled_model_dir() + "/golden/golden.json"));
     const std::vector<int> prompt = golden["prompt_ids"], gen = golden["greedy_ids"];
     const std::string want = golden["greedy_text"];
     StreamDecoder dec(docs_tok(), prompt);
@@ -223,7 +221,7 @@ TEST_CASE("stream: a long generation costs little per token") {
 }
 
 TEST_CASE("from_serialized equals load") {
-    const std::string proto = testutil::read_text(bundled_dir() + "/tokenizer.model");
+    const std::string proto = testutil::read_text(testutil::bundled_model_dir() + "/tokenizer.model");
     auto t = Tokenizer::from_serialized(proto, -1, -1);
     CHECK(t->bos() == 1);
     CHECK(t->eos() == 2);
@@ -252,7 +250,7 @@ TEST_CASE("refusals: tokenizer.json only, missing, corrupt") {
         CHECK(msg.find("no-such-dir") != std::string::npos);
     }
     SUBCASE("garbage, empty or truncated tokenizer.model is FORMAT") {
-        const std::string good = testutil::read_text(bundled_dir() + "/tokenizer.model");
+        const std::string good = testutil::read_text(testutil::bundled_model_dir() + "/tokenizer.model");
         for (const std::string &bad : {std::string("this is not a SentencePiece model\n"), std::string(),
                                        good.substr(0, good.size() / 2), std::string(4096, '\xff')}) {
             write_file(dir + "/tokenizer.model", bad);

@@ -17,6 +17,8 @@ std::string source_dir() {
     const char *e = std::getenv("GPTQ_SOURCE_DIR");
     return e && *e ? e : ".";
 }
+
+std::string bundled_model_dir() { return source_dir() + "/models/docs-llama-8m"; }
 std::string read_text(const std::string &path) {
     std::ifstream f(path, std::ios::binary);
     if (!f) throw std::runtime_error("cannot open " + path);

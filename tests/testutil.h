@@ -14,6 +14,7 @@ namespace testutil {
 std::string shared_dir();                          // $GPTQ_SHARED_DIR or ../shared
 std::string shared_path(const std::string &rel);   // shared_dir() + "/" + rel
 std::string source_dir();                          // $GPTQ_SOURCE_DIR or "."
+std::string bundled_model_dir();                   // source_dir() + "/models/docs-llama-8m"
 std::string read_text(const std::string &path);    // whole file; throws std::runtime_error
 std::vector<float> read_f32(const std::string &path);
 std::string temp_dir(const std::string &tag);      // a fresh empty directory under /tmp
