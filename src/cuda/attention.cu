@@ -34,6 +34,30 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+// Merges the chunk partials of one query head: warp 0 turns the chunks' (m, l) into weights
+// exp(m_c - M) / Σ exp(m_c - M) l_c (a lane per chunk, into wts), then threads over d sum the
+// weighted chunk outputs into out_row. Loads bypass L1: when the split kernel merges, other blocks
+// of the same launch wrote the partials.
+__device__ void merge_chunks(const float *ml, const float *po, int used, int D, float *wts, __half *out_row) {
+    if (threadIdx.x < 32) {
+        const int lane = threadIdx.x;
+        float M = -INFINITY;
+        for (int c = lane; c < used; c += 32) M = fmaxf(M, __ldcg(ml + 2 * c));
+        M = warp_max(M);
+        float wsum = 0.0f;
+        for (int c = lane; c < used; c += 32) wsum += __expf(__ldcg(ml + 2 * c) - M) * __ldcg(ml + 2 * c + 1);
+        const float inv = 1.0f / warp_sum(wsum);
+        for (int c = lane; c < used; c += 32) wts[c] = __expf(__ldcg(ml + 2 * c) - M) * inv;
+    }
+    __syncthreads();
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float acc = 0.0f;
+#pragma unroll 8
+        for (int c = 0; c < used; ++c) acc += wts[c] * __ldcg(po + size_t(c) * D + d);
+        out_row[d] = __float2half_rn(acc);
+    }
+}
+
 // NI: half2 pairs of a key row per lane kept in registers (64 * NI dims; D = 128 needs 2).
 template <int NI>
 __global__ void __launch_bounds__(128, NI == 2 ? 4 : 1) attn_split_kernel(const __half *__restrict__ q, int ldq,
@@ -235,58 +259,22 @@ __global__ void __launch_bounds__(128, NI == 2 ? 4 : 1) attn_split_kernel(const 
     __threadfence();
     float *wts = sc + G * kAttnChunk;  // [n_chunks] (the launch sizes shared memory for it)
     for (int g = 0; g < G; ++g) {
-        const float *mlg = ml + size_t(g) * n_chunks * 2;
-        if (warp == 0) {
-            float M = -INFINITY;
-            for (int c = lane; c < used; c += 32) M = fmaxf(M, __ldcg(mlg + 2 * c));
-            M = warp_max(M);
-            float wsum = 0.0f;
-            for (int c = lane; c < used; c += 32) wsum += __expf(__ldcg(mlg + 2 * c) - M) * __ldcg(mlg + 2 * c + 1);
-            const float inv = 1.0f / warp_sum(wsum);
-            for (int c = lane; c < used; c += 32) wts[c] = __expf(__ldcg(mlg + 2 * c) - M) * inv;
-        }
-        __syncthreads();
-        const float *pog = po + size_t(g) * n_chunks * D;
-        for (int d = threadIdx.x; d < D; d += blockDim.x) {
-            float acc = 0.0f;
-#pragma unroll 8
-            for (int c = 0; c < used; ++c) acc += wts[c] * __ldcg(pog + size_t(c) * D + d);
-            out[size_t(t) * ldo + size_t(h * G + g) * D + d] = __float2half_rn(acc);
-        }
-        __syncthreads();
+        merge_chunks(ml + size_t(g) * n_chunks * 2, po + size_t(g) * n_chunks * D, used, D, wts,
+                     out + size_t(t) * ldo + size_t(h * G + g) * D);
+        __syncthreads();  // wts is rewritten for the next head
     }
     if (threadIdx.x == 0) counters[t * Hkv + h] = 0u;  // ready for the next launch
 }
 
-// One block per (token, query head): warp 0 turns the chunks' (m, l) into weights
-// exp(m_c - M) / Σ exp(m_c - M) l_c (a lane per chunk), then threads over d sum the weighted
-// chunk outputs.
+// One block per (token, query head): merge_chunks for the split kernel's partials.
 __global__ void attn_combine_kernel(const int32_t *__restrict__ pos, int Hq, int D, int n_chunks,
                                     const float *__restrict__ part_o, const float *__restrict__ part_ml,
                                     __half *__restrict__ out, int ldo) {
     pdl_enter();
     extern __shared__ float wts[];  // [n_chunks], padded to a multiple of 8 (+8)
     const int t = blockIdx.x / Hq, hq = blockIdx.x % Hq;
-    const int used = pos[t] / kAttnChunk + 1;
-    const float *ml = part_ml + (size_t(t) * Hq + hq) * n_chunks * 2;
-    const float *po = part_o + (size_t(t) * Hq + hq) * n_chunks * D;
-    if (threadIdx.x < 32) {
-        const int lane = threadIdx.x;
-        float M = -INFINITY;
-        for (int c = lane; c < used; c += 32) M = fmaxf(M, ml[2 * c]);
-        M = warp_max(M);
-        float wsum = 0.0f;
-        for (int c = lane; c < used; c += 32) wsum += __expf(ml[2 * c] - M) * ml[2 * c + 1];
-        const float inv = 1.0f / warp_sum(wsum);
-        for (int c = lane; c < used; c += 32) wts[c] = __expf(ml[2 * c] - M) * inv;
-    }
-    __syncthreads();
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float acc = 0.0f;
-#pragma unroll 8
-        for (int c = 0; c < used; ++c) acc += wts[c] * po[size_t(c) * D + d];
-        out[size_t(t) * ldo + size_t(hq) * D + d] = __float2half_rn(acc);
-    }
+    merge_chunks(part_ml + (size_t(t) * Hq + hq) * n_chunks * 2, part_o + (size_t(t) * Hq + hq) * n_chunks * D,
+                 pos[t] / kAttnChunk + 1, D, wts, out + size_t(t) * ldo + size_t(hq) * D);
 }
 
 // Row (head hq, query i) of S [Hq][n][Ls]: softmax over keys 0..pos[i], zeros after, into P.
