@@ -80,14 +80,10 @@ __device__ __forceinline__ float clip_scale(const float *w, int len, const float
     float best = INFINITY, chosen = full;
     for (int i = 0; i < c.steps; ++i) {
         const float p = 1.f - float(i) / float(c.grid);
-        float cand, unused;
-        (void)unused;
-        {
-            float s = fmaxf(full * p, 5.9604645e-8f);
-            const __half hs = __float2half_rn(s);
-            if ((__half_as_ushort(hs) & 0x7c00) == 0x7c00) atomicExch(bad, 1);
-            cand = c.fp16_scales ? __half2float(hs) : s;
-        }
+        const float s = fmaxf(full * p, 5.9604645e-8f);
+        const __half hs = __float2half_rn(s);
+        if ((__half_as_ushort(hs) & 0x7c00) == 0x7c00) atomicExch(bad, 1);
+        const float cand = c.fp16_scales ? __half2float(hs) : s;
         float err = 0.f;
         for (int k = lane; k < len; k += 32) {
             const float x = w[k];
