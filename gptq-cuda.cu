@@ -442,11 +442,6 @@ constexpr int kFuseMaxRows = 4;  // batches up to this size take the chunk merge
 // only): 1 attention (RoPE, KV store, attention), 2 the layers' matrix products, 4 the head.
 constexpr int kSkipAttention = 1, kSkipLinear = 2, kSkipHead = 4;
 
-int env_int(const char *name, int dflt) {
-    const char *e = std::getenv(name);
-    return e && *e ? std::atoi(e) : dflt;
-}
-
 constexpr int kGraphMaxTokens = 16;   // batches up to this size run as a replayed CUDA graph
 constexpr int kSplitMaxTokens = 64;   // tokens per attention_split call (bounds its scratch)
 constexpr int kGemmMinRun = 16;       // runs of one sequence this long use cuBLAS attention

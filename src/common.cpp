@@ -150,6 +150,11 @@ int resolve_threads(int n_threads) {
     return hc ? int(hc) : 1;
 }
 
+int env_int(const char *name, int dflt) {
+    const char *e = std::getenv(name);
+    return e && *e ? std::atoi(e) : dflt;
+}
+
 void *host_alloc(size_t bytes) {
     if (bytes == 0) return nullptr;
 #ifdef GPTQ_USE_MIMALLOC

@@ -52,4 +52,7 @@ uint16_t f32_to_bf16(float f);
 // Number of worker threads to use for n_threads (0 = hardware concurrency).
 int resolve_threads(int n_threads);
 
+// The integer in environment variable name, or dflt when it is unset or empty (measurement switches).
+int env_int(const char *name, int dflt);
+
 } // namespace gptq

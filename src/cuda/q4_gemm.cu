@@ -823,18 +823,14 @@ int fused_blocks_per_sm(int M, int stage_batch = 4) {
 }
 
 std::atomic<int> &split_fit_switch() {  // -1: by M (the default), 0: off, 1: on
-    static std::atomic<int> on{[] {
-        const char *e = std::getenv("GPTQ_Q4_SPLIT_FIT");
-        return e && *e ? std::atoi(e) : -1;
-    }()};
+    static std::atomic<int> on{env_int("GPTQ_Q4_SPLIT_FIT", -1)};
     return on;
 }
 
 // The staging batch at M <= 8: -1 chooses per plan (the default), 2 or 4 forces
 // (GPTQ_Q4_STAGE_BATCH; read at every plan, as the tests switch it).
 int stage_batch_mode() {
-    const char *e = std::getenv("GPTQ_Q4_STAGE_BATCH");
-    const int v = e && *e ? std::atoi(e) : -1;
+    const int v = env_int("GPTQ_Q4_STAGE_BATCH", -1);
     return v == 2 || v == 4 ? v : -1;
 }
 
@@ -983,15 +979,9 @@ int q4_matmul_pro(const Q4Prologue &pro, int M, const Q4Dev &w, const Q4Out &out
 // Read at every call (graph captures and eager forwards only), so benchmarks can switch them.
 // Defaults measured (device run 2): both fusions pay at one row; at 16 rows the separate kernels
 // won (re-reading the rows in every block, b=16 decode 2285 vs 2202 tokens/s for SwiGLU).
-int q4_prologue_norm_rows() {
-    const char *e = std::getenv("GPTQ_Q4_NORM_ROWS");
-    return e && *e ? std::atoi(e) : 4;
-}
+int q4_prologue_norm_rows() { return env_int("GPTQ_Q4_NORM_ROWS", 4); }
 
-int q4_prologue_silu_rows() {
-    const char *e = std::getenv("GPTQ_Q4_SILU_ROWS");
-    return e && *e ? std::atoi(e) : 4;
-}
+int q4_prologue_silu_rows() { return env_int("GPTQ_Q4_SILU_ROWS", 4); }
 
 void q4_dequant_f16(const Q4Dev &w, __half *W, cudaStream_t stream) {
     const size_t tiles = size_t(w.NT) * w.KT;
