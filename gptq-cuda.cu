@@ -525,7 +525,7 @@ public:
         // Attention scratch.
         chunks_max_ = (n_ctx + kAttnChunk - 1) / kAttnChunk;
         split_scratch_.alloc(attn_split_scratch_floats(std::min(nb_, kSplitMaxTokens), c_.n_heads, D, chunks_max_) * 4);
-        attn_counters_.alloc(size_t(std::min(nb_, kSplitMaxTokens)) * c_.n_kv_heads * 4);
+        attn_counters_.alloc(attn_split_counters(std::min(nb_, kSplitMaxTokens), c_.n_heads) * 4);
         CUDA_CHECK(cudaMemsetAsync(attn_counters_.as<void>(), 0, attn_counters_.bytes(), 0));
         if (nb_ >= kGemmMinRun) {
             size_t want = attention_gemm_scratch_floats(nb_, c_.n_heads, n_ctx) * 4;

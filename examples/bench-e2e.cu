@@ -2,20 +2,24 @@
 // on the GPU (4-bit group-128 in the kernels' layout, then fp16): decode tokens/s at batch 1 with
 // a 512-token context, decode at batch 16, prefill tokens/s for a 2048-token prompt, peak memory.
 //
-//   bench-e2e [--small] [--q4-only] [--variants]
+//   bench-e2e [--small] [--q4-only] [--variants] [--trace]
 //     --small: a 4-layer model, for a smoke run
 //     --variants: 4-bit model only; decode at batch 1 (and 16) under each decode fusion switched
 //       off (GPTQ_CUDA_FUSE), the 4-bit split fitted to one wave or not, and with stages left out
 //       (GPTQ_CUDA_SKIP: what each stage costs inside the graph)
+//     --trace: 4-bit model only; the kernel timeline of one decode step at batch 1 (CUPTI): each
+//       kernel's time and the gap before it, summed by kernel, and the first layer in order
 #include "cuda/cuda_backend.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/q4_gemm.cuh"
+#include "kernel_trace.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 using namespace gptq;
@@ -88,6 +92,7 @@ void variants(bool small) {
         int fit;     // 4-bit splits fitted to one wave: -1 by M (default), 0 never, 1 always
         int atomic;  // 1: fp32 outputs accumulated with atomics
         bool b16;
+        const char *env = nullptr;  // one more NAME=VALUE for this variant
     };
     const Var vars[] = {
         {"all fusions (default)", "31", "0", "4", -1, 1, true},
@@ -104,6 +109,9 @@ void variants(bool small) {
         {"all, skip linears", "31", "2", "4", -1, 1, false},
         {"all, skip head", "31", "4", "4", -1, 1, false},
         {"all, skip all three", "31", "7", "4", -1, 1, false},
+        {"all, chunk attention", "31", "0", "4", -1, 1, true, "GPTQ_CUDA_ATTN_CHUNKED=1"},
+        {"all, attention 4 ranges", "31", "0", "4", -1, 1, false, "GPTQ_CUDA_ATTN_SPLITS=4"},
+        {"all, attention 16 ranges", "31", "0", "4", -1, 1, false, "GPTQ_CUDA_ATTN_SPLITS=16"},
         {"all fusions (again)", "31", "0", "4", -1, 1, true},
     };
     std::printf("%-24s | %12s %12s\n", "variant", "decode b=1", "decode b=16");
@@ -114,6 +122,12 @@ void variants(bool small) {
         setenv("GPTQ_Q4_NORM_STASH", std::strstr(v.label, "stash off") ? "0" : "1", 1);
         cuda::q4_set_split_fit(v.fit);
         cuda::q4_set_atomic_accumulate(v.atomic == 1);
+        std::string env_name;
+        if (v.env) {
+            const std::string kv = v.env;
+            env_name = kv.substr(0, kv.find('='));
+            setenv(env_name.c_str(), kv.substr(kv.find('=') + 1).c_str(), 1);
+        }
         double b1 = 0, b16 = 0;
         {
             auto ctx = backend->create_context(1024, 1, 512);
@@ -123,6 +137,7 @@ void variants(bool small) {
             auto ctx = backend->create_context(1024, 16, 512);
             b16 = decode_rate(*ctx, 16, 512, 35, V, 512);
         }
+        if (!env_name.empty()) unsetenv(env_name.c_str());
         std::printf("%-24s | %8.1f t/s %8.1f t/s\n", v.label, b1, b16);
         std::fflush(stdout);
     }
@@ -132,6 +147,65 @@ void variants(bool small) {
     unsetenv("GPTQ_CUDA_FUSE");
     unsetenv("GPTQ_CUDA_SKIP");
     cuda::q4_set_split_fit(-1);
+}
+
+// One decode step's kernels at batch 1 (position ~515 of a 1024 context), as CUPTI saw them.
+void trace(bool small) {
+    const cuda::SyntheticModelSpec spec = llama7b(true, small);
+    auto backend = cuda::make_synthetic_backend(spec, 0);
+    const int V = spec.cfg.vocab_size;
+    auto ctx = backend->create_context(1024, 1, 512);
+    decode_rate(*ctx, 1, 512, 6, V, 512);  // prefill, graph capture, a few steps
+    std::vector<float> logits(static_cast<size_t>(V));
+    const int8_t want = 1;
+    const EvalToken tok{7, 520, 0};
+    std::string why;
+    CUDA_CHECK(cudaDeviceSynchronize());
+    if (!bench::trace_begin(&why)) {
+        std::printf("trace unavailable: %s\n", why.c_str());
+        return;
+    }
+    ctx->eval(&tok, 1, &want, logits.data());
+    CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<bench::KernelSpan> ks = bench::trace_end();
+    if (ks.empty()) {
+        std::printf("trace: no kernels recorded\n");
+        return;
+    }
+    struct Sum {
+        int n = 0;
+        double busy = 0, gap = 0;
+    };
+    std::vector<std::pair<std::string, Sum>> sums;
+    auto sum_of = [&](const std::string &name) -> Sum & {
+        for (auto &s : sums)
+            if (s.first == name) return s.second;
+        sums.push_back({name, Sum()});
+        return sums.back().second;
+    };
+    double busy = 0, gaps = 0;
+    for (size_t i = 0; i < ks.size(); ++i) {
+        const double d = (ks[i].end - ks[i].start) * 1e-3, g = i ? (double(ks[i].start) - double(ks[i - 1].end)) * 1e-3 : 0;
+        Sum &s = sum_of(ks[i].name);
+        ++s.n;
+        s.busy += d;
+        s.gap += g;
+        busy += d;
+        gaps += g;
+    }
+    const double span = (ks.back().end - ks.front().start) * 1e-3;
+    std::printf("one decode step, batch 1: %zu kernels, %.1f us from the first start to the last end; kernels %.1f us, "
+                "gaps before them %.1f us (negative: overlap under PDL)\n",
+                ks.size(), span, busy, gaps);
+    std::printf("%-58s %5s %10s %9s %10s\n", "kernel [grid]", "n", "total us", "mean us", "gaps us");
+    for (const auto &s : sums)
+        std::printf("%-58.58s %5d %10.1f %9.2f %10.1f\n", s.first.c_str(), s.second.n, s.second.busy,
+                    s.second.busy / s.second.n, s.second.gap);
+    std::printf("in order (embedding, layer 0, layer 1's first kernel):\n");
+    for (size_t i = 0; i < ks.size() && i < 12; ++i)
+        std::printf("  %-58.58s start %8.2f  dur %7.2f  gap %6.2f\n", ks[i].name.c_str(),
+                    (ks[i].start - ks.front().start) * 1e-3, (ks[i].end - ks[i].start) * 1e-3,
+                    i ? (double(ks[i].start) - double(ks[i - 1].end)) * 1e-3 : 0.0);
 }
 
 Result run(bool q4, bool small) {
@@ -187,11 +261,12 @@ Result run(bool q4, bool small) {
 } // namespace
 
 int main(int argc, char **argv) try {
-    bool small = false, q4_only = false, vars = false;
+    bool small = false, q4_only = false, vars = false, tr = false;
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--small")) small = true;
         if (!std::strcmp(argv[i], "--q4-only")) q4_only = true;
         if (!std::strcmp(argv[i], "--variants")) vars = true;
+        if (!std::strcmp(argv[i], "--trace")) tr = true;
     }
     cudaDeviceProp prop;
     CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -200,6 +275,10 @@ int main(int argc, char **argv) try {
                 prop.name, small ? " with 4 layers" : ", 32 layers");
     if (vars) {
         variants(small);
+        return 0;
+    }
+    if (tr) {
+        trace(small);
         return 0;
     }
     std::printf("%-6s | %14s %14s %16s %16s %16s | %9s %9s\n", "weights", "decode b=1", "decode b=16", "prefill 2048",

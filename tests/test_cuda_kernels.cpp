@@ -20,11 +20,11 @@ GPTQ_TEST_REQUIRES("cuda")
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <string>
 #include <cstring>
-#include <numeric>
 #include <memory>
+#include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 using namespace gptq;
@@ -724,11 +724,13 @@ std::vector<double> attn_ref(const std::vector<h16> &q, int ldq, const std::vect
 
 } // namespace
 
-TEST_CASE("attention (split kernel and cuBLAS path) matches the CPU reference") {
+TEST_CASE("attention (range, chunk and cuBLAS paths) matches the CPU reference") {
     std::mt19937 rng(10);
     Workspace W;
+    // head_dim 64 / 128 take the range kernel (query heads per block: 4, 1, 1 in groups of 3, 2),
+    // 8 and 96 the chunk kernel; 700 and 2100 positions make many ranges per token.
     for (const AttnCase &c : {AttnCase{8, 4, 8, 2, 200}, AttnCase{8, 2, 64, 3, 300}, AttnCase{4, 4, 128, 1, 160},
-                              AttnCase{12, 2, 96, 2, 100}}) {
+                              AttnCase{12, 2, 96, 2, 100}, AttnCase{6, 2, 128, 2, 700}, AttnCase{4, 2, 64, 1, 2100}}) {
         const size_t cache_elems = size_t(c.n_seq) * c.Hkv * c.n_ctx * c.D;
         auto K = random_f16(cache_elems, rng, -1.0f, 1.0f), V = random_f16(cache_elems, rng, -1.0f, 1.0f);
         Dev<h16> dk(K), dv(V);
@@ -746,7 +748,7 @@ TEST_CASE("attention (split kernel and cuBLAS path) matches the CPU reference") 
         Dev<int32_t> dpos(pos), dseq(seq);
         const int chunks = (c.n_ctx + kAttnChunk - 1) / kAttnChunk;
         Dev<float> scratch(attn_split_scratch_floats(n, c.Hq, c.D, chunks));
-        Dev<unsigned> counters(size_t(n) * c.Hkv);
+        Dev<unsigned> counters(attn_split_counters(n, c.Hq));
         CUDA_CHECK(cudaMemset(counters.p, 0, counters.n * sizeof(unsigned)));
         auto ref = attn_ref(q, ldq, pos, seq, K, V, c, scale);
         // Twice with the merge inside the split kernel: its counters must be left at zero.
@@ -774,7 +776,7 @@ TEST_CASE("attention (split kernel and cuBLAS path) matches the CPU reference") 
             auto inv = inv_freqs(c.D, 10000.0);
             Dev<float> dinv(inv);
             Dev<int32_t> dp1(std::vector<int32_t>{p1}), ds1(std::vector<int32_t>{s1});
-            Dev<unsigned> cnt1(size_t(c.Hkv));
+            Dev<unsigned> cnt1(attn_split_counters(1, c.Hq));
             CUDA_CHECK(cudaMemset(cnt1.p, 0, cnt1.n * sizeof(unsigned)));
             Dev<float> scr1(attn_split_scratch_floats(1, c.Hq, c.D, chunks));
             // Reference: the separate kernels on copies of the cache and row.

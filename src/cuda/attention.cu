@@ -1,6 +1,9 @@
 // attention.cu — causal attention over the KV cache, two ways (see attention.cuh).
 //
-// Split kernel, one block per (token t, KV head h, chunk c of 32 positions):
+// Few tokens per sequence with head_dim 64 or 128 go to the range kernel of attention_decode.cu;
+// other head sizes (and GPTQ_CUDA_ATTN_CHUNKED=1) to the chunk kernel here.
+//
+// Chunk kernel, one block per (token t, KV head h, chunk c of 32 positions):
 //
 //   q heads h*G .. h*G+G-1 (scaled, fp32 in shared memory)
 //   scores[g][j] = q_g · k_j        warps take 8 keys each (all loads first), lanes split D
@@ -12,6 +15,8 @@
 // (one call per query head of each KV group), a masked softmax kernel, O = P V through cuBLAS.
 #include "attention.cuh"
 
+#include "attention_decode.cuh"
+#include "attention_merge.cuh"
 #include "cuda_check.cuh"
 #include "launch.cuh"
 
@@ -24,39 +29,6 @@ namespace cuda {
 namespace {
 
 static_assert(kAttnChunk == 32, "the split kernel's softmax gives each key of a chunk one lane");
-
-__device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-// Merges the chunk partials of one query head: warp 0 turns the chunks' (m, l) into weights
-// exp(m_c - M) / Σ exp(m_c - M) l_c (a lane per chunk, into wts), then threads over d sum the
-// weighted chunk outputs into out_row. Loads bypass L1: when the split kernel merges, other blocks
-// of the same launch wrote the partials.
-__device__ void merge_chunks(const float *ml, const float *po, int used, int D, float *wts, __half *out_row) {
-    if (threadIdx.x < 32) {
-        const int lane = threadIdx.x;
-        float M = -INFINITY;
-        for (int c = lane; c < used; c += 32) M = fmaxf(M, __ldcg(ml + 2 * c));
-        M = warp_max(M);
-        float wsum = 0.0f;
-        for (int c = lane; c < used; c += 32) wsum += __expf(__ldcg(ml + 2 * c) - M) * __ldcg(ml + 2 * c + 1);
-        const float inv = 1.0f / warp_sum(wsum);
-        for (int c = lane; c < used; c += 32) wts[c] = __expf(__ldcg(ml + 2 * c) - M) * inv;
-    }
-    __syncthreads();
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float acc = 0.0f;
-#pragma unroll 8
-        for (int c = 0; c < used; ++c) acc += wts[c] * __ldcg(po + size_t(c) * D + d);
-        out_row[d] = __float2half_rn(acc);
-    }
-}
 
 // NI: half2 pairs of a key row per lane kept in registers (64 * NI dims; D = 128 needs 2).
 template <int NI>
@@ -259,7 +231,7 @@ __global__ void __launch_bounds__(128, NI == 2 ? 4 : 1) attn_split_kernel(const 
     __threadfence();
     float *wts = sc + G * kAttnChunk;  // [n_chunks] (the launch sizes shared memory for it)
     for (int g = 0; g < G; ++g) {
-        merge_chunks(ml + size_t(g) * n_chunks * 2, po + size_t(g) * n_chunks * D, used, D, wts,
+        merge_partials(ml + size_t(g) * n_chunks * 2, po + size_t(g) * n_chunks * D, used, D, wts,
                      out + size_t(t) * ldo + size_t(h * G + g) * D);
         __syncthreads();  // wts is rewritten for the next head
     }
@@ -273,7 +245,7 @@ __global__ void attn_combine_kernel(const int32_t *__restrict__ pos, int Hq, int
     pdl_enter();
     extern __shared__ float wts[];  // [n_chunks], padded to a multiple of 8 (+8)
     const int t = blockIdx.x / Hq, hq = blockIdx.x % Hq;
-    merge_chunks(part_ml + (size_t(t) * Hq + hq) * n_chunks * 2, part_o + (size_t(t) * Hq + hq) * n_chunks * D,
+    merge_partials(part_ml + (size_t(t) * Hq + hq) * n_chunks * 2, part_o + (size_t(t) * Hq + hq) * n_chunks * D,
                  pos[t] / kAttnChunk + 1, D, wts, out + size_t(t) * ldo + size_t(hq) * D);
 }
 
@@ -321,6 +293,7 @@ void attention_split(const __half *q, int ldq, const int32_t *pos, const int32_t
         fail(GPTQ_ERR_BACKEND, "attention: RoPE inside the split kernel needs one token and an even head_dim (n %d)", n);
     if (fuse.qkv_part && (!fuse.inv_freq || fuse.qkv_splits < 1))
         fail(GPTQ_ERR_BACKEND, "attention: deferred qkv shares need RoPE inside the kernel and >= 1 split");
+    if (attention_decode(q, ldq, pos, seq, n, Hq, kv, scale, n_chunks, scratch, out, ldo, stream, fuse)) return;
     const int G = Hq / kv.n_kv, D = kv.D;
     // Queries and scores, then (when the last block merges) the chunk weights, padded: the
     // compiler reads them four floats at a time in the unrolled loop.

@@ -18,15 +18,19 @@ constexpr int kAttnChunk = 32;  // cache positions per block in the split kernel
 inline size_t attn_split_scratch_floats(int n, int Hq, int D, int n_chunks) {
     return size_t(n) * Hq * n_chunks * (size_t(D) + 2);
 }
+// Merge counters attention_split may use for n tokens of Hq query heads (AttnSplitFusion::counters).
+inline size_t attn_split_counters(int n, int Hq) { return size_t(n) * Hq; }
 
-// Decode-style attention ("flash decoding"): each block takes one (token, KV head, chunk of 32
-// positions), the combine kernel merges the chunks' softmax partials. Any n; suited to few
-// tokens per sequence. n_chunks >= ceil((max pos + 1) / kAttnChunk); blocks past a token's
-// position exit at once, so a CUDA graph may use a fixed n_chunks.
+// Decode-style attention ("flash decoding"): blocks take ranges of a token's positions, a
+// second pass merges the ranges' softmax partials. Any n; suited to few tokens per sequence.
+// n_chunks >= ceil((max pos + 1) / kAttnChunk) bounds the scratch; the grid does not depend on
+// the positions' values, so a CUDA graph may replay a launch at later positions.
+// head_dim 64 or 128: ranges sized from each token's position (attention_decode.cu); other head
+// sizes: one block per chunk of kAttnChunk positions, blocks past the position exit at once.
 //
 // Fusions (decode: fewer launches per layer):
-//   counters: n * n_kv zeroed unsigned (left zeroed): the last block of each (token, KV head) to
-//             finish merges the chunks itself, no combine kernel.
+//   counters: attn_split_counters(n, Hq) zeroed unsigned (left zeroed): the last block of each
+//             (token, KV head, group of query heads) to finish merges the ranges, no second kernel.
 //   inv_freq: n must be 1; q holds the token's qkv row un-rotated (query heads, then KV heads of
 //             keys, then of values, as rope_store_kv takes it): the kernel rotates the queries for
 //             itself and stores the rotated key and the value of position pos[0] in the cache,

@@ -1,0 +1,389 @@
+// attention_decode.cu — attention of a few query tokens against their sequences' cached keys and
+// values, the decode step's attention (attention_decode.cuh; the general kernel is attention.cu's).
+//
+// One block per (token t, KV head h, group of GP query heads of h, range r of S). A token's
+// positions 0..p are cut into ranges of at least kMinKeys positions sized from p itself: the grid
+// (fixed while a CUDA graph replays it) does not grow with the context capacity, and every block
+// that runs has work. Why not one block per 32 positions, as the chunk kernel does: at a 7B
+// model's 32 heads and ~600 positions those ~600 small blocks made two waves of a short, mostly
+// serial body (profile in NOTES.md: 25% occupancy, 10% of the DRAM bandwidth).
+//
+// Inside a block 8 warps stream the range in batches of kRows rows; a lane holds 8 dims (16
+// bytes) of one key and of one value per row, D/8 lanes per key, and the next batch's loads are in
+// flight while the current one is reduced. Each warp keeps an online softmax per query head
+// (running max m, sum l, unnormalized output o); the block merges its warps in shared memory and
+// the last block of (t, h, group) to finish merges the ranges (attention_merge.cuh).
+//
+// One-token batches (early): the cached keys and values before position p were written before
+// the previous kernel started, so the first batch loads before griddepcontrol.wait; position p
+// itself (written by this kernel with RoPE inside, or by rope_store_kv just before) goes through
+// shared memory as one extra key.
+#include "attention_decode.cuh"
+
+#include "attention_merge.cuh"
+#include "cuda_check.cuh"
+#include "launch.cuh"
+
+#include "../common.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace gptq {
+namespace cuda {
+
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kRows = 4;       // key rows per warp batch (8 * kRows keys at D = 128)
+constexpr int kMinKeys = 64;   // fewest positions a range takes
+constexpr int kMaxRanges = 32; // merge_partials gives each range one lane
+
+// Positions per range of a token at position p cut into at most S ranges, and how many ranges
+// that makes (the rest of the S blocks exit at once).
+__device__ __forceinline__ int range_len(int p, int S) {
+    const int per = (p + S) / S;  // ceil((p + 1) / S)
+    return max(kMinKeys, (per + 31) & ~31);
+}
+__device__ __forceinline__ int ranges_used(int p, int S) {
+    const int per = range_len(p, S);
+    return (p + per) / per;
+}
+
+__device__ __forceinline__ void unpack8(const uint4 &u, float (&f)[8]) {
+    const __half2 *h = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const float2 v = __half22float2(h[i]);
+        f[2 * i] = v.x;
+        f[2 * i + 1] = v.y;
+    }
+}
+
+template <int D, int GP>
+__global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
+    attn_decode_kernel(const __half *__restrict__ q, int ldq, const int32_t *__restrict__ pos,
+                       const int32_t *__restrict__ seq, int Hq, KVLayer kv, float scale, float *__restrict__ part_o,
+                       float *__restrict__ part_ml, int part_stride, AttnSplitFusion fz, __half *__restrict__ out,
+                       int ldo, int early) {
+    constexpr int LPK = D / 8;      // lanes per key
+    constexpr int KR = 32 / LPK;    // keys per row of a warp load
+    constexpr int BS = kRows * KR;  // keys per warp batch
+    __shared__ float qs[GP][D];
+    __shared__ __align__(16) __half kp_s[D];
+    __shared__ __align__(16) __half vp_s[D];
+    __shared__ float wo[kWarps][GP][D];
+    __shared__ float wml[kWarps][GP][2];
+    __shared__ float wts[kMaxRanges + 8];
+    __shared__ unsigned s_last;
+
+    const int Hkv = kv.n_kv, G = Hq / Hkv, HG = G / GP;
+    const int S = gridDim.y, r = blockIdx.y;
+    const int t = blockIdx.x / (Hkv * HG), h = (blockIdx.x / HG) % Hkv, hg = blockIdx.x % HG;
+    const int hq0 = h * G + hg * GP;  // the block's first query head
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int grp = lane / LPK, dl = (lane % LPK) * 8;
+
+    if (!early) pdl_enter();
+    const int p = pos[t], s = seq[t];
+    const int per = range_len(p, S), used = ranges_used(p, S);
+    if (r >= used) return;
+    const int k0 = r * per, k1 = min(k0 + per, p + 1);
+    const bool has_p = k1 == p + 1;
+    const int kend = early ? min(k1, p) : k1;  // keys streamed from the cache: [k0, kend)
+    const int nb = (kend - k0 + BS - 1) / BS;
+    const size_t head_base = (size_t(s) * Hkv + h) * kv.n_ctx;
+    const __half *kbase = kv.k + head_base * D, *vbase = kv.v + head_base * D;
+
+    auto load = [&](int b, uint4(&kr)[kRows], uint4(&vr)[kRows]) {
+#pragma unroll
+        for (int i = 0; i < kRows; ++i) {
+            const int key = k0 + b * BS + i * KR + grp;
+            if (key < kend) {
+                kr[i] = __ldg(reinterpret_cast<const uint4 *>(kbase + size_t(key) * D + dl));
+                vr[i] = __ldg(reinterpret_cast<const uint4 *>(vbase + size_t(key) * D + dl));
+            } else {
+                kr[i] = make_uint4(0, 0, 0, 0);
+                vr[i] = make_uint4(0, 0, 0, 0);
+            }
+        }
+    };
+    // The first two batches of each warp (often the whole range) load before the wait when early.
+    uint4 ka[kRows], va[kRows], kb[kRows], vb[kRows];
+    if (warp < nb) load(warp, ka, va);
+    const bool kb_early = early && warp + kWarps < nb;
+    if (kb_early) load(warp + kWarps, kb, vb);
+    if (early) pdl_enter();
+
+    // The block's queries (scaled, fp32) and, in the range holding p when early, p's key and value.
+    if (!fz.inv_freq) {
+        for (int i = threadIdx.x; i < GP * D; i += kThreads)
+            qs[i / D][i % D] = __half2float(q[size_t(t) * ldq + size_t(hq0) * D + i]) * scale;
+        if (early && has_p) {
+            const size_t at = (head_base + p) * D;
+            for (int i = threadIdx.x; i < D; i += kThreads) {
+                kp_s[i] = kv.k[at + i];
+                vp_s[i] = kv.v[at + i];
+            }
+        }
+    } else {
+        // RoPE here rather than in rope_store_kv, with that kernel's arithmetic and fp16 rounding.
+        constexpr int half_d = D / 2;
+        const __half *qrow = q + size_t(t) * ldq;
+        // Column j of the token's qkv row: stored fp16, or the deferred shares of the 4-bit product
+        // summed in order and rounded as the product's own fp16 store would have (one token).
+        auto qkv_at = [&](int j) -> __half {
+            if (!fz.qkv_part) return qrow[j];
+            float sum = 0.0f;
+#pragma unroll 4
+            for (int sp = 0; sp < fz.qkv_splits; ++sp) sum += __ldcg(fz.qkv_part + size_t(sp) * fz.qkv_ld + j);
+            return __float2half_rn(sum);
+        };
+        // Items: GP query heads' rotation pairs, then (the range holding p) the key's pairs, with
+        // the value's two columns; one pass so that all their loads are in flight together.
+        const size_t at = (head_base + p) * D;
+        const int kh = (Hq + h) * D, vh = (Hq + Hkv + h) * D;
+        const int items = (GP + (has_p ? 1 : 0)) * half_d;
+        for (int i2 = threadIdx.x; i2 < items; i2 += kThreads) {
+            const int g = i2 / half_d, i = i2 % half_d;
+            float sn, c;
+            sincosf(float(p) * fz.inv_freq[i], &sn, &c);
+            if (g < GP) {
+                const int hd = (hq0 + g) * D;
+                const float x1 = __half2float(qkv_at(hd + i)), x2 = __half2float(qkv_at(hd + i + half_d));
+                qs[g][i] = __half2float(__float2half_rn(x1 * c - x2 * sn)) * scale;
+                qs[g][i + half_d] = __half2float(__float2half_rn(x2 * c + x1 * sn)) * scale;
+            } else {
+                const float x1 = __half2float(qkv_at(kh + i)), x2 = __half2float(qkv_at(kh + i + half_d));
+                const __half r1 = __float2half_rn(x1 * c - x2 * sn), r2 = __float2half_rn(x2 * c + x1 * sn);
+                const __half v1 = qkv_at(vh + i), v2 = qkv_at(vh + i + half_d);
+                kp_s[i] = r1;
+                kp_s[i + half_d] = r2;
+                vp_s[i] = v1;
+                vp_s[i + half_d] = v2;
+                if (hg == 0) {  // one block per KV head stores the cache entry
+                    kv.k[at + i] = r1;
+                    kv.k[at + i + half_d] = r2;
+                    kv.v[at + i] = v1;
+                    kv.v[at + i + half_d] = v2;
+                }
+            }
+        }
+    }
+    __syncthreads();
+
+    float qf[GP][8], o[GP][8], m[GP], l[GP];
+#pragma unroll
+    for (int g = 0; g < GP; ++g) {
+        m[g] = -INFINITY;
+        l[g] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            qf[g][i] = qs[g][dl + i];
+            o[g][i] = 0.0f;
+        }
+    }
+
+    // One batch: keys base + i*KR + grp (i < kRows) count when < end.
+    auto consume = [&](const uint4(&kr)[kRows], const uint4(&vr)[kRows], int base, int end) {
+        float sc[kRows][GP];
+#pragma unroll
+        for (int i = 0; i < kRows; ++i) {
+            float kf[8];
+            unpack8(kr[i], kf);
+            const bool valid = base + i * KR + grp < end;
+#pragma unroll
+            for (int g = 0; g < GP; ++g) {
+                float a = 0.0f;
+#pragma unroll
+                for (int e = 0; e < 8; ++e) a += qf[g][e] * kf[e];
+#pragma unroll
+                for (int off = LPK / 2; off > 0; off >>= 1) a += __shfl_xor_sync(0xffffffffu, a, off);
+                sc[i][g] = valid ? a : -INFINITY;
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < GP; ++g) {
+            float bm = sc[0][g];
+#pragma unroll
+            for (int i = 1; i < kRows; ++i) bm = fmaxf(bm, sc[i][g]);
+#pragma unroll
+            for (int off = LPK; off < 32; off <<= 1) bm = fmaxf(bm, __shfl_xor_sync(0xffffffffu, bm, off));
+            const float mn = fmaxf(m[g], bm);
+            if (mn == -INFINITY) continue;  // warp-uniform: no key of this warp counted yet
+            const float alpha = __expf(m[g] - mn);  // 0 while m is -inf
+            m[g] = mn;
+            l[g] *= alpha;
+#pragma unroll
+            for (int e = 0; e < 8; ++e) o[g][e] *= alpha;
+#pragma unroll
+            for (int i = 0; i < kRows; ++i) {
+                const float pr = __expf(sc[i][g] - mn);  // 0 for keys that do not count
+                float vf[8];
+                unpack8(vr[i], vf);
+                l[g] += pr;
+#pragma unroll
+                for (int e = 0; e < 8; ++e) o[g][e] += pr * vf[e];
+            }
+        }
+    };
+
+    for (int b = warp; b < nb; b += 2 * kWarps) {
+        const int b2 = b + kWarps;
+        if (b2 < nb && !(kb_early && b == warp)) load(b2, kb, vb);
+        consume(ka, va, k0 + b * BS, kend);
+        if (b2 < nb) {
+            if (b2 + kWarps < nb) load(b2 + kWarps, ka, va);
+            consume(kb, vb, k0 + b2 * BS, kend);
+        }
+    }
+    if (early && has_p && warp == 0) {  // position p from shared memory: row 0 of lane group 0
+        uint4 kr[kRows], vr[kRows];
+#pragma unroll
+        for (int i = 0; i < kRows; ++i) kr[i] = vr[i] = make_uint4(0, 0, 0, 0);
+        kr[0] = *reinterpret_cast<const uint4 *>(kp_s + dl);
+        vr[0] = *reinterpret_cast<const uint4 *>(vp_s + dl);
+        consume(kr, vr, p, p + 1);
+    }
+
+    // The warp's lane groups held different keys: sum their l and o, then the block merges warps.
+#pragma unroll
+    for (int g = 0; g < GP; ++g) {
+#pragma unroll
+        for (int off = LPK; off < 32; off <<= 1) {
+            l[g] += __shfl_xor_sync(0xffffffffu, l[g], off);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) o[g][e] += __shfl_xor_sync(0xffffffffu, o[g][e], off);
+        }
+        if (grp == 0) {
+#pragma unroll
+            for (int e = 0; e < 8; ++e) wo[warp][g][dl + e] = o[g][e];
+        }
+        if (lane == 0) {
+            wml[warp][g][0] = m[g];
+            wml[warp][g][1] = l[g];
+        }
+    }
+    __syncthreads();
+
+    const bool direct = used == 1 && fz.counters;  // one range: the block writes the output itself
+    for (int i = threadIdx.x; i < GP * D; i += kThreads) {
+        const int g = i / D, d = i % D;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) M = fmaxf(M, wml[w][g][0]);
+        float acc = 0.0f, L = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) {
+            const float mw = wml[w][g][0];
+            const float e = mw == -INFINITY ? 0.0f : __expf(mw - M);
+            acc += e * wo[w][g][d];
+            L += e * wml[w][g][1];
+        }
+        const int hq = hq0 + g;
+        if (direct) {
+            out[size_t(t) * ldo + size_t(hq) * D + d] = __float2half_rn(acc / L);
+        } else {
+            const size_t part = (size_t(t) * Hq + hq) * part_stride + r;
+            part_o[part * D + d] = acc;
+            if (d == 0) {
+                part_ml[part * 2] = M;
+                part_ml[part * 2 + 1] = L;
+            }
+        }
+    }
+    if (direct || !fz.counters) return;  // no merge, or attn_decode_combine_kernel's
+
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) s_last = atomicAdd(&fz.counters[blockIdx.x], 1u) == unsigned(used - 1);
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    for (int g = 0; g < GP; ++g) {
+        const size_t part = (size_t(t) * Hq + hq0 + g) * part_stride;
+        merge_partials(part_ml + part * 2, part_o + part * D, used, D, wts,
+                       out + size_t(t) * ldo + size_t(hq0 + g) * D);
+        __syncthreads();  // wts is rewritten for the next head
+    }
+    if (threadIdx.x == 0) fz.counters[blockIdx.x] = 0u;  // ready for the next launch
+}
+
+// Without counters: one block per (token, query head) merges the ranges.
+__global__ void attn_decode_combine_kernel(const int32_t *__restrict__ pos, int Hq, int D, int S, int part_stride,
+                                           const float *__restrict__ part_o, const float *__restrict__ part_ml,
+                                           __half *__restrict__ out, int ldo) {
+    pdl_enter();
+    __shared__ float wts[kMaxRanges + 8];
+    const int t = blockIdx.x / Hq, hq = blockIdx.x % Hq;
+    const size_t part = (size_t(t) * Hq + hq) * part_stride;
+    merge_partials(part_ml + part * 2, part_o + part * D, ranges_used(pos[t], S), D, wts,
+                   out + size_t(t) * ldo + size_t(hq) * D);
+}
+
+using DecodeKernel = void (*)(const __half *, int, const int32_t *, const int32_t *, int, KVLayer, float, float *,
+                              float *, int, AttnSplitFusion, __half *, int, int);
+
+// The kernel for (D, GP) and how many of its blocks an SM holds (asked once per variant).
+DecodeKernel pick_kernel(int D, int GP, int *blocks_per_sm) {
+    static int cache[2][3] = {};
+    const int di = D == 64 ? 0 : 1, gi = GP == 1 ? 0 : GP == 2 ? 1 : 2;
+    static const DecodeKernel table[2][3] = {
+        {attn_decode_kernel<64, 1>, attn_decode_kernel<64, 2>, attn_decode_kernel<64, 4>},
+        {attn_decode_kernel<128, 1>, attn_decode_kernel<128, 2>, attn_decode_kernel<128, 4>}};
+    DecodeKernel k = table[di][gi];
+    if (cache[di][gi] == 0) {
+        int nb = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, k, kThreads, 0) != cudaSuccess) {
+            cudaGetLastError();
+            nb = 1;
+        }
+        cache[di][gi] = std::max(1, nb);
+    }
+    *blocks_per_sm = cache[di][gi];
+    return k;
+}
+
+int sm_count_now() {
+    int dev = 0, n = 1;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+        cudaGetLastError();
+        n = 1;
+    }
+    return std::max(1, n);
+}
+
+} // namespace
+
+bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_t *seq, int n, int Hq,
+                      const KVLayer &kv, float scale, int n_chunks, float *scratch, __half *out, int ldo,
+                      cudaStream_t stream, const AttnSplitFusion &fuse) {
+    // Read per call (once per layer at graph capture): the benchmark switches them between contexts.
+    const bool chunked = env_int("GPTQ_CUDA_ATTN_CHUNKED", 0) != 0;
+    const int forced_ranges = env_int("GPTQ_CUDA_ATTN_SPLITS", 0);
+    const int D = kv.D, G = Hq / kv.n_kv;
+    if (chunked || (D != 64 && D != 128)) return false;
+    const int GP = G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
+    int per_sm = 1;
+    const DecodeKernel kernel = pick_kernel(D, GP, &per_sm);
+    // Enough ranges to fill the SMs once; the ranges' partials live in the chunk kernel's scratch
+    // (n_chunks per head).
+    const int units = n * kv.n_kv * (G / GP);
+    int S = forced_ranges > 0 ? forced_ranges : std::max(1, sm_count_now() * per_sm / units);
+    S = std::max(1, std::min({S, n_chunks, kMaxRanges}));
+    float *part_o = scratch;
+    float *part_ml = scratch + size_t(n) * Hq * n_chunks * D;
+    launch(kernel, dim3(unsigned(units), unsigned(S)), kThreads, 0, stream, q, ldq, pos, seq, Hq, kv, scale, part_o,
+           part_ml, n_chunks, fuse, out, ldo, n == 1 ? 1 : 0);
+    CUDA_CHECK_LAUNCH();
+    if (!fuse.counters) {
+        launch(attn_decode_combine_kernel, unsigned(n * Hq), 128, 0, stream, pos, Hq, D, S, n_chunks, part_o, part_ml,
+               out, ldo);
+        CUDA_CHECK_LAUNCH();
+    }
+    return true;
+}
+
+} // namespace cuda
+} // namespace gptq

@@ -1,0 +1,50 @@
+// attention_merge.cuh — device helpers the attention kernels share (attention.cu, attention_decode.cu):
+// warp reductions and the merge of softmax partials.
+//
+// A partial of one query head over a range of positions is (m, l, o): the range's largest score m,
+// l = Σ exp(s_j - m) and the unnormalized o = Σ exp(s_j - m) v_j. Merging ranges c weighs each by
+// exp(m_c - M) / Σ_c exp(m_c - M) l_c with M = max_c m_c.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+namespace gptq {
+namespace cuda {
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Merges the `used` partials of one query head (ml: [used][2] = (m, l), po: [used][D]) into
+// out_row: warp 0 turns the (m, l) into weights (a lane per partial, into wts: at least
+// used rounded up to 8, plus 8, floats of shared memory), then the block's threads sum over d.
+// Loads bypass L1: other blocks of the same launch may have written the partials.
+__device__ inline void merge_partials(const float *ml, const float *po, int used, int D, float *wts,
+                                      __half *out_row) {
+    if (threadIdx.x < 32) {
+        const int lane = threadIdx.x;
+        float M = -INFINITY;
+        for (int c = lane; c < used; c += 32) M = fmaxf(M, __ldcg(ml + 2 * c));
+        M = warp_max(M);
+        float wsum = 0.0f;
+        for (int c = lane; c < used; c += 32) wsum += __expf(__ldcg(ml + 2 * c) - M) * __ldcg(ml + 2 * c + 1);
+        const float inv = 1.0f / warp_sum(wsum);
+        for (int c = lane; c < used; c += 32) wts[c] = __expf(__ldcg(ml + 2 * c) - M) * inv;
+    }
+    __syncthreads();
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float acc = 0.0f;
+#pragma unroll 8
+        for (int c = 0; c < used; ++c) acc += wts[c] * __ldcg(po + size_t(c) * D + d);
+        out_row[d] = __float2half_rn(acc);
+    }
+}
+
+} // namespace cuda
+} // namespace gptq
