@@ -185,11 +185,13 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
         }
     }
 
-    // One batch: keys base + i*KR + grp (i < kRows) count when < end.
-    auto consume = [&](const uint4(&kr)[kRows], const uint4(&vr)[kRows], int base, int end) {
-        float sc[kRows][GP];
+    // One batch of R rows (kRows in the stream, 1 for position p): keys base + i*KR + grp (i < R)
+    // count when < end.
+    auto consume = [&](const auto &kr, const auto &vr, int base, int end) {
+        constexpr int R = sizeof(kr) / sizeof(uint4);
+        float sc[R][GP];
 #pragma unroll
-        for (int i = 0; i < kRows; ++i) {
+        for (int i = 0; i < R; ++i) {
             float kf[8];
             unpack8(kr[i], kf);
             const bool valid = base + i * KR + grp < end;
@@ -207,7 +209,7 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
         for (int g = 0; g < GP; ++g) {
             float bm = sc[0][g];
 #pragma unroll
-            for (int i = 1; i < kRows; ++i) bm = fmaxf(bm, sc[i][g]);
+            for (int i = 1; i < R; ++i) bm = fmaxf(bm, sc[i][g]);
 #pragma unroll
             for (int off = LPK; off < 32; off <<= 1) bm = fmaxf(bm, __shfl_xor_sync(0xffffffffu, bm, off));
             const float mn = fmaxf(m[g], bm);
@@ -218,7 +220,7 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
 #pragma unroll
             for (int e = 0; e < 8; ++e) o[g][e] *= alpha;
 #pragma unroll
-            for (int i = 0; i < kRows; ++i) {
+            for (int i = 0; i < R; ++i) {
                 const float pr = __expf(sc[i][g] - mn);  // 0 for keys that do not count
                 float vf[8];
                 unpack8(vr[i], vf);
@@ -229,21 +231,22 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
         }
     };
 
-    for (int b = warp; b < nb; b += 2 * kWarps) {
-        const int b2 = b + kWarps;
-        if (b2 < nb && !(kb_early && b == warp)) load(b2, kb, vb);
+    // One copy of the batch code (a long kernel body costs instruction fetches at every launch):
+    // the next batch loads into kb while ka is reduced, then moves into ka (the move waits for
+    // exactly the data the next iteration needs anyway).
+    for (int b = warp; b < nb; b += kWarps) {
+        const int bn = b + kWarps;
+        if (bn < nb && !(kb_early && b == warp)) load(bn, kb, vb);
         consume(ka, va, k0 + b * BS, kend);
-        if (b2 < nb) {
-            if (b2 + kWarps < nb) load(b2 + kWarps, ka, va);
-            consume(kb, vb, k0 + b2 * BS, kend);
+#pragma unroll
+        for (int i = 0; i < kRows; ++i) {
+            ka[i] = kb[i];
+            va[i] = vb[i];
         }
     }
-    if (early && has_p && warp == 0) {  // position p from shared memory: row 0 of lane group 0
-        uint4 kr[kRows], vr[kRows];
-#pragma unroll
-        for (int i = 0; i < kRows; ++i) kr[i] = vr[i] = make_uint4(0, 0, 0, 0);
-        kr[0] = *reinterpret_cast<const uint4 *>(kp_s + dl);
-        vr[0] = *reinterpret_cast<const uint4 *>(vp_s + dl);
+    if (early && has_p && warp == 0) {  // position p from shared memory: lane group 0
+        const uint4 kr[1] = {*reinterpret_cast<const uint4 *>(kp_s + dl)};
+        const uint4 vr[1] = {*reinterpret_cast<const uint4 *>(vp_s + dl)};
         consume(kr, vr, p, p + 1);
     }
 
