@@ -872,6 +872,9 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target) {
     while (p.pairs_per_split > 1 && plan_smem(M, p.pairs_per_split, w) > kQ4SmemBytes)
         p.pairs_per_split = std::max(1, p.pairs_per_split * 7 / 8);
     p.splits = (KP + p.pairs_per_split - 1) / p.pairs_per_split;
+    // Even out the splits the shrinking left (16 rows of 7B q|k|v: 42, 42, 42, 2 pairs -> 4 x 32;
+    // the short last split made the strip wait on the long ones: 25.2 -> 21.7 us measured).
+    p.pairs_per_split = (KP + p.splits - 1) / p.splits;
     p.partial_floats = p.splits > 1 ? size_t(p.splits) * M * w.NT * kQ4TileN : 0;
     return p;
 }
