@@ -16,7 +16,7 @@
 #include "attention.cuh"
 
 #include "attention_decode.cuh"
-#include "attention_merge.cuh"
+#include "attention_common.cuh"
 #include "cuda_check.cuh"
 #include "launch.cuh"
 
@@ -85,14 +85,7 @@ __global__ void __launch_bounds__(128, NI == 2 ? 4 : 1) attn_split_kernel(const 
         // launch reads the position it writes). Same arithmetic and fp16 rounding as that kernel.
         const int half_d = D / 2;
         const __half *qrow = q + size_t(t) * ldq;
-        // Column j of the token's qkv row: stored fp16, or the sum of the deferred shares rounded
-        // as the product's own fp16 store would have (one token: t == 0).
-        auto qkv_at = [&](int j) -> __half {
-            if (!fz.qkv_part) return qrow[j];
-            float sum = 0.0f;
-            for (int sp = 0; sp < fz.qkv_splits; ++sp) sum += __ldcg(fz.qkv_part + size_t(sp) * fz.qkv_ld + j);
-            return __float2half_rn(sum);
-        };
+        auto qkv_at = [&](int j) { return qkv_column(qrow, fz, j); };
         for (int idx = threadIdx.x; idx < G * half_d; idx += blockDim.x) {
             const int g = idx / half_d, i = idx % half_d;
             float sn, c;

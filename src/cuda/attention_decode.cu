@@ -12,7 +12,7 @@
 // bytes) of one key and of one value per row, D/8 lanes per key, and the next batch's loads are in
 // flight while the current one is reduced. Each warp keeps an online softmax per query head
 // (running max m, sum l, unnormalized output o); the block merges its warps in shared memory and
-// the last block of (t, h, group) to finish merges the ranges (attention_merge.cuh).
+// the last block of (t, h, group) to finish merges the ranges (attention_common.cuh).
 //
 // One-token batches (early): the cached keys and values before position p were written before
 // the previous kernel started, so the first batch loads before griddepcontrol.wait; position p
@@ -20,7 +20,7 @@
 // shared memory as one extra key.
 #include "attention_decode.cuh"
 
-#include "attention_merge.cuh"
+#include "attention_common.cuh"
 #include "cuda_check.cuh"
 #include "launch.cuh"
 
@@ -131,15 +131,7 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
         // RoPE here rather than in rope_store_kv, with that kernel's arithmetic and fp16 rounding.
         constexpr int half_d = D / 2;
         const __half *qrow = q + size_t(t) * ldq;
-        // Column j of the token's qkv row: stored fp16, or the deferred shares of the 4-bit product
-        // summed in order and rounded as the product's own fp16 store would have (one token).
-        auto qkv_at = [&](int j) -> __half {
-            if (!fz.qkv_part) return qrow[j];
-            float sum = 0.0f;
-#pragma unroll 4
-            for (int sp = 0; sp < fz.qkv_splits; ++sp) sum += __ldcg(fz.qkv_part + size_t(sp) * fz.qkv_ld + j);
-            return __float2half_rn(sum);
-        };
+        auto qkv_at = [&](int j) { return qkv_column(qrow, fz, j); };
         // Items: GP query heads' rotation pairs, then (the range holding p) the key's pairs, with
         // the value's two columns; one pass so that all their loads are in flight together.
         const size_t at = (head_base + p) * D;

@@ -1,10 +1,12 @@
-// attention_merge.cuh — device helpers the attention kernels share (attention.cu, attention_decode.cu):
-// warp reductions and the merge of softmax partials.
+// attention_common.cuh — device helpers the attention kernels share (attention.cu, attention_decode.cu):
+// warp reductions, the merge of softmax partials, and reading a column of a token's q|k|v row.
 //
 // A partial of one query head over a range of positions is (m, l, o): the range's largest score m,
 // l = Σ exp(s_j - m) and the unnormalized o = Σ exp(s_j - m) v_j. Merging ranges c weighs each by
 // exp(m_c - M) / Σ_c exp(m_c - M) l_c with M = max_c m_c.
 #pragma once
+
+#include "attention.cuh"
 
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -44,6 +46,17 @@ __device__ inline void merge_partials(const float *ml, const float *po, int used
         for (int c = 0; c < used; ++c) acc += wts[c] * __ldcg(po + size_t(c) * D + d);
         out_row[d] = __float2half_rn(acc);
     }
+}
+
+// Column j of one token's q|k|v row (RoPE inside the attention kernel): stored fp16 in qrow, or, with
+// deferred shares (fz.qkv_part), their sum in split order rounded to fp16 — what the 4-bit
+// product's own fp16 store would have written.
+__device__ __forceinline__ __half qkv_column(const __half *qrow, const AttnSplitFusion &fz, int j) {
+    if (!fz.qkv_part) return qrow[j];
+    float sum = 0.0f;
+#pragma unroll 4
+    for (int sp = 0; sp < fz.qkv_splits; ++sp) sum += __ldcg(fz.qkv_part + size_t(sp) * fz.qkv_ld + j);
+    return __float2half_rn(sum);
 }
 
 } // namespace cuda
