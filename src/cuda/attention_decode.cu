@@ -96,6 +96,8 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
     const size_t head_base = (size_t(s) * Hkv + h) * kv.n_ctx;
     const __half *kbase = kv.k + head_base * D, *vbase = kv.v + head_base * D;
 
+    // Read-only loads are safe: the one cache entry this launch writes (position p, RoPE inside) is
+    // never read from global memory by it (the key and value of p come through shared memory).
     auto load = [&](int b, uint4(&kr)[kRows], uint4(&vr)[kRows]) {
 #pragma unroll
         for (int i = 0; i < kRows; ++i) {
