@@ -19,6 +19,7 @@
 #include "attention_common.cuh"
 #include "cuda_check.cuh"
 #include "launch.cuh"
+#include "rope.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -88,22 +89,20 @@ __global__ void __launch_bounds__(128, NI == 2 ? 4 : 1) attn_split_kernel(const 
         auto qkv_at = [&](int j) { return qkv_column(qrow, fz, j); };
         for (int idx = threadIdx.x; idx < G * half_d; idx += blockDim.x) {
             const int g = idx / half_d, i = idx % half_d;
-            float sn, c;
-            sincosf(float(p) * inv_freq[i], &sn, &c);
             const int hd = (h * G + g) * D;
-            const float x1 = __half2float(qkv_at(hd + i)), x2 = __half2float(qkv_at(hd + i + half_d));
-            qs[g * D + i] = __half2float(__float2half_rn(x1 * c - x2 * sn)) * scale;
-            qs[g * D + i + half_d] = __half2float(__float2half_rn(x2 * c + x1 * sn)) * scale;
+            const __half2 r =
+                rope_rotate(__half2float(qkv_at(hd + i)), __half2float(qkv_at(hd + i + half_d)), p, inv_freq[i]);
+            qs[g * D + i] = __low2float(r) * scale;
+            qs[g * D + i + half_d] = __high2float(r) * scale;
         }
         if (start + kAttnChunk > p) {  // the chunk holding position p stores its key and value
             __half *kc = kv.k + (head_base + p) * D, *vc = kv.v + (head_base + p) * D;
             const int kh = (Hq + h) * D, vh = (Hq + Hkv + h) * D;
             for (int i = threadIdx.x; i < half_d; i += blockDim.x) {
-                float sn, c;
-                sincosf(float(p) * inv_freq[i], &sn, &c);
-                const float x1 = __half2float(qkv_at(kh + i)), x2 = __half2float(qkv_at(kh + i + half_d));
-                kc[i] = __float2half_rn(x1 * c - x2 * sn);
-                kc[i + half_d] = __float2half_rn(x2 * c + x1 * sn);
+                const __half2 r =
+                    rope_rotate(__half2float(qkv_at(kh + i)), __half2float(qkv_at(kh + i + half_d)), p, inv_freq[i]);
+                kc[i] = __low2half(r);
+                kc[i + half_d] = __high2half(r);
                 vc[i] = qkv_at(vh + i);
                 vc[i + half_d] = qkv_at(vh + i + half_d);
             }

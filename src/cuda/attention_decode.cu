@@ -23,6 +23,7 @@
 #include "attention_common.cuh"
 #include "cuda_check.cuh"
 #include "launch.cuh"
+#include "rope.cuh"
 
 #include "../common.h"
 
@@ -141,16 +142,14 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
         const int items = (GP + (has_p ? 1 : 0)) * half_d;
         for (int i2 = threadIdx.x; i2 < items; i2 += kThreads) {
             const int g = i2 / half_d, i = i2 % half_d;
-            float sn, c;
-            sincosf(float(p) * fz.inv_freq[i], &sn, &c);
+            const int hd = g < GP ? (hq0 + g) * D : kh;  // a query head, or the key head
+            const __half2 r = rope_rotate(__half2float(qkv_at(hd + i)), __half2float(qkv_at(hd + i + half_d)), p,
+                                          fz.inv_freq[i]);
             if (g < GP) {
-                const int hd = (hq0 + g) * D;
-                const float x1 = __half2float(qkv_at(hd + i)), x2 = __half2float(qkv_at(hd + i + half_d));
-                qs[g][i] = __half2float(__float2half_rn(x1 * c - x2 * sn)) * scale;
-                qs[g][i + half_d] = __half2float(__float2half_rn(x2 * c + x1 * sn)) * scale;
+                qs[g][i] = __low2float(r) * scale;
+                qs[g][i + half_d] = __high2float(r) * scale;
             } else {
-                const float x1 = __half2float(qkv_at(kh + i)), x2 = __half2float(qkv_at(kh + i + half_d));
-                const __half r1 = __float2half_rn(x1 * c - x2 * sn), r2 = __float2half_rn(x2 * c + x1 * sn);
+                const __half r1 = __low2half(r), r2 = __high2half(r);
                 const __half v1 = qkv_at(vh + i), v2 = qkv_at(vh + i + half_d);
                 kp_s[i] = r1;
                 kp_s[i + half_d] = r2;
@@ -344,7 +343,8 @@ DecodeKernel pick_kernel(int D, int GP, int *blocks_per_sm) {
 
 int sm_count_now() {
     int dev = 0, n = 1;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
         cudaGetLastError();
         n = 1;
     }

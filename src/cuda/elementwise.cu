@@ -6,6 +6,7 @@
 
 #include "cuda_check.cuh"
 #include "launch.cuh"
+#include "rope.cuh"
 
 #include <algorithm>
 
@@ -101,10 +102,8 @@ __global__ void rope_store_kv_kernel(__half *__restrict__ qkv, int ldq, const in
             vc[i + half_d] = hd[i + half_d];
             continue;
         }
-        float sn, c;
-        sincosf(float(p) * inv_freq[i], &sn, &c);
-        const float x1 = __half2float(hd[i]), x2 = __half2float(hd[i + half_d]);
-        const __half o1 = __float2half_rn(x1 * c - x2 * sn), o2 = __float2half_rn(x2 * c + x1 * sn);
+        const __half2 r = rope_rotate(__half2float(hd[i]), __half2float(hd[i + half_d]), p, inv_freq[i]);
+        const __half o1 = __low2half(r), o2 = __high2half(r);
         if (h < Hq) {
             hd[i] = o1;
             hd[i + half_d] = o2;
