@@ -7,6 +7,9 @@
 //     --variants: 4-bit model only; decode at batch 1 (and 16) under each decode fusion switched
 //       off (GPTQ_CUDA_FUSE), the 4-bit split fitted to one wave or not, and with stages left out
 //       (GPTQ_CUDA_SKIP: what each stage costs inside the graph)
+//     --sweep NAME=v1,v2,...: 4-bit model only; decode at batch 1 and 16 with the environment
+//       variable NAME set to each value in turn (one context each; the list runs twice, so that
+//       drift between the first and the last value shows)
 //     --trace: 4-bit model only; the kernel timeline of one decode step at batch 1 (CUPTI): each
 //       kernel's time and the gap before it, summed by kernel, and the first layer in order
 #include "cuda/cuda_backend.cuh"
@@ -19,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -149,6 +153,40 @@ void variants(bool small) {
     cuda::q4_set_split_fit(-1);
 }
 
+// Decode rates with one environment variable set to each of a list of values (--sweep).
+void sweep(bool small, const std::string &spec_arg) {
+    const size_t eq = spec_arg.find('=');
+    if (eq == std::string::npos) throw std::runtime_error("--sweep wants NAME=v1,v2,...");
+    const std::string name = spec_arg.substr(0, eq);
+    std::vector<std::string> values;
+    for (size_t a = eq + 1; a <= spec_arg.size();) {
+        size_t b = spec_arg.find(',', a);
+        if (b == std::string::npos) b = spec_arg.size();
+        values.push_back(spec_arg.substr(a, b - a));
+        a = b + 1;
+    }
+    const cuda::SyntheticModelSpec spec = llama7b(true, small);
+    auto backend = cuda::make_synthetic_backend(spec, 0);
+    const int V = spec.cfg.vocab_size;
+    std::printf("%-28s | %12s %12s\n", name.c_str(), "decode b=1", "decode b=16");
+    for (int pass = 0; pass < 2; ++pass)
+        for (const std::string &v : values) {
+            setenv(name.c_str(), v.c_str(), 1);
+            double b1 = 0, b16 = 0;
+            {
+                auto ctx = backend->create_context(1024, 1, 512);
+                b1 = decode_rate(*ctx, 1, 512, 131, V, 512);
+            }
+            {
+                auto ctx = backend->create_context(1024, 16, 512);
+                b16 = decode_rate(*ctx, 16, 512, 35, V, 512);
+            }
+            std::printf("%-28s | %8.1f t/s %8.1f t/s\n", v.c_str(), b1, b16);
+            std::fflush(stdout);
+        }
+    unsetenv(name.c_str());
+}
+
 // One decode step's kernels at batch 1 (position ~515 of a 1024 context), as CUPTI saw them.
 void trace(bool small) {
     const cuda::SyntheticModelSpec spec = llama7b(true, small);
@@ -262,7 +300,9 @@ Result run(bool q4, bool small) {
 
 int main(int argc, char **argv) try {
     bool small = false, q4_only = false, vars = false, tr = false;
+    std::string sweep_arg;
     for (int i = 1; i < argc; ++i) {
+        if (!std::strcmp(argv[i], "--sweep") && i + 1 < argc) sweep_arg = argv[++i];
         if (!std::strcmp(argv[i], "--small")) small = true;
         if (!std::strcmp(argv[i], "--q4-only")) q4_only = true;
         if (!std::strcmp(argv[i], "--variants")) vars = true;
@@ -279,6 +319,10 @@ int main(int argc, char **argv) try {
     }
     if (tr) {
         trace(small);
+        return 0;
+    }
+    if (!sweep_arg.empty()) {
+        sweep(small, sweep_arg);
         return 0;
     }
     std::printf("%-6s | %14s %14s %16s %16s %16s | %9s %9s\n", "weights", "decode b=1", "decode b=16", "prefill 2048",

@@ -56,6 +56,16 @@ __device__ __forceinline__ uint32_t h2u(__half2 h) {
     return u;
 }
 
+// (a & mask) | magic in one LOP3. Written in C++ the compiler emits an AND and an OR, because a
+// LOP3 takes one immediate operand and both constants are immediates; with the magic number in a
+// register (it stays there across the loop) one instruction does both.
+template <uint32_t kMask>
+__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t magic) {
+    uint32_t d;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "n"(kMask), "r"(magic));
+    return d;
+}
+
 __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
         "{%0, %1, %2, %3};"
@@ -158,10 +168,12 @@ __device__ __forceinline__ void flush_group(Acc<NTOK> &A, const uint4 &sv) {
 }
 
 // Dequantizes one tile pair (two k-steps) to exact q - z and issues its mma instructions.
+// xp: this lane's activation chunk of the pair for token g (8 halves at 8c), tokens 8t + g at
+// xp + t * xstride; rows at or past M read as zeros (xok).
 template <int NTOK, bool ZT>
-__device__ __forceinline__ void compute_pair(const uint4 &q0, const uint4 &q1, Acc<NTOK> &A, const __half *xs,
-                                             int ldxs, int M, int pair_off, const uint4 &zv, __half2 zau,
-                                             __half2 zbu, int g, int c) {
+__device__ __forceinline__ void compute_pair(const uint4 &q0, const uint4 &q1, Acc<NTOK> &A, const __half *xp,
+                                             int xstride, uint32_t xok, const uint4 &zv, __half2 zau, __half2 zbu,
+                                             uint32_t magic) {
     const __half2 sixteenth = __float2half2_rn(0.0625f);
     __half2 za[8], zb[8];
     const uint32_t zu[4] = {zv.x, zv.y, zv.z, zv.w};
@@ -181,11 +193,8 @@ __device__ __forceinline__ void compute_pair(const uint4 &q0, const uint4 &q1, A
     }
     uint4 xv[NTOK];  // token 8t + g: k chunk 8c..8c+7 of the pair
 #pragma unroll
-    for (int t = 0; t < NTOK; ++t) {
-        const int row = 8 * t + g;
-        xv[t] = row < M ? *reinterpret_cast<const uint4 *>(xs + size_t(row) * ldxs + pair_off + 8 * c)
-                        : make_uint4(0u, 0u, 0u, 0u);
-    }
+    for (int t = 0; t < NTOK; ++t)
+        xv[t] = (xok >> t) & 1u ? *reinterpret_cast<const uint4 *>(xp + t * xstride) : make_uint4(0u, 0u, 0u, 0u);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
         const uint4 q = h ? q1 : q0;
@@ -194,10 +203,10 @@ __device__ __forceinline__ void compute_pair(const uint4 &q0, const uint4 &q1, A
         for (int i = 0; i < 4; ++i) {
             const uint32_t lo = words[i], hi = words[i] >> 8;
             uint32_t a[4];
-            a[0] = h2u(__hsub2(u2h((lo & 0x000F000Fu) | 0x64006400u), za[2 * i]));                // col g,   k 2c..
-            a[1] = h2u(__hsub2(u2h((hi & 0x000F000Fu) | 0x64006400u), za[2 * i + 1]));            // col g+8, k 2c..
-            a[2] = h2u(__hfma2(u2h((lo & 0x00F000F0u) | 0x64006400u), sixteenth, zb[2 * i]));      // col g,   k 2c+8..
-            a[3] = h2u(__hfma2(u2h((hi & 0x00F000F0u) | 0x64006400u), sixteenth, zb[2 * i + 1]));  // col g+8, k 2c+8..
+            a[0] = h2u(__hsub2(u2h(and_or<0x000F000Fu>(lo, magic)), za[2 * i]));                // col g,   k 2c..
+            a[1] = h2u(__hsub2(u2h(and_or<0x000F000Fu>(hi, magic)), za[2 * i + 1]));            // col g+8, k 2c..
+            a[2] = h2u(__hfma2(u2h(and_or<0x00F000F0u>(lo, magic)), sixteenth, zb[2 * i]));      // col g,   k 2c+8..
+            a[3] = h2u(__hfma2(u2h(and_or<0x00F000F0u>(hi, magic)), sixteenth, zb[2 * i + 1]));  // col g+8, k 2c+8..
 #pragma unroll
             for (int t = 0; t < NTOK; ++t) {
                 const uint32_t b0 = h ? xv[t].z : xv[t].x, b1 = h ? xv[t].w : xv[t].y;
@@ -225,11 +234,21 @@ __device__ __forceinline__ void load_w(WBatch &b, const uint4 *qp, int p, int pe
         }
 }
 
+// Where a warp stands in its groups: the first pair of the next group, and the current group's
+// scales (and zeros) with the lane's shared-memory pointer to them. Groups are runs of whole tile
+// pairs and a warp walks its pairs in order, so a group change is a compare, not a division.
+struct GroupCursor {
+    int next;          // first pair of the next group
+    int pairs;         // pairs per group
+    const __half *sp;  // the lane's scales (8 halves) of the current group; +64 per group
+    int zoff;          // zeros at sp + zoff
+    uint4 s, z;
+};
+
 template <int NTOK, bool ZT, int MODE>
-__device__ __forceinline__ void compute_w(const WBatch &b, Acc<NTOK> &A, int &cur_grp, uint4 &cur_s, int p,
-                                          int pend, const __half *xs, int ldxs, int M, int p0, const __half *ss,
-                                          const __half *zs, int g0, int group_kt, int wn, int ng, __half2 zau,
-                                          __half2 zbu, int g, int c) {
+__device__ __forceinline__ void compute_w(const WBatch &b, Acc<NTOK> &A, GroupCursor &gc, int p, int pend,
+                                          const __half *xs, int p0, int xstride, uint32_t xok, __half2 zau,
+                                          __half2 zbu, uint32_t magic) {
 #pragma unroll
     for (int u = 0; u < kQ4PairsPerBatch; ++u) {
         const int pair = p + u;
@@ -238,17 +257,15 @@ __device__ __forceinline__ void compute_w(const WBatch &b, Acc<NTOK> &A, int &cu
             A.acc[0][0][0] += float((b.q[2 * u].x ^ b.q[2 * u + 1].w) & 1u);
             continue;
         }
-        const int grp = (2 * pair) / group_kt;
-        const size_t off = (size_t(wn * ng + grp - g0) * 8 + g) * 8;
-        if (grp != cur_grp) {
-            if (cur_grp >= 0) flush_group(A, cur_s);
-            cur_s = *reinterpret_cast<const uint4 *>(ss + off);
-            cur_grp = grp;
+        if (pair == gc.next) {  // the finished group's sums, scaled, into acc; the next group's scales
+            flush_group(A, gc.s);
+            gc.next += gc.pairs;
+            gc.sp += 64;
+            gc.s = *reinterpret_cast<const uint4 *>(gc.sp);
+            if constexpr (ZT) gc.z = *reinterpret_cast<const uint4 *>(gc.sp + gc.zoff);
         }
-        uint4 zv = make_uint4(0u, 0u, 0u, 0u);
-        if constexpr (ZT) zv = *reinterpret_cast<const uint4 *>(zs + off);
-        compute_pair<NTOK, ZT>(b.q[2 * u], b.q[2 * u + 1], A, xs, ldxs, M, (pair - p0) * kQ4PairK, zv, zau, zbu, g,
-                               c);
+        compute_pair<NTOK, ZT>(b.q[2 * u], b.q[2 * u + 1], A, xs + (pair - p0) * kQ4PairK, xstride, xok, gc.z, zau,
+                               zbu, magic);
     }
 }
 
@@ -558,13 +575,25 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     if (active) {
         const __half2 zau = __float2half2_rn(1024.0f + float(w.zero));
         const __half2 zbu = __float2half2_rn(-(64.0f + float(w.zero)));
-        const __half *ss = fsm + f.scale_off, *zs = fsm + f.zero_off;
-        int cur_grp = -1;
-        uint4 cur_s = make_uint4(0u, 0u, 0u, 0u);
+        uint32_t magic = 0x64006400u;  // a register (see and_or), not an immediate
+        asm volatile("" : "+r"(magic));
+        GroupCursor gc;
+        gc.pairs = w.group_kt / 2;
+        const int grp0 = q0 / gc.pairs;
+        gc.next = (grp0 + 1) * gc.pairs;
+        gc.sp = fsm + f.scale_off + (size_t(wn * f.ng + grp0 - g0) * 8 + g) * 8;
+        gc.zoff = int(f.zero_off - f.scale_off);
+        gc.s = *reinterpret_cast<const uint4 *>(gc.sp);
+        gc.z = make_uint4(0u, 0u, 0u, 0u);
+        if constexpr (ZT) gc.z = *reinterpret_cast<const uint4 *>(gc.sp + gc.zoff);
+        // Lane (g, c) reads token 8t + g's chunk 8c..8c+7 of each pair; pair P starts at (P - p0) * 32.
+        const __half *xs = fsm + size_t(g) * f.ldxs + 8 * c;
+        const int xstride = 8 * f.ldxs;
+        uint32_t xok = 0;
+#pragma unroll
+        for (int t = 0; t < NTOK; ++t) xok |= (8 * t + g < M ? 1u : 0u) << t;
         constexpr int B = kQ4PairsPerBatch;
-#define Q4_COMPUTE(r, pp)                                                                                       \
-    compute_w<NTOK, ZT, MODE>(r, A, cur_grp, cur_s, pp, q1, fsm, f.ldxs, M, p0, ss, zs, g0, w.group_kt, wn, f.ng, \
-                              zau, zbu, g, c)
+#define Q4_COMPUTE(r, pp) compute_w<NTOK, ZT, MODE>(r, A, gc, pp, q1, xs, p0, xstride, xok, zau, zbu, magic)
         // Three batches rotate through r0, r1, r2: two in flight while one is computed.
         for (int p = q0; p < q1; p += 3 * B) {
             if (p > q0) load_w<MODE>(r2, qp, p + 2 * B, q1);
@@ -575,7 +604,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
             Q4_COMPUTE(r2, p + 2 * B);
         }
 #undef Q4_COMPUTE
-        if (cur_grp >= 0) flush_group(A, cur_s);
+        flush_group(A, gc.s);
     }
 
     // The K-slices of a column tile meet in shared memory (reusing the activation area); slice 0
