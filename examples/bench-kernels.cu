@@ -353,13 +353,16 @@ int main(int argc, char **argv) try {
                         notes += buf;
                     }
                 }
-                if (M == 1) {  // where the time goes: loads only, compute only, an empty launch
+                if (M == 1 || M == 16) {  // where the time goes: loads only, compute only (graph-timed), an empty launch
                     double td[4];
-                    for (int mode = 1; mode <= 3; ++mode)
-                        td[mode] = timer.us(
-                            [&](int i) { q4_fused_diagnostic(mode, x, M, K, q4view(i), o16, p, ws.fused, 0); }, iters);
-                    std::snprintf(buf, sizeof buf, " | loads-only %.1f compute-only %.1f empty %.1f", td[1], td[2],
-                                  td[3]);
+                    for (int mode = 1; mode <= 2; ++mode)
+                        td[mode] = timer.us_graph(
+                            [&](int i) { q4_fused_diagnostic(mode, x, M, K, q4view(i), o16, p, ws.fused, gs); }, iters,
+                            gs);
+                    td[3] = timer.us([&](int i) { q4_fused_diagnostic(3, x, M, K, q4view(i), o16, p, ws.fused, 0); },
+                                     iters);
+                    std::snprintf(buf, sizeof buf, " | graph: loads-only %.1f compute-only %.1f; empty launch %.1f",
+                                  td[1], td[2], td[3]);
                     notes += buf;
                 }
                 best = tdef;

@@ -300,7 +300,14 @@ TEST_CASE("q4 repack refuses layouts the kernels cannot read") {
 TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64)") {
     std::mt19937 rng(3);
     Workspace W;
+    // Zero point folded into a second mma (one-token tiles) or subtracted per weight; plans under the
+    // default shared-memory cap and under a raised one (fewer, longer splits past 48 KB).
+    const char *variants[][2] = {{"1", "47"}, {"0", "47"}, {"1", "96"}};
+    for (const auto &v : variants)
     for (const LayerCase &c : kCases) {
+        const char *fold = v[0];
+        setenv("GPTQ_Q4_FOLD", fold, 1);
+        setenv("GPTQ_Q4_SMEM_KB", v[1], 1);
         GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
         auto d = upload_layer(L);
         for (int M : {1, 3, 16, 17, 32, 40, 64}) {
@@ -318,11 +325,14 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
                 auto y = gpu_q4(*d, x, M, 0, W.ws, p, nullptr, nullptr);
                 double e = rel_err(ref, y);
                 INFO("K=" << L.K << " N=" << L.N << " gs=" << c.gs << " act=" << c.act_order << " asym=" << c.asym
-                          << " M=" << M << " splits=" << (p ? p->splits : -1) << " stage " << (p ? p->stage_batch : 0));
+                          << " M=" << M << " splits=" << (p ? p->splits : -1) << " stage " << (p ? p->stage_batch : 0)
+                          << " fold " << fold << " smem cap KB " << v[1]);
                 CHECK(e < 3e-3);
             }
         }
     }
+    unsetenv("GPTQ_Q4_FOLD");
+    unsetenv("GPTQ_Q4_SMEM_KB");
 }
 
 TEST_CASE("q4 accumulates into an fp32 output with bias") {

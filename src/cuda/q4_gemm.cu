@@ -31,6 +31,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 namespace gptq {
 namespace cuda {
@@ -132,9 +133,19 @@ inline size_t plan_smem(int M, int pairs, const Q4Dev &w) {
 // (n = 8 tokens per mma, NTOK mmas for up to 8*NTOK tokens). C element e of tmp[t][i] is output
 // column 16i + g + 8*(e/2) of token 8t + 2c + e%2. tmp sums x·(q - z) over the current group
 // (exact fp16 products, fp32 sums); at the group's end acc += scale · tmp.
+//
+// Folded zero point (FOLD, uniform zeros only): the mma takes the raw 1024 + q (low nibbles) and
+// 1024 + 16 q (high nibbles, against activations stored / 16, see put8) with no subtraction, and
+// one more mma per k-step multiplies the same activations by the constant fragment 1024 + z (low)
+// / 1024 + 16 z (high): tmpk. tmp - tmpk is then x·(q - z): two fewer fp16 operations per weight
+// pair than subtracting before the mma, at the price of a cancellation in fp32 (tmp and tmpk are
+// ~1024·Σx, their difference ~8·Σ|x|: about 8 of fp32's 24 bits), still well below the fp16
+// rounding of the outputs. Every row of the constant fragment is the same, so tmpk holds one value
+// per token column: element e of tmp[t][i] pairs with tmpk[t][e & 1].
 template <int NTOK> struct Acc {
     float acc[NTOK][4][4];
     float tmp[NTOK][4][4];
+    float tmpk[NTOK][2];
 };
 
 // Calls f(row, col, value) for every accumulator of a warp's column tile nt, in the C layout above.
@@ -149,7 +160,7 @@ __device__ __forceinline__ void for_each_output(const Acc<NTOK> &A, int nt, int 
                 f(8 * t + 2 * c + (e & 1), nt * kQ4TileN + 16 * i + g + 8 * (e >> 1), A.acc[t][i][e]);
 }
 
-template <int NTOK>
+template <int NTOK, bool FOLD>
 __device__ __forceinline__ void flush_group(Acc<NTOK> &A, const uint4 &sv) {
     const uint32_t su[4] = {sv.x, sv.y, sv.z, sv.w};
 #pragma unroll
@@ -157,6 +168,10 @@ __device__ __forceinline__ void flush_group(Acc<NTOK> &A, const uint4 &sv) {
         const float2 sf = __half22float2(u2h(su[i]));  // scales of sub-tiles 2i (.x) and 2i+1 (.y)
 #pragma unroll
         for (int t = 0; t < NTOK; ++t) {
+            if constexpr (FOLD) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) A.tmp[t][i][e] -= A.tmpk[t][e & 1];
+            }
             A.acc[t][i][0] = fmaf(sf.x, A.tmp[t][i][0], A.acc[t][i][0]);
             A.acc[t][i][1] = fmaf(sf.x, A.tmp[t][i][1], A.acc[t][i][1]);
             A.acc[t][i][2] = fmaf(sf.y, A.tmp[t][i][2], A.acc[t][i][2]);
@@ -165,15 +180,20 @@ __device__ __forceinline__ void flush_group(Acc<NTOK> &A, const uint4 &sv) {
             for (int e = 0; e < 4; ++e) A.tmp[t][i][e] = 0.0f;
         }
     }
+    if constexpr (FOLD) {
+#pragma unroll
+        for (int t = 0; t < NTOK; ++t) A.tmpk[t][0] = A.tmpk[t][1] = 0.0f;
+    }
 }
 
 // Dequantizes one tile pair (two k-steps) to exact q - z and issues its mma instructions.
 // xp: this lane's activation chunk of the pair for token g (8 halves at 8c), tokens 8t + g at
 // xp + t * xstride; rows at or past M read as zeros (xok).
-template <int NTOK, bool ZT>
+template <int NTOK, bool ZT, bool FOLD>
 __device__ __forceinline__ void compute_pair(const uint4 &q0, const uint4 &q1, Acc<NTOK> &A, const __half *xp,
                                              int xstride, uint32_t xok, const uint4 &zv, __half2 zau, __half2 zbu,
                                              uint32_t magic) {
+    static_assert(!(FOLD && ZT), "the folded zero point needs uniform zeros");
     const __half2 sixteenth = __float2half2_rn(0.0625f);
     __half2 za[8], zb[8];
     const uint32_t zu[4] = {zv.x, zv.y, zv.z, zv.w};
@@ -203,14 +223,31 @@ __device__ __forceinline__ void compute_pair(const uint4 &q0, const uint4 &q1, A
         for (int i = 0; i < 4; ++i) {
             const uint32_t lo = words[i], hi = words[i] >> 8;
             uint32_t a[4];
-            a[0] = h2u(__hsub2(u2h(and_or<0x000F000Fu>(lo, magic)), za[2 * i]));                // col g,   k 2c..
-            a[1] = h2u(__hsub2(u2h(and_or<0x000F000Fu>(hi, magic)), za[2 * i + 1]));            // col g+8, k 2c..
-            a[2] = h2u(__hfma2(u2h(and_or<0x00F000F0u>(lo, magic)), sixteenth, zb[2 * i]));      // col g,   k 2c+8..
-            a[3] = h2u(__hfma2(u2h(and_or<0x00F000F0u>(hi, magic)), sixteenth, zb[2 * i + 1]));  // col g+8, k 2c+8..
+            if constexpr (FOLD) {  // raw 1024 + q / 1024 + 16 q; tmpk takes the offsets out
+                a[0] = and_or<0x000F000Fu>(lo, magic);
+                a[1] = and_or<0x000F000Fu>(hi, magic);
+                a[2] = and_or<0x00F000F0u>(lo, magic);
+                a[3] = and_or<0x00F000F0u>(hi, magic);
+            } else {
+                a[0] = h2u(__hsub2(u2h(and_or<0x000F000Fu>(lo, magic)), za[2 * i]));                // col g,   k 2c..
+                a[1] = h2u(__hsub2(u2h(and_or<0x000F000Fu>(hi, magic)), za[2 * i + 1]));            // col g+8, k 2c..
+                a[2] = h2u(__hfma2(u2h(and_or<0x00F000F0u>(lo, magic)), sixteenth, zb[2 * i]));      // col g,   k 2c+8..
+                a[3] = h2u(__hfma2(u2h(and_or<0x00F000F0u>(hi, magic)), sixteenth, zb[2 * i + 1]));  // col g+8, k 2c+8..
+            }
 #pragma unroll
             for (int t = 0; t < NTOK; ++t) {
                 const uint32_t b0 = h ? xv[t].z : xv[t].x, b1 = h ? xv[t].w : xv[t].y;
                 mma_16816(A.tmp[t][i], a, b0, b1);
+            }
+        }
+        if constexpr (FOLD) {  // the offsets: 1024 + z (low rows), 1024 + 16 z (high rows), every column
+            const uint32_t kc[4] = {h2u(zau), h2u(zau), h2u(zbu), h2u(zbu)};
+#pragma unroll
+            for (int t = 0; t < NTOK; ++t) {
+                float ck[4] = {A.tmpk[t][0], A.tmpk[t][1], A.tmpk[t][0], A.tmpk[t][1]};
+                mma_16816(ck, kc, h ? xv[t].z : xv[t].x, h ? xv[t].w : xv[t].y);
+                A.tmpk[t][0] = ck[0];
+                A.tmpk[t][1] = ck[1];
             }
         }
     }
@@ -245,7 +282,7 @@ struct GroupCursor {
     uint4 s, z;
 };
 
-template <int NTOK, bool ZT, int MODE>
+template <int NTOK, bool ZT, int MODE, bool FOLD>
 __device__ __forceinline__ void compute_w(const WBatch &b, Acc<NTOK> &A, GroupCursor &gc, int p, int pend,
                                           const __half *xs, int p0, int xstride, uint32_t xok, __half2 zau,
                                           __half2 zbu, uint32_t magic) {
@@ -258,13 +295,13 @@ __device__ __forceinline__ void compute_w(const WBatch &b, Acc<NTOK> &A, GroupCu
             continue;
         }
         if (pair == gc.next) {  // the finished group's sums, scaled, into acc; the next group's scales
-            flush_group(A, gc.s);
+            flush_group<NTOK, FOLD>(A, gc.s);
             gc.next += gc.pairs;
             gc.sp += 64;
             gc.s = *reinterpret_cast<const uint4 *>(gc.sp);
             if constexpr (ZT) gc.z = *reinterpret_cast<const uint4 *>(gc.sp + gc.zoff);
         }
-        compute_pair<NTOK, ZT>(b.q[2 * u], b.q[2 * u + 1], A, xs + (pair - p0) * kQ4PairK, xstride, xok, gc.z, zau,
+        compute_pair<NTOK, ZT, FOLD>(b.q[2 * u], b.q[2 * u + 1], A, xs + (pair - p0) * kQ4PairK, xstride, xok, gc.z, zau,
                                zbu, magic);
     }
 }
@@ -305,13 +342,27 @@ __device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
     return r;
 }
 
+// Stores one 16-byte activation chunk (8 halves: k 8c..8c+7 of a tile pair) to shared memory. With
+// the zero point folded (FOLD), halves 2, 3, 6, 7 (the fragment rows fed from high nibbles) are
+// stored divided by 16, exactly (a power of two), so that the raw 1024 + 16 q times x / 16 equals
+// 64 x + q x, as the low nibbles' 1024 + q times x is 1024 x + q x.
+template <bool FOLD>
+__device__ __forceinline__ void put8(__half *dst, uint4 v) {
+    if constexpr (FOLD) {
+        const __half2 s = __float2half2_rn(0.0625f);
+        v.y = h2u(__hmul2(u2h(v.y), s));
+        v.w = h2u(__hmul2(u2h(v.w), s));
+    }
+    *reinterpret_cast<uint4 *>(dst) = v;
+}
+
 // Writes the activation rows < M over the block's K range [32 p0, 32 p1) (stored order) to shared
 // memory xs [M][ldxs], zeros past K; computing them first as the prologue says (q4_gemm.cuh).
 // Every loop issues SB chunks' loads per thread before it uses any: the staging sits between the
 // wait for the previous kernel and the first mma, so its round trips are not hidden. SB = 4 is the
 // default; SB = 2 needs fewer registers (one more block per SM at one token), which pays where a
 // plan has no split to shrink and would otherwise run a second wave (Q4Plan::stage_batch).
-template <int SB>
+template <int SB, bool FOLD>
 __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, int K, int p0, int p1, int ldxs,
                                   __half *xs, const Q4Prologue &pro, float *wst) {
     const int chunks = (p1 - p0) * (kQ4PairK / 8);  // 16-byte chunks per row
@@ -331,7 +382,7 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
             for (int u = 0; u < SB; ++u) {
                 const int idx = i0 + u * kQ4Threads;
                 if (idx < total)
-                    *reinterpret_cast<uint4 *>(xs + size_t(idx / chunks) * ldxs + (idx % chunks) * 8) = v[u];
+                    put8<FOLD>(xs + size_t(idx / chunks) * ldxs + (idx % chunks) * 8, v[u]);
             }
         }
         return;
@@ -361,7 +412,7 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
                     v[2 * i + 1] = g2.y / (1.0f + __expf(-g2.y)) * u2.y;
                 }
                 // Past K the loads gave zeros, and silu(0) * 0 = 0.
-                *reinterpret_cast<uint4 *>(xs + size_t(idx / chunks) * ldxs + (idx % chunks) * 8) = pack8(v);
+                put8<FOLD>(xs + size_t(idx / chunks) * ldxs + (idx % chunks) * 8, pack8(v));
             }
         }
         return;
@@ -396,7 +447,7 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
 #pragma unroll
                 for (int i = 0; i < 8; ++i) v[i] = 0.0f;
             }
-            *reinterpret_cast<uint4 *>(xs + size_t(row) * ldxs + (idx % chunks) * 8) = pack8(v);
+            put8<FOLD>(xs + size_t(row) * ldxs + (idx % chunks) * 8, pack8(v));
         }
         return;
     }
@@ -450,7 +501,7 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
             float v[8];
 #pragma unroll
             for (int i = 0; i < 8; ++i) v[i] = src[i] >= 0 ? xr[src[i]] * inv * pro.norm_w[src[i]] : 0.0f;
-            *reinterpret_cast<uint4 *>(xs + size_t(row) * ldxs + (idx % chunks) * 8) = pack8(v);
+            put8<FOLD>(xs + size_t(row) * ldxs + (idx % chunks) * 8, pack8(v));
         }
         return;
     }
@@ -471,7 +522,7 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
                 v[4 * hh + 2] = xv.z * inv * wv.z;
                 v[4 * hh + 3] = xv.w * inv * wv.w;
             }
-            *reinterpret_cast<uint4 *>(xs + size_t(row) * ldxs + (idx % chunks) * 8) = pack8(v);
+            put8<FOLD>(xs + size_t(row) * ldxs + (idx % chunks) * 8, pack8(v));
         }
         return;
     }
@@ -504,13 +555,13 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
                 v[4 * hh + 2] = xv[u][hh].z * inv * wv[u][hh].z;
                 v[4 * hh + 3] = xv[u][hh].w * inv * wv[u][hh].w;
             }
-            *reinterpret_cast<uint4 *>(xs + size_t(idx / chunks) * ldxs + (idx % chunks) * 8) = pack8(v);
+            put8<FOLD>(xs + size_t(idx / chunks) * ldxs + (idx % chunks) * 8, pack8(v));
         }
     }
 }
 
 // grid (strips of kQ4WarpsN column tiles, splits); block: kQ4WarpsN x kQ4WarpsK warps.
-template <int NTOK, bool ZT, int MODE = 0, int SB = 4>
+template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false>
 __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__restrict__ x, int M, int ldx, Q4Dev w,
                                                               int pairs_per_split, float *__restrict__ partial,
                                                               unsigned *__restrict__ counters, Q4Out out,
@@ -533,6 +584,8 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         for (int i = 0; i < 4; ++i)
 #pragma unroll
             for (int e = 0; e < 4; ++e) A.acc[t][i][e] = A.tmp[t][i][e] = 0.0f;
+#pragma unroll
+    for (int t = 0; t < NTOK; ++t) A.tmpk[t][0] = A.tmpk[t][1] = 0.0f;
 
     // Weights first (the long latency), then the block's activations and scales to shared memory.
     const uint4 *qp = w.qw + size_t(nt) * w.KT * 32 + lane;
@@ -569,12 +622,13 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     }
     // Everything below reads or writes what earlier kernels in the stream touch.
     pdl_enter();
-    stage_activations<SB>(x, M, ldx, w.K, p0, p1, f.ldxs, fsm, pro, wst);
+    stage_activations<SB, FOLD>(x, M, ldx, w.K, p0, p1, f.ldxs, fsm, pro, wst);
     __syncthreads();
 
     if (active) {
+        // Zero terms: subtracted from the dequantized halves, or (FOLD) the constant fragment's rows.
         const __half2 zau = __float2half2_rn(1024.0f + float(w.zero));
-        const __half2 zbu = __float2half2_rn(-(64.0f + float(w.zero)));
+        const __half2 zbu = __float2half2_rn(FOLD ? 1024.0f + 16.0f * float(w.zero) : -(64.0f + float(w.zero)));
         uint32_t magic = 0x64006400u;  // a register (see and_or), not an immediate
         asm volatile("" : "+r"(magic));
         GroupCursor gc;
@@ -593,7 +647,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
 #pragma unroll
         for (int t = 0; t < NTOK; ++t) xok |= (8 * t + g < M ? 1u : 0u) << t;
         constexpr int B = kQ4PairsPerBatch;
-#define Q4_COMPUTE(r, pp) compute_w<NTOK, ZT, MODE>(r, A, gc, pp, q1, xs, p0, xstride, xok, zau, zbu, magic)
+#define Q4_COMPUTE(r, pp) compute_w<NTOK, ZT, MODE, FOLD>(r, A, gc, pp, q1, xs, p0, xstride, xok, zau, zbu, magic)
         // Three batches rotate through r0, r1, r2: two in flight while one is computed.
         for (int p = q0; p < q1; p += 3 * B) {
             if (p > q0) load_w<MODE>(r2, qp, p + 2 * B, q1);
@@ -604,7 +658,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
             Q4_COMPUTE(r2, p + 2 * B);
         }
 #undef Q4_COMPUTE
-        flush_group(A, gc.s);
+        flush_group<NTOK, FOLD>(A, gc.s);
     }
 
     // The K-slices of a column tile meet in shared memory (reusing the activation area); slice 0
@@ -786,25 +840,68 @@ __global__ void add_bias_kernel(T *__restrict__ y, int M, int N, int ldy, const 
     }
 }
 
-template <int NTOK, bool ZT, int MODE = 0, int SB = 4>
+// Shared memory of the current device: per SM, and what one block may opt in to (capped at
+// kQ4SmemMaxBytes). Asked once per process, of the device current at the first call: a process
+// that mixes GPU models plans its many-row products for the first one (the launch still checks).
+struct DeviceSmem {
+    size_t per_sm = 48 * 1024, per_block = 48 * 1024;
+};
+DeviceSmem device_smem() {
+    static const DeviceSmem d = [] {
+        DeviceSmem r;
+        int dev = 0, sm = 0, blk = 0;
+        if (cudaGetDevice(&dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&blk, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess) {
+            r.per_sm = size_t(sm);
+            r.per_block = std::min(kQ4SmemMaxBytes, size_t(blk));
+        }
+        cudaGetLastError();
+        return r;
+    }();
+    return d;
+}
+
+// Whether uniform-zero layers take the folded zero point (Acc): GPTQ_Q4_FOLD=0/1, read at every
+// launch (the tests run both).
+bool q4_fold_enabled() { return env_int("GPTQ_Q4_FOLD", 1) != 0; }
+
+} // namespace
+
+size_t q4_smem_cap() {
+    const int kb = env_int("GPTQ_Q4_SMEM_KB", 47);
+    return std::min(device_smem().per_block, size_t(std::max(16, kb)) * 1024);
+}
+
+namespace {
+
+template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false>
 void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
                   const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
     dim3 grid(plan.strips, plan.splits);
     const size_t red = size_t(kQ4WarpsN) * NTOK * 16 * 32 * sizeof(float);  // the K-slice reduction reuses it
     size_t smem = std::max(plan_smem(M, plan.pairs_per_split, w), red);
-    if (smem > kQ4SmemBytes) fail(GPTQ_ERR_BACKEND, "q4_fused: plan needs %zu bytes of shared memory", smem);
+    if (smem > device_smem().per_block)
+        fail(GPTQ_ERR_BACKEND, "q4_fused: plan needs %zu bytes of shared memory", smem);
     Q4Prologue p = pro;
     p.stash = 0;
     if (p.kind == 1 && !p.perm && q4_norm_stash_enabled()) {  // room for the RMSNorm stash?
         const size_t with = (plan_smem(M, plan.pairs_per_split, w) + 15) / 16 * 16 +
                             (size_t(M) + 1) * plan.pairs_per_split * kQ4PairK * sizeof(float);
-        if (with <= kQ4SmemBytes) {
+        if (with <= q4_smem_cap()) {
             p.stash = 1;
             smem = std::max(smem, with);
         }
     }
     const int atomic_out = plan.splits > 1 && out.out32 && q4_atomic_enabled() ? 1 : 0;
-    launch(q4_fused_kernel<NTOK, ZT, MODE, SB>, grid, kQ4Threads, smem, stream, x, M, ldx, w, plan.pairs_per_split,
+    if (smem > 48 * 1024) {  // past the default limit a kernel must opt in (once per instantiation)
+        static std::once_flag once;
+        std::call_once(once, [] {
+            CUDA_CHECK(cudaFuncSetAttribute(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize, int(device_smem().per_block)));
+        });
+    }
+    launch(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD>, grid, kQ4Threads, smem, stream, x, M, ldx, w, plan.pairs_per_split,
            sc.partial, sc.counters, out, p, atomic_out);
     CUDA_CHECK_LAUNCH();
 }
@@ -812,17 +909,28 @@ void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
 template <int NTOK>
 void launch_fused_z(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
                     const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
+    // Folded zero point for up to 8 rows only: measured (H200) decode b=1 569 vs 556 tok/s with it,
+    // but 16-row products ~1% slower (the extra mma weighs more at two token tiles).
+    const bool fold = NTOK == 1 && q4_fold_enabled();
     if constexpr (NTOK == 1) {
         if (plan.stage_batch == 2) {
             if (w.zeros) launch_fused<1, true, 0, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+            else if (fold) launch_fused<1, false, 0, 2, true>(x, M, ldx, w, out, plan, sc, stream, pro);
             else launch_fused<1, false, 0, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
             return;
         }
     }
-    if (w.zeros)
+    if (w.zeros) {
         launch_fused<NTOK, true>(x, M, ldx, w, out, plan, sc, stream, pro);
-    else
-        launch_fused<NTOK, false>(x, M, ldx, w, out, plan, sc, stream, pro);
+        return;
+    }
+    if constexpr (NTOK == 1) {
+        if (fold) {
+            launch_fused<1, false, 0, 4, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+            return;
+        }
+    }
+    launch_fused<NTOK, false>(x, M, ldx, w, out, plan, sc, stream, pro);
 }
 
 } // namespace
@@ -876,7 +984,8 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target) {
     // win (the partial sums grow with M). Atomic fp32 outputs had 2 while 3 still made a second
     // wave; under the one-wave fit 3 is better for them too (lead's run of 2026-11-23: decode
     // b=1 410.2 tok/s at 3 against 389.5 at 2).
-    if (blocks_per_sm_target <= 0) blocks_per_sm_target = M <= 8 ? 3 : 1;
+    const bool default_target = blocks_per_sm_target <= 0;
+    if (default_target) blocks_per_sm_target = M <= 8 ? 3 : 1;
     int splits;
     const int fit_mode = split_fit_switch().load(std::memory_order_relaxed);
     const int sb_mode = stage_batch_mode();
@@ -898,9 +1007,28 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target) {
     splits = std::min(splits, std::max(1, KP / (2 * kQ4WarpsK * kQ4PairsPerBatch)));
     p.pairs_per_split = (KP + splits - 1) / splits;
     // The block's activations and scales must fit in its shared memory.
-    while (p.pairs_per_split > 1 && plan_smem(M, p.pairs_per_split, w) > kQ4SmemBytes)
+    const size_t cap = q4_smem_cap();
+    while (p.pairs_per_split > 1 && plan_smem(M, p.pairs_per_split, w) > cap)
         p.pairs_per_split = std::max(1, p.pairs_per_split * 7 / 8);
     p.splits = (KP + p.pairs_per_split - 1) / p.pairs_per_split;
+    // Many rows, and the shared-memory cap left more blocks than fit at once (16 rows of 7B gate|up:
+    // 4 splits of 172 strips = 688 blocks for 396 slots, two waves): as many splits as one wave
+    // holds, with more shared memory per block, as long as the SM still holds the resident count
+    // (H200: 33.5 -> 26.5 us; q|k|v and down, already in one wave, keep their plans).
+    if (default_target && M > 8 && fit_mode < 0) {
+        const int per_sm = fused_blocks_per_sm(M);
+        const int resident = std::max(1, sm_count) * per_sm;
+        if (p.strips * p.splits > resident && p.strips <= resident) {
+            const int ws = std::max(1, resident / p.strips);
+            const int pps = (KP + ws - 1) / ws;
+            const DeviceSmem d = device_smem();
+            const size_t room = d.per_sm / size_t(per_sm) - 1024;  // the driver keeps 1 KB per block
+            if (ws < p.splits && plan_smem(M, pps, w) <= std::min(room, d.per_block)) {
+                p.pairs_per_split = pps;
+                p.splits = ws;
+            }
+        }
+    }
     // Even out the splits the shrinking left (16 rows of 7B q|k|v: 42, 42, 42, 2 pairs -> 4 x 32;
     // the short last split made the strip wait on the long ones: 25.2 -> 21.7 us measured).
     p.pairs_per_split = (KP + p.splits - 1) / p.splits;
@@ -944,17 +1072,22 @@ __global__ void empty_kernel() {}
 
 void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
                          const Q4Plan &plan, const Q4Scratch &sc, cudaStream_t stream) {
-    if (M > 8 || w.zeros) fail(GPTQ_ERR_BACKEND, "q4_fused_diagnostic: M <= 8 and uniform zeros only");
+    if (M > 16 || w.zeros) fail(GPTQ_ERR_BACKEND, "q4_fused_diagnostic: M <= 16 and uniform zeros only");
     const Q4Prologue pro;
-    if (mode == 1)
-        launch_fused<1, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
-    else if (mode == 2)
-        launch_fused<1, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
-    else if (mode == 3) {
+    const bool fold = q4_fold_enabled();
+    if (mode == 3) {
         empty_kernel<<<1, 32, 0, stream>>>();
         CUDA_CHECK_LAUNCH();
-    } else
-        launch_fused<1, false, 0>(x, M, ldx, w, out, plan, sc, stream, pro);
+    } else if (M <= 8) {
+        if (mode == 1) launch_fused<1, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 2 && fold) launch_fused<1, false, 2, 4, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 2) launch_fused<1, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else launch_fused<1, false, 0>(x, M, ldx, w, out, plan, sc, stream, pro);
+    } else {
+        if (mode == 1) launch_fused<2, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 2) launch_fused<2, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else launch_fused<2, false, 0>(x, M, ldx, w, out, plan, sc, stream, pro);
+    }
 }
 
 Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws) { return q4_plan(M, w, ws.sm_count); }

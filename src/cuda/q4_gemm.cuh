@@ -85,7 +85,12 @@ constexpr int kQ4WarpsN = 2;          // column tiles per block
 constexpr int kQ4WarpsK = 2;          // K slices per block (reduced through shared memory)
 constexpr int kQ4Threads = 32 * kQ4WarpsN * kQ4WarpsK;
 constexpr int kQ4PairsPerBatch = 2;   // tile pairs per load batch (4 k-steps, 2 KB per warp)
-constexpr size_t kQ4SmemBytes = 47 * 1024;  // per block: activations of its K range + scales (< 48 KB)
+// Shared memory a block may take (activations of its K range for M rows + scales): 47 KB by
+// default (GPTQ_Q4_SMEM_KB overrides it, for measurements). A many-row plan that would run more
+// than one wave under it may take more, up to what keeps its resident blocks per SM (q4_plan).
+// Past 48 KB the kernel opts in, up to kQ4SmemMaxBytes.
+size_t q4_smem_cap();
+constexpr size_t kQ4SmemMaxBytes = 200 * 1024;
 
 // blocks_per_sm_target: how many blocks per SM the split aims for (0 = the tuned default).
 // With the split fit on, the splits are rounded down so that all blocks are resident at once (no
