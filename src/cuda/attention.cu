@@ -9,7 +9,7 @@
 //   scores[g][j] = q_g · k_j        warps take 8 keys each (all loads first), lanes split D
 //   m_g = max_j, p = exp(s - m_g), l_g = Σ p          one warp per head, one lane per key
 //   o_g[d] = Σ_j p[g][j] v_j[d]     warps over their keys (K and V rows loaded up front), shared atomics
-//   -> (o, m, l) partials; the combine kernel weighs chunk c by exp(m_c - M) / Σ_c exp(m_c - M) l_c.
+//   -> (o, m, l) partials; the merge kernel (attn_merge_kernel) weighs chunk c by exp(m_c - M) / Σ_c exp(m_c - M) l_c.
 //
 // GEMM path for long runs of one sequence: S = Q Kᵀ per head through strided-batched cuBLAS
 // (one call per query head of each KV group), a masked softmax kernel, O = P V through cuBLAS.
@@ -209,7 +209,7 @@ __global__ void __launch_bounds__(128, NI == 2 ? 4 : 1) attn_split_kernel(const 
         const int g = idx / D, d = idx % D;
         po[(size_t(g) * n_chunks + ch) * D + d] = qs[idx];
     }
-    if (!counters) return;  // attn_combine_kernel merges the chunks
+    if (!counters) return;  // attn_merge_kernel merges the chunks
 
     // The last block of (t, h) to finish merges the chunks (no second kernel): weights
     // exp(m_c - M) / sum_c exp(m_c - M) l_c, a lane per chunk, then threads over d.
@@ -230,16 +230,10 @@ __global__ void __launch_bounds__(128, NI == 2 ? 4 : 1) attn_split_kernel(const 
     if (threadIdx.x == 0) counters[t * Hkv + h] = 0u;  // ready for the next launch
 }
 
-// One block per (token, query head): merge_chunks for the split kernel's partials.
-__global__ void attn_combine_kernel(const int32_t *__restrict__ pos, int Hq, int D, int n_chunks,
-                                    const float *__restrict__ part_o, const float *__restrict__ part_ml,
-                                    __half *__restrict__ out, int ldo) {
-    pdl_enter();
-    extern __shared__ float wts[];  // [n_chunks], padded to a multiple of 8 (+8)
-    const int t = blockIdx.x / Hq, hq = blockIdx.x % Hq;
-    merge_partials(part_ml + (size_t(t) * Hq + hq) * n_chunks * 2, part_o + (size_t(t) * Hq + hq) * n_chunks * D,
-                 pos[t] / kAttnChunk + 1, D, wts, out + size_t(t) * ldo + size_t(hq) * D);
-}
+// The chunk kernel's rule for the merge pass: a range per kAttnChunk positions.
+struct ChunksUsed {
+    __device__ int operator()(int p) const { return p / kAttnChunk + 1; }
+};
 
 // Row (head hq, query i) of S [Hq][n][Ls]: softmax over keys 0..pos[i], zeros after, into P.
 __global__ void attn_softmax_kernel(const float *__restrict__ S, __half *__restrict__ P, const int32_t *__restrict__ pos,
@@ -304,8 +298,8 @@ void attention_split(const __half *q, int ldq, const int32_t *pos, const int32_t
                out, ldo, n == 1 ? 1 : 0);
     CUDA_CHECK_LAUNCH();
     if (fuse.counters) return;
-    launch(attn_combine_kernel, unsigned(n * Hq), 128, wts_floats * sizeof(float), stream, pos, Hq, D, n_chunks, part_o,
-           part_ml, out, ldo);
+    launch(attn_merge_kernel<ChunksUsed>, unsigned(n * Hq), 128, wts_floats * sizeof(float), stream, pos, Hq, D,
+           n_chunks, part_o, part_ml, out, ldo, ChunksUsed());
     CUDA_CHECK_LAUNCH();
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "attention.cuh"
+#include "launch.cuh"
 
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -46,6 +47,23 @@ __device__ inline void merge_partials(const float *ml, const float *po, int used
         for (int c = 0; c < used; ++c) acc += wts[c] * __ldcg(po + size_t(c) * D + d);
         out_row[d] = __float2half_rn(acc);
     }
+}
+
+// The second pass of a split attention launch that did not merge its own ranges: one block per
+// (token t, query head hq) merges the partials at part = (t * Hq + hq) * part_stride. How many
+// ranges a token used is the split kernel's own rule, given as used_ranges(pos[t]) (the chunk
+// kernel: a range per 32 positions; the range kernel: ranges sized from the position). Dynamic
+// shared memory: the merge weights, at least the largest count rounded up to 8, plus 8, floats.
+template <class UsedRanges>
+__global__ void attn_merge_kernel(const int32_t *__restrict__ pos, int Hq, int D, int part_stride,
+                                  const float *__restrict__ part_o, const float *__restrict__ part_ml,
+                                  __half *__restrict__ out, int ldo, UsedRanges used_ranges) {
+    pdl_enter();
+    extern __shared__ float wts[];
+    const int t = blockIdx.x / Hq, hq = blockIdx.x % Hq;
+    const size_t part = (size_t(t) * Hq + hq) * part_stride;
+    merge_partials(part_ml + part * 2, part_o + part * D, used_ranges(pos[t]), D, wts,
+                   out + size_t(t) * ldo + size_t(hq) * D);
 }
 
 // Column j of one token's q|k|v row (RoPE inside the attention kernel): stored fp16 in qrow, or, with

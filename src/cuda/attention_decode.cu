@@ -28,6 +28,7 @@
 #include "../common.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 namespace gptq {
@@ -289,7 +290,7 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
             }
         }
     }
-    if (direct || !fz.counters) return;  // no merge, or attn_decode_combine_kernel's
+    if (direct || !fz.counters) return;  // no merge, or attn_merge_kernel's
 
     __threadfence();
     __syncthreads();
@@ -306,17 +307,11 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
     if (threadIdx.x == 0) fz.counters[blockIdx.x] = 0u;  // ready for the next launch
 }
 
-// Without counters: one block per (token, query head) merges the ranges.
-__global__ void attn_decode_combine_kernel(const int32_t *__restrict__ pos, int Hq, int D, int S, int part_stride,
-                                           const float *__restrict__ part_o, const float *__restrict__ part_ml,
-                                           __half *__restrict__ out, int ldo) {
-    pdl_enter();
-    __shared__ float wts[kMaxRanges + 8];
-    const int t = blockIdx.x / Hq, hq = blockIdx.x % Hq;
-    const size_t part = (size_t(t) * Hq + hq) * part_stride;
-    merge_partials(part_ml + part * 2, part_o + part * D, ranges_used(pos[t], S), D, wts,
-                   out + size_t(t) * ldo + size_t(hq) * D);
-}
+// The range kernel's rule for the merge pass (when it does not merge its own ranges).
+struct RangesUsed {
+    int S;
+    __device__ int operator()(int p) const { return ranges_used(p, S); }
+};
 
 using DecodeKernel = void (*)(const __half *, int, const int32_t *, const int32_t *, int, KVLayer, float, float *,
                               float *, int, AttnSplitFusion, __half *, int, int);
@@ -341,14 +336,24 @@ DecodeKernel pick_kernel(int D, int GP, int *blocks_per_sm) {
     return k;
 }
 
+// The current device's SM count, asked once per device.
 int sm_count_now() {
-    int dev = 0, n = 1;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    static std::atomic<int> cache[64];  // 0 = not asked yet
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
         cudaGetLastError();
-        n = 1;
+        return 1;
     }
-    return std::max(1, n);
+    int n = cache[dev].load(std::memory_order_relaxed);
+    if (n == 0) {
+        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+            cudaGetLastError();
+            return 1;
+        }
+        n = std::max(1, n);
+        cache[dev] = n;
+    }
+    return n;
 }
 
 } // namespace
@@ -375,8 +380,8 @@ bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_
            part_ml, n_chunks, fuse, out, ldo, n == 1 ? 1 : 0);
     CUDA_CHECK_LAUNCH();
     if (!fuse.counters) {
-        launch(attn_decode_combine_kernel, unsigned(n * Hq), 128, 0, stream, pos, Hq, D, S, n_chunks, part_o, part_ml,
-               out, ldo);
+        launch(attn_merge_kernel<RangesUsed>, unsigned(n * Hq), 128, (kMaxRanges + 8) * sizeof(float), stream, pos, Hq,
+               D, n_chunks, part_o, part_ml, out, ldo, RangesUsed{S});
         CUDA_CHECK_LAUNCH();
     }
     return true;
