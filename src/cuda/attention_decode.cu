@@ -28,7 +28,6 @@
 #include "../common.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 
 namespace gptq {
@@ -336,26 +335,6 @@ DecodeKernel pick_kernel(int D, int GP, int *blocks_per_sm) {
     return k;
 }
 
-// The current device's SM count, asked once per device.
-int sm_count_now() {
-    static std::atomic<int> cache[64];  // 0 = not asked yet
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
-        cudaGetLastError();
-        return 1;
-    }
-    int n = cache[dev].load(std::memory_order_relaxed);
-    if (n == 0) {
-        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-            cudaGetLastError();
-            return 1;
-        }
-        n = std::max(1, n);
-        cache[dev] = n;
-    }
-    return n;
-}
-
 } // namespace
 
 bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_t *seq, int n, int Hq,
@@ -372,7 +351,7 @@ bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_
     // Enough ranges to fill the SMs once; the ranges' partials live in the chunk kernel's scratch
     // (n_chunks per head).
     const int units = n * kv.n_kv * (G / GP);
-    int S = forced_ranges > 0 ? forced_ranges : std::max(1, sm_count_now() * per_sm / units);
+    int S = forced_ranges > 0 ? forced_ranges : std::max(1, device_attribute(cudaDevAttrMultiProcessorCount, 1) * per_sm / units);
     S = std::max(1, std::min({S, n_chunks, kMaxRanges}));
     float *part_o = scratch;
     float *part_ml = scratch + size_t(n) * Hq * n_chunks * D;

@@ -13,6 +13,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <utility>
 
 namespace gptq {
@@ -46,24 +48,33 @@ inline std::atomic<int> &pdl_switch() {
 }
 inline void set_pdl(bool on) { pdl_switch() = on ? 1 : 0; }
 
+// An attribute of the current device, asked once per (device, attribute): the launchers plan with a
+// few of them at every call. `fallback` when there is no device or the query fails.
+inline int device_attribute(cudaDeviceAttr attr, int fallback) {
+    static std::mutex mu;
+    static std::map<std::pair<int, int>, int> cache;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) {
+        cudaGetLastError();
+        return fallback;
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    const auto key = std::make_pair(dev, int(attr));
+    const auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+    int v = 0;
+    if (cudaDeviceGetAttribute(&v, attr, dev) != cudaSuccess) {
+        cudaGetLastError();
+        return fallback;
+    }
+    cache[key] = v;
+    return v;
+}
+
 // Whether the current device takes PDL launches (compute capability >= 9, switched on).
 inline bool pdl_enabled() {
     if (!pdl_switch().load(std::memory_order_relaxed)) return false;
-    static std::atomic<int> cc_major[64];  // 0 = not asked yet
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
-        cudaGetLastError();
-        return false;
-    }
-    int major = cc_major[dev].load(std::memory_order_relaxed);
-    if (major == 0) {
-        if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
-            cudaGetLastError();
-            return false;
-        }
-        cc_major[dev] = major;
-    }
-    return major >= 9;
+    return device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9;
 }
 
 template <typename... KArgs, typename... Args>

@@ -31,7 +31,6 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 
 namespace gptq {
 namespace cuda {
@@ -841,24 +840,14 @@ __global__ void add_bias_kernel(T *__restrict__ y, int M, int N, int ldy, const 
 }
 
 // Shared memory of the current device: per SM, and what one block may opt in to (capped at
-// kQ4SmemMaxBytes). Asked once per process, of the device current at the first call: a process
-// that mixes GPU models plans its many-row products for the first one (the launch still checks).
+// kQ4SmemMaxBytes).
 struct DeviceSmem {
-    size_t per_sm = 48 * 1024, per_block = 48 * 1024;
+    size_t per_sm, per_block;
 };
 DeviceSmem device_smem() {
-    static const DeviceSmem d = [] {
-        DeviceSmem r;
-        int dev = 0, sm = 0, blk = 0;
-        if (cudaGetDevice(&dev) == cudaSuccess &&
-            cudaDeviceGetAttribute(&sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) == cudaSuccess &&
-            cudaDeviceGetAttribute(&blk, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess) {
-            r.per_sm = size_t(sm);
-            r.per_block = std::min(kQ4SmemMaxBytes, size_t(blk));
-        }
-        cudaGetLastError();
-        return r;
-    }();
+    DeviceSmem d;
+    d.per_sm = size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor, 48 * 1024));
+    d.per_block = std::min(kQ4SmemMaxBytes, size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 * 1024)));
     return d;
 }
 
@@ -894,13 +883,9 @@ void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
         }
     }
     const int atomic_out = plan.splits > 1 && out.out32 && q4_atomic_enabled() ? 1 : 0;
-    if (smem > 48 * 1024) {  // past the default limit a kernel must opt in (once per instantiation)
-        static std::once_flag once;
-        std::call_once(once, [] {
-            CUDA_CHECK(cudaFuncSetAttribute(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD>,
-                                            cudaFuncAttributeMaxDynamicSharedMemorySize, int(device_smem().per_block)));
-        });
-    }
+    if (smem > 48 * 1024)  // past the default limit a kernel must opt in (on the current device)
+        CUDA_CHECK(cudaFuncSetAttribute(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     launch(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD>, grid, kQ4Threads, smem, stream, x, M, ldx, w, plan.pairs_per_split,
            sc.partial, sc.counters, out, p, atomic_out);
     CUDA_CHECK_LAUNCH();
