@@ -924,9 +924,14 @@ namespace {
 
 // Resident blocks per SM of the fused kernel for M rows (registers bound it; the shared memory of
 // a small-M plan is a few KB).
+// The one-token entries ask the instantiation that runs (folded zero point or not).
 int fused_blocks_per_sm(int M, int stage_batch = 4) {
-    static int cache[4] = {0, 0, 0, 0};
-    const int i = M <= 8 ? (stage_batch == 2 ? 3 : 0) : (M <= 16 ? 1 : 2);
+    static int cache[6] = {0, 0, 0, 0, 0, 0};
+    const bool fold = M <= 8 && q4_fold_enabled();
+    int i;  // 0 / 3: one token, staging batch 4 / 2; 4 / 5: the same folded; 1, 2: 16, 32 rows
+    if (M > 8) i = M <= 16 ? 1 : 2;
+    else if (stage_batch == 2) i = fold ? 5 : 3;
+    else i = fold ? 4 : 0;
     if (cache[i] == 0) {
         int n = 0;
         cudaError_t e = cudaSuccess;
@@ -934,7 +939,9 @@ int fused_blocks_per_sm(int M, int stage_batch = 4) {
         if (i == 0) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<1, false, 0>, kQ4Threads, smem);
         else if (i == 1) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<2, false, 0>, kQ4Threads, smem);
         else if (i == 2) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<4, false, 0>, kQ4Threads, smem);
-        else e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<1, false, 0, 2>, kQ4Threads, smem);
+        else if (i == 3) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<1, false, 0, 2>, kQ4Threads, smem);
+        else if (i == 4) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<1, false, 0, 4, true>, kQ4Threads, smem);
+        else e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<1, false, 0, 2, true>, kQ4Threads, smem);
         if (e != cudaSuccess) {
             cudaGetLastError();
             n = 1;
