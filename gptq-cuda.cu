@@ -14,7 +14,8 @@
 //   logits (wanted rows only) = rmsnorm(x[rows]) · Wheadᵀ, fp32, copied to the host
 //
 // Weights: 4-bit GPTQ layers repacked once into the tiled layout (q4_layout.cuh) — decode through
-// the fused kernel, prefill through dequantize + cuBLAS; every other layer (fp16/bf16/fp32
+// the fused kernel, prefill through the wgmma kernel on Hopper (q4_wgmma.cuh) or dequantize +
+// cuBLAS elsewhere; every other layer (fp16/bf16/fp32
 // checkpoints, 2/3/8-bit, group sizes the kernels cannot take) as fp16 through cuBLAS.
 // Every CUDA / cuBLAS call is checked and turns into gptq::Error; nothing synchronizes the host
 // inside a forward pass.
@@ -25,6 +26,7 @@
 #include "src/cuda/elementwise.cuh"
 #include "src/cuda/launch.cuh"
 #include "src/cuda/q4_gemm.cuh"
+#include "src/cuda/q4_wgmma.cuh"
 #include "src/quant/pack.h"
 
 #include <algorithm>
@@ -481,7 +483,7 @@ public:
         CUDA_CHECK(cudaMemsetAsync(cache_.as<void>(), 0, cache_.bytes(), 0));
 
         // Scratch of the 4-bit kernels, sized for the largest layer and batch they will see.
-        size_t partial = 0, deq = 0;
+        size_t partial = 0, deq = 0, kx = 0;
         int strips = 1;
         auto visit = [&](const GpuLinear &L) {
             if (!L.q4) return;
@@ -492,6 +494,7 @@ public:
                     strips = std::max(strips, p.strips);
                 }
             deq = std::max(deq, L.dequant_elems());
+            kx = std::max(kx, size_t(q4_wgmma_kx(L.q)));
         };
         for (const GpuLayer &L : b_.layers_)
             for (const GpuLinear *l : {&L.qkv, &L.o, &L.gate_up, &L.down}) visit(*l);
@@ -514,12 +517,22 @@ public:
         CUDA_CHECK(cudaMemsetAsync(q4_counters_.as<void>(), 0, q4_counters_.bytes(), 0));
         ws_.fused = {q4_partial_.as<float>(), partial, q4_counters_.as<unsigned>(), strips};
         ws_.sm_count = b_.sm_count_;
-        if (nb_ >= ws_.large_m && deq) {
+        if (kx && nb_ >= ws_.wgmma_min_m && q4_wgmma_supported()) {
+            // Hopper: batches of wgmma_min_m .. wgmma_max_m rows on the wgmma kernel, which needs
+            // the activations permuted (rows of the widest K), not a dequantized copy of a weight.
+            const size_t rows = size_t(std::min(nb_, ws_.wgmma_max_m));
+            q4_xfrag_.alloc(rows * kx * 2);
+            ws_.wgmma = true;
+            ws_.xfrag = q4_xfrag_.as<__half>();
+            ws_.xfrag_elems = rows * kx;
+        }
+        const int deq_from = ws_.wgmma ? ws_.wgmma_max_m + 1 : ws_.large_m;  // rows that take dequantize + cuBLAS
+        if (nb_ >= deq_from && deq) {
             q4_deq_.alloc(deq * 2);
             ws_.dequant = q4_deq_.as<__half>();
             ws_.dequant_elems = deq;
         } else {
-            ws_.large_m = 1 << 30;  // never needed: batches stay on the fused kernel
+            ws_.large_m = 1 << 30;  // never needed: batches stay on the fused (or wgmma) kernel
         }
 
         // Attention scratch.
@@ -807,7 +820,7 @@ private:
     int n_ctx_, n_seq_, nb_;
     int ldn_ = 0, ldqkv_ = 0, ldatt_ = 0, chunks_max_ = 1;
     DeviceBuffer ids_, x32_, xn_, xg_, qkv_, att_, gu_, act_, logits_, cache_;
-    DeviceBuffer q4_partial_, q4_counters_, q4_deq_, split_scratch_, attn_counters_, gemm_scratch_, cublas_ws_;
+    DeviceBuffer q4_partial_, q4_counters_, q4_deq_, q4_xfrag_, split_scratch_, attn_counters_, gemm_scratch_, cublas_ws_;
     DeviceBuffer qkv_part_, gu_part_;  // deferred split shares (few-row batches)
     size_t gemm_scratch_bytes_ = 0;
     std::vector<KVLayer> kv_;

@@ -10,11 +10,13 @@
 // columns), the way the backend's decode step runs it: standalone launches cost ~4-5 us each in
 // this VM, which hides what the kernel itself takes.
 //
-//   bench-kernels [--quick | --decode]   (--quick: fewer shapes, for a smoke run; --decode: the 7B
+//   bench-kernels [--quick | --decode | --only SHAPE M]   (--only: one shape (index) at one M, for a
+//   profiler; --quick: fewer shapes, for a smoke run; --decode: the 7B
 //                                        shapes at M = 1 and 16 only, graph-timed split sweeps)
 #include "cuda/cuda_check.cuh"
 #include "cuda/elementwise.cuh"
 #include "cuda/q4_gemm.cuh"
+#include "cuda/q4_wgmma.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -115,6 +117,20 @@ struct Timer {
     }
 };
 
+// Relative L2 difference of two fp16 device arrays (a against the reference b).
+double rel_l2_f16(const __half *a, const __half *b, size_t n) {
+    std::vector<__half> ha(n), hb(n);
+    CUDA_CHECK(cudaMemcpy(ha.data(), a, n * 2, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(hb.data(), b, n * 2, cudaMemcpyDeviceToHost));
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const double d = double(__half2float(ha[i])) - double(__half2float(hb[i]));
+        num += d * d;
+        den += double(__half2float(hb[i])) * __half2float(hb[i]);
+    }
+    return std::sqrt(num / std::max(den, 1e-300));
+}
+
 double copy_bandwidth(Timer &t) {
     const size_t bytes = size_t(1) << 30;
     char *src = dev_alloc<char>(bytes), *dst = dev_alloc<char>(bytes);
@@ -156,6 +172,10 @@ int main(int argc, char **argv) try {
     if (decode) {
         shapes.resize(4);
         Ms = {1, 16};
+    }
+    if (argc > 3 && std::strcmp(argv[1], "--only") == 0) {  // --only SHAPE_INDEX M: one row (profiling)
+        shapes = {shapes.at(size_t(std::atoi(argv[2])))};
+        Ms = {std::atoi(argv[3])};
     }
     cudaStream_t gs = nullptr;
     CUDA_CHECK(cudaStreamCreateWithFlags(&gs, cudaStreamNonBlocking));
@@ -199,8 +219,8 @@ int main(int argc, char **argv) try {
         fill_f32<<<256, 256>>>(normw, size_t(K), 8, 0.5f, 1.5f);
         fill_f16<<<1024, 256>>>(gu, size_t(kQ4FusedMaxM) * 2 * K, 9, -3.0f, 3.0f);
         __half *y = dev_alloc<__half>(size_t(maxM) * N), *y2 = dev_alloc<__half>(size_t(maxM) * N);
-        float *y32 = dev_alloc<float>(size_t(kQ4FusedMaxM) * N);
-        CUDA_CHECK(cudaMemset(y32, 0, size_t(kQ4FusedMaxM) * N * sizeof(float)));
+        float *y32 = dev_alloc<float>(size_t(maxM) * N);
+        CUDA_CHECK(cudaMemset(y32, 0, size_t(maxM) * N * sizeof(float)));
         CUDA_CHECK_LAUNCH();
 
         auto q4view = [&](int i) {
@@ -223,6 +243,11 @@ int main(int argc, char **argv) try {
         CUDA_CHECK(cudaMemset(ws.fused.counters, 0, ws.fused.n_counters * sizeof(unsigned)));
         ws.dequant_elems = size_t(KT) * 16 * NT * 64;
         ws.dequant = dev_alloc<__half>(ws.dequant_elems);
+        const bool wgmma = q4_wgmma_supported();
+        if (wgmma) {
+            ws.xfrag_elems = size_t(maxM) * q4_wgmma_kx(q4view(0));
+            ws.xfrag = dev_alloc<__half>(ws.xfrag_elems);
+        }
 
         Q4Out o16;
         o16.ldo = N;
@@ -374,12 +399,50 @@ int main(int argc, char **argv) try {
                 wd.large_m = 1;
                 double td = timer.us([&](int i) { q4_matmul(x, M, K, q4view(i), o16, wd, 0); }, iters);
                 double tq = timer.us([&](int i) { q4_dequant_f16(q4view(i), ws.dequant, 0); }, iters);
-                char buf[128];
+                char buf[256];
                 std::snprintf(buf, sizeof buf, "fused-passes %.1f, dequant+cuBLAS %.1f (dequant alone %.1f)", tf, td,
                               tq);
                 notes = buf;
                 best = std::min(tf, td);
                 path = tf <= td ? "fused" : "deq+cublas";
+                if (wgmma) {
+                    // The wgmma kernel (activation permute included): its planned tile, then every
+                    // tile forced; fp32 accumulation (the residual stream) with K splits.
+                    Q4Workspace ww = ws;
+                    ww.wgmma = true;
+                    ww.wgmma_min_m = 1;
+                    ww.wgmma_max_m = 1 << 30;
+                    o16.out16 = y2;
+                    q4_matmul(x, M, K, q4view(0), o16, ww, 0);
+                    o16.out16 = y;
+                    q4_matmul(x, M, K, q4view(0), o16, wd, 0);
+                    const double diff = rel_l2_f16(y2, y, size_t(M) * N);
+                    const double tw = timer.us([&](int i) { q4_matmul(x, M, K, q4view(i), o16, ww, 0); }, iters);
+                    const Q4WgmmaPlan pl = q4_wgmma_plan(M, q4view(0), ws.sm_count, false);
+                    std::snprintf(buf, sizeof buf, " | wgmma %.1f (bt %d wgn %d; vs deq+cuBLAS rel L2 %.1e) forced:",
+                                  tw, pl.bt, pl.wgn, diff);
+                    notes += buf;
+                    const int tiles[][2] = {{64, 1}, {64, 2}, {128, 1}, {128, 2}, {256, 1}};
+                    for (const auto &t : tiles) {
+                        ww.wgmma_force[0] = t[0], ww.wgmma_force[1] = t[1], ww.wgmma_force[2] = 1;
+                        const double tt = timer.us([&](int i) { q4_matmul(x, M, K, q4view(i), o16, ww, 0); }, iters);
+                        std::snprintf(buf, sizeof buf, " %dx%d:%.1f", t[0], t[1], tt);
+                        notes += buf;
+                    }
+                    Q4Out o32w;
+                    o32w.out32 = y32;
+                    o32w.ldo = N;
+                    ww.wgmma_force[0] = 0;
+                    const Q4WgmmaPlan p32 = q4_wgmma_plan(M, q4view(0), ws.sm_count, true);
+                    const double t32 = timer.us([&](int i) { q4_matmul(x, M, K, q4view(i), o32w, ww, 0); }, iters);
+                    std::snprintf(buf, sizeof buf, " | out32 %.1f (bt %d wgn %d splits %d)", t32, p32.bt, p32.wgn,
+                                  p32.splits);
+                    notes += buf;
+                    if (tw < best) {
+                        best = tw;
+                        path = "wgmma";
+                    }
+                }
             }
             if (M == 1) t1 = best;
             const double floor_us = q4_bytes / bw * 1e6;
@@ -407,6 +470,7 @@ int main(int argc, char **argv) try {
         CUDA_CHECK(cudaFree(ws.fused.partial));
         CUDA_CHECK(cudaFree(ws.fused.counters));
         CUDA_CHECK(cudaFree(ws.dequant));
+        if (ws.xfrag) CUDA_CHECK(cudaFree(ws.xfrag));
     }
     std::printf("\nsummary (q4 = best path; floor = 4-bit weights + fp16 scales at the measured copy bandwidth)\n");
     for (auto &l : lines) std::printf("%s\n", l.c_str());

@@ -6,12 +6,12 @@
 #   scripts/device-build.sh BUILD_DIR full      the real CMake build (GPTQ_CUDA=ON), with the Debian
 #                                              packages carried in .deps/ unpacked into /tmp/deps
 #
-# Environment: ARCHS (default 90), JOBS (default nproc).
+# Environment: ARCHS (default 90a), JOBS (default nproc).
 set -euo pipefail
 B=${1:?usage: device-build.sh BUILD_DIR kernels|full}
 MODE=${2:-full}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-ARCHS=${ARCHS:-90}
+ARCHS=${ARCHS:-90a}
 JOBS=${JOBS:-$(nproc)}
 DEPS=/tmp/deps
 if [[ -d "$ROOT/.deps" && ! -d $DEPS/usr ]]; then

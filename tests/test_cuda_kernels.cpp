@@ -16,6 +16,7 @@ GPTQ_TEST_REQUIRES("cuda")
 #include "cuda/cuda_check.cuh"
 #include "cuda/elementwise.cuh"
 #include "cuda/q4_gemm.cuh"
+#include "cuda/q4_wgmma.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -242,7 +243,7 @@ std::vector<double> gpu_q4_pro_f32(const Q4Prologue &pro, int M, const Q4Dev &w,
 struct Workspace {
     std::unique_ptr<Dev<float>> partial;
     std::unique_ptr<Dev<unsigned>> counters;
-    std::unique_ptr<Dev<h16>> deq;
+    std::unique_ptr<Dev<h16>> deq, xfrag;
     cublasHandle_t cublas = nullptr;
     Q4Workspace ws;
     Workspace() {
@@ -255,6 +256,9 @@ struct Workspace {
         ws.fused = {partial->p, pf, counters->p, 4096};
         ws.dequant = reinterpret_cast<__half *>(deq->p);
         ws.dequant_elems = deq->n;
+        xfrag = std::make_unique<Dev<h16>>(size_t(1) << 22);
+        ws.xfrag = reinterpret_cast<__half *>(xfrag->p);
+        ws.xfrag_elems = xfrag->n;  // ws.wgmma stays off unless a test asks for it
         ws.cublas = cublas;
         ws.sm_count = sm_count();
     }
@@ -513,6 +517,63 @@ TEST_CASE("q4 large-M paths (fused passes and dequantize + cuBLAS) match the ref
             }
         }
     }
+}
+
+TEST_CASE("q4 wgmma kernel (sm_90a) matches the reference for every block tile and output") {
+    if (!q4_wgmma_supported()) {
+        MESSAGE("skipped: the wgmma kernel needs a Hopper GPU and an sm_90a build");
+        return;
+    }
+    std::mt19937 rng(21);
+    Workspace W;
+    // {bt, wgn, splits}; splits > 1 only for fp32 outputs. {0, 0, 0}: the planner's choice.
+    const int plans[][3] = {{0, 0, 0}, {64, 1, 1}, {64, 2, 1}, {128, 1, 1}, {128, 2, 1}, {256, 1, 1}};
+    for (const LayerCase &c : kCases) {
+        GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
+        auto d = upload_layer(L);
+        for (int M : {64, 77, 300}) {
+            auto x = random_f16(size_t(M) * L.K, rng, -1.0f, 1.0f);
+            auto ref = ref_matmul(L, x, M);
+            auto bias = random_f16(size_t(L.N), rng, -0.5f, 0.5f);
+            std::vector<float> init(size_t(M) * L.N);
+            for (auto &v : init) v = std::uniform_real_distribution<float>(-1.0f, 1.0f)(rng);
+            std::vector<double> ref_acc(ref.size());
+            for (size_t i = 0; i < ref.size(); ++i) ref_acc[i] = ref[i] + init[i] + f16d(bias[i % L.N]);
+            for (const auto &pl : plans) {
+                Q4Workspace ws = W.ws;
+                ws.wgmma = true;
+                ws.large_m = 1 << 30;  // nothing may fall back to dequantize + cuBLAS unnoticed
+                ws.dequant = nullptr;
+                std::copy(pl, pl + 3, ws.wgmma_force);
+                INFO("K=" << L.K << " N=" << L.N << " M=" << M << " plan bt=" << pl[0] << " wgn=" << pl[1]);
+                CHECK(rel_err(ref, gpu_q4(*d, x, M, 0, ws, nullptr, nullptr, nullptr)) < 3e-3);
+                for (int splits : {1, 3}) {  // fp32 accumulation (the residual stream), with bias
+                    if (pl[0]) ws.wgmma_force[2] = splits;
+                    INFO("out32 splits=" << splits);
+                    CHECK(rel_err(ref_acc, gpu_q4(*d, x, M, 0, ws, nullptr, &init, &bias)) < 1e-3);
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("q4 wgmma path cuts M into passes when the activation buffer is short") {
+    if (!q4_wgmma_supported()) {
+        MESSAGE("skipped: the wgmma kernel needs a Hopper GPU and an sm_90a build");
+        return;
+    }
+    std::mt19937 rng(22);
+    Workspace W;
+    GptqLayer L = make_layer(1024, 3000, 32, true, true, 1, rng);
+    auto d = upload_layer(L);
+    const int M = 333;
+    auto x = random_f16(size_t(M) * L.K, rng, -1.0f, 1.0f);
+    auto ref = ref_matmul(L, x, M);
+    Q4Workspace ws = W.ws;
+    ws.wgmma = true;
+    ws.wgmma_max_m = 1 << 30;
+    ws.xfrag_elems = size_t(130) * q4_wgmma_kx(d->view);  // passes of 128 rows
+    CHECK(rel_err(ref, gpu_q4(*d, x, M, 0, ws, nullptr, nullptr, nullptr)) < 3e-3);
 }
 
 TEST_CASE("q4_dequant_f16 reproduces the fp16 weights exactly") {

@@ -23,6 +23,7 @@
 // Large M goes through q4_dequant_f16 (tile -> fp16 via shared memory, coalesced 16-byte stores)
 // and cuBLAS.
 #include "q4_gemm.cuh"
+#include "q4_wgmma.cuh"
 
 #include "cuda_check.cuh"
 #include "launch.cuh"
@@ -1108,8 +1109,40 @@ int fused_passes(const __half *x, int ldx, const Q4Prologue *pro, int M, const Q
 
 } // namespace
 
+namespace {
+
+// Rows per pass of the wgmma path (0: the path is not taken for M rows of w).
+int wgmma_rows(int M, const Q4Dev &w, const Q4Workspace &ws) {
+    if (!ws.wgmma || !ws.xfrag || M < ws.wgmma_min_m || w.group_kt % 2 != 0) return 0;
+    if (M > ws.wgmma_max_m && ws.dequant && ws.cublas) return 0;
+    const size_t fit = ws.xfrag_elems / size_t(q4_wgmma_kx(w));
+    if (fit >= size_t(M)) return M;
+    return fit >= 64 ? int(fit / 64 * 64) : 0;
+}
+
+void wgmma_passes(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,
+                  int rows, cudaStream_t stream) {
+    const int Kx = q4_wgmma_kx(w);
+    for (int m0 = 0; m0 < M; m0 += rows) {
+        const int mc = std::min(rows, M - m0);
+        Q4Out o = out;
+        if (o.out16) o.out16 += size_t(m0) * o.ldo;
+        if (o.out32) o.out32 += size_t(m0) * o.ldo;
+        q4_wgmma_permute(x + size_t(m0) * ldx, mc, ldx, w.K, Kx, ws.xfrag, stream);
+        Q4WgmmaPlan plan = q4_wgmma_plan(mc, w, ws.sm_count, o.out32 != nullptr);
+        if (ws.wgmma_force[0]) plan = {ws.wgmma_force[0], ws.wgmma_force[1], ws.wgmma_force[2]};
+        q4_wgmma(ws.xfrag, mc, w, o, plan, stream);
+    }
+}
+
+} // namespace
+
 int q4_matmul(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,
               cudaStream_t stream) {
+    if (const int rows = out.defer ? 0 : wgmma_rows(M, w, ws)) {
+        wgmma_passes(x, M, ldx, w, out, ws, rows, stream);
+        return 0;
+    }
     if (M >= ws.large_m && ws.dequant && ws.cublas) {
         if (out.defer) fail(GPTQ_ERR_BACKEND, "q4_matmul: a deferred output needs the fused kernel (M %d)", M);
         const size_t need = size_t(w.KT) * kQ4TileK * w.NT * kQ4TileN;
@@ -1123,11 +1156,14 @@ int q4_matmul(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
     return fused_passes(x, ldx, nullptr, M, w, out, ws, stream);
 }
 
-bool q4_takes_prologue(int M, const Q4Workspace &ws) { return M >= 1 && !(M >= ws.large_m && ws.dequant && ws.cublas); }
+bool q4_takes_prologue(int M, const Q4Workspace &ws) {
+    const bool wgmma = ws.wgmma && ws.xfrag && M >= ws.wgmma_min_m;
+    return M >= 1 && !wgmma && !(M >= ws.large_m && ws.dequant && ws.cublas);
+}
 
 int q4_matmul_pro(const Q4Prologue &pro, int M, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,
                   cudaStream_t stream) {
-    if (!q4_takes_prologue(M, ws)) fail(GPTQ_ERR_BACKEND, "q4_matmul_pro: %d rows take the dequantize + cuBLAS path", M);
+    if (!q4_takes_prologue(M, ws)) fail(GPTQ_ERR_BACKEND, "q4_matmul_pro: %d rows take a many-row path (wgmma or dequantize + cuBLAS)", M);
     if ((out.defer || pro.kind == 3) && M > kQ4FusedMaxM)
         fail(GPTQ_ERR_BACKEND, "q4_matmul_pro: deferred products take one pass (M %d)", M);
     return fused_passes(nullptr, 0, &pro, M, w, out, ws, stream);

@@ -5,7 +5,8 @@
 //
 // q4_matmul picks the path by M: the fused tensor-core kernel (weights dequantized in registers,
 // split over K across blocks, the last block of each column strip reducing) for up to
-// kQ4FusedMaxM rows per pass, or dequantize-to-fp16 + cuBLAS for large M.
+// kQ4FusedMaxM rows per pass; for many rows the Hopper wgmma kernel (q4_wgmma.cuh, also
+// dequantizing in registers) where the GPU and the binary have it, else dequantize-to-fp16 + cuBLAS.
 #pragma once
 
 #include "q4_layout.cuh"
@@ -134,6 +135,16 @@ struct Q4Workspace {
     cublasHandle_t cublas = nullptr;
     int sm_count = 1;
     int large_m = 128;  // from this many rows on: dequantize + cuBLAS; below: fused passes of 32 rows
+    // Hopper: from wgmma_min_m rows on, the sm_90a tensor-core kernel (q4_wgmma.cuh) instead of
+    // dequantize + cuBLAS, its activations permuted into xfrag ([rows, q4_wgmma_kx] fp16; M is cut
+    // into passes of as many rows as fit). Set wgmma only where q4_wgmma_supported().
+    // Above wgmma_max_m rows dequantize + cuBLAS is faster (measured), when its buffer is there.
+    bool wgmma = false;
+    int wgmma_min_m = 64;
+    int wgmma_max_m = 512;
+    __half *xfrag = nullptr;
+    size_t xfrag_elems = 0;
+    int wgmma_force[3] = {0, 0, 0};  // {bt, wgn, splits}: a forced plan (tests, benchmarks); 0 = planned
 };
 
 // For the benchmark: mode 0 = q4_fused, 1 = its weight loads only, 2 = its compute only (no

@@ -1,0 +1,49 @@
+// q4_wgmma.cuh — the Hopper (sm_90a) tensor-core kernel for many-row 4-bit products: prefill.
+// Plain C++ header.
+//
+//   y[M, N] = x[M, K] · W[K, N],   W in the tiled layout of q4_layout.cuh, fp32 accumulation.
+//
+// The weights are wgmma's A operand, dequantized from their 4-bit codes straight into registers:
+// one 32-bit word of the layout is exactly one thread's A fragment of a 16-column x 16-k slice
+// (q4_wgmma.cu says how). The activations are the B operand, read by the tensor cores from shared
+// memory; the layout's k order inside a tile pair is not the weight's row order, so the activations
+// are first written once in that "fragment order" (q4_wgmma_permute), after which every copy into
+// shared memory is a plain 16-byte cp.async. Nothing is ever expanded to fp16 in global memory, so
+// the product needs no dequantization buffer.
+#pragma once
+
+#include "q4_gemm.cuh"
+
+namespace gptq {
+namespace cuda {
+
+// How one call is cut: a block computes kQ4WgWarpgroups * wgn column tiles (64 columns each) for
+// bt tokens, over K / splits. splits > 1 only for fp32 outputs (the splits add with atomics).
+struct Q4WgmmaPlan {
+    int bt = 128;   // tokens per block tile: the wgmma's N (64, 128 or 256)
+    int wgn = 2;    // column tiles per warpgroup (1 or 2; 2 only with bt <= 128)
+    int splits = 1;
+};
+constexpr int kQ4WgWarpgroups = 2;  // warpgroups per block
+constexpr int kQ4WgStageK = 64;     // k per pipeline stage: one 128-byte swizzled row of activations
+
+// Whether the current device runs the sm_90a kernel (a Hopper GPU and a binary built with sm_90a).
+// Asked once per device.
+bool q4_wgmma_supported();
+
+// Columns of the fragment-ordered activations: the padded K rounded up to a whole stage.
+inline int q4_wgmma_kx(const Q4Dev &w) { return (w.KT * kQ4TileK + kQ4WgStageK - 1) / kQ4WgStageK * kQ4WgStageK; }
+
+// xf[m, 0 .. Kx) = x[m, ·] in the layout's k order, zeros past K. x: [M, ldx] (gathered by perm).
+void q4_wgmma_permute(const __half *x, int M, int ldx, int K, int Kx, __half *xf, cudaStream_t stream);
+
+// The plan q4_wgmma uses by default (GPTQ_Q4_WG="bt,wgn,splits" forces one, for measurements).
+Q4WgmmaPlan q4_wgmma_plan(int M, const Q4Dev &w, int sm_count, bool out32);
+bool q4_wgmma_plan_valid(const Q4WgmmaPlan &p, bool out32);
+
+// y = xf · W with xf from q4_wgmma_permute ([M, q4_wgmma_kx(w)]). out: out16 or out32 (no defer).
+void q4_wgmma(const __half *xf, int M, const Q4Dev &w, const Q4Out &out, const Q4WgmmaPlan &plan,
+              cudaStream_t stream);
+
+} // namespace cuda
+} // namespace gptq
