@@ -520,7 +520,7 @@ public:
         if (kx && nb_ >= ws_.wgmma_min_m && q4_wgmma_supported()) {
             // Hopper: batches of wgmma_min_m .. wgmma_max_m rows on the wgmma kernel, which needs
             // the activations permuted (rows of the widest K), not a dequantized copy of a weight.
-            const size_t rows = size_t(std::min(nb_, ws_.wgmma_max_m));
+            const size_t rows = size_t(q4_wgmma_rows_padded(std::min(nb_, ws_.wgmma_max_m), 256));
             q4_xfrag_.alloc(rows * kx * 2);
             ws_.wgmma = true;
             ws_.xfrag = q4_xfrag_.as<__half>();

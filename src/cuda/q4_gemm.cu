@@ -1111,13 +1111,14 @@ int fused_passes(const __half *x, int ldx, const Q4Prologue *pro, int M, const Q
 
 namespace {
 
-// Rows per pass of the wgmma path (0: the path is not taken for M rows of w).
+// Rows per pass of the wgmma path (0: the path is not taken for M rows of w). The permuted
+// activations take whole tiles of up to 256 rows.
 int wgmma_rows(int M, const Q4Dev &w, const Q4Workspace &ws) {
     if (!ws.wgmma || !ws.xfrag || M < ws.wgmma_min_m || w.group_kt % 2 != 0) return 0;
     if (M > ws.wgmma_max_m && ws.dequant && ws.cublas) return 0;
     const size_t fit = ws.xfrag_elems / size_t(q4_wgmma_kx(w));
-    if (fit >= size_t(M)) return M;
-    return fit >= 64 ? int(fit / 64 * 64) : 0;
+    if (fit >= size_t(q4_wgmma_rows_padded(M, 256))) return M;
+    return fit >= 256 ? int(fit / 256 * 256) : 0;
 }
 
 void wgmma_passes(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,
@@ -1128,10 +1129,11 @@ void wgmma_passes(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
         Q4Out o = out;
         if (o.out16) o.out16 += size_t(m0) * o.ldo;
         if (o.out32) o.out32 += size_t(m0) * o.ldo;
-        q4_wgmma_permute(x + size_t(m0) * ldx, mc, ldx, w.K, Kx, ws.xfrag, stream);
         Q4WgmmaPlan plan = q4_wgmma_plan(mc, w, ws.sm_count, o.out32 != nullptr);
         if (ws.wgmma_force[0]) plan = {ws.wgmma_force[0], ws.wgmma_force[1], ws.wgmma_force[2]};
-        q4_wgmma(ws.xfrag, mc, w, o, plan, stream);
+        const int Mp = q4_wgmma_rows_padded(mc, plan.bt);
+        q4_wgmma_permute(x + size_t(m0) * ldx, mc, ldx, w.K, Kx, Mp, ws.xfrag, stream);
+        q4_wgmma(ws.xfrag, mc, Mp, w, o, plan, stream);
     }
 }
 

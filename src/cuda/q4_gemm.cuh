@@ -138,10 +138,11 @@ struct Q4Workspace {
     // Hopper: from wgmma_min_m rows on, the sm_90a tensor-core kernel (q4_wgmma.cuh) instead of
     // dequantize + cuBLAS, its activations permuted into xfrag ([rows, q4_wgmma_kx] fp16; M is cut
     // into passes of as many rows as fit). Set wgmma only where q4_wgmma_supported().
-    // Above wgmma_max_m rows dequantize + cuBLAS is faster (measured), when its buffer is there.
+    // Above wgmma_max_m rows dequantize + cuBLAS is faster (H200: it wins at 2048 rows on every
+    // Llama shape, the wgmma kernel at 256 on most), when its buffer is there.
     bool wgmma = false;
     int wgmma_min_m = 64;
-    int wgmma_max_m = 512;
+    int wgmma_max_m = 256;
     __half *xfrag = nullptr;
     size_t xfrag_elems = 0;
     int wgmma_force[3] = {0, 0, 0};  // {bt, wgn, splits}: a forced plan (tests, benchmarks); 0 = planned

@@ -67,13 +67,29 @@ __device__ __forceinline__ uint32_t smem_addr(const void *p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// 16-byte copy into shared memory; bytes past src_bytes (0 or 16) are zero-filled.
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+// mbarriers (shared::cta, 64-bit) and the bulk copy engine: a copy of `bytes` (multiple of 16)
+// from global to shared memory that reports its bytes to an mbarrier when it lands.
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+    asm volatile(
+        "{\n.reg .pred done;\nwait_%=:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+        "@!done bra wait_%=;\n}\n" ::"r"(bar),
+        "r"(parity)
+        : "memory");
+}
+__device__ __forceinline__ void bulk_copy(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar)
+                 : "memory");
 }
 
 __device__ __forceinline__ void wgmma_fence() {
@@ -85,11 +101,6 @@ __device__ __forceinline__ void wgmma_commit() {
 template <int N> __device__ __forceinline__ void wgmma_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
 }
-// cp.async writes through the generic proxy, wgmma reads through the async one.
-__device__ __forceinline__ void fence_proxy_async() {
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-}
-
 // Matrix descriptor of a K-major operand with the 128-byte swizzle: rows 128 bytes apart, groups
 // of 8 rows 1024 bytes apart (stride byte offset), leading byte offset unused for this mode.
 __device__ __forceinline__ uint64_t swizzle128_desc(uint32_t addr) {
@@ -132,18 +143,20 @@ __device__ __forceinline__ void dequant_fragment(uint32_t v, const ColGroup &cg,
 // zero points) of the pair's group, so that no global load is left on the per-stage critical path.
 template <int BT, int WGN, bool ZT> struct WgSmem {
     static constexpr int kTiles = kQ4WgWarpgroups * WGN;                      // column tiles per block
-    static constexpr int kStages = BT <= 64 ? 6 : 5;
     static constexpr int kXBytes = BT * 128;
     static constexpr int kWBytes = kTiles * 4 * kTileBytes;
     static constexpr int kSBytes = kTiles * 2 * 128;                          // [tile][pair][64] fp16
     static constexpr int kStageBytes = (kXBytes + kWBytes + kSBytes * (ZT ? 2 : 1) + 1023) / 1024 * 1024;
+    // As many buffers as fit (227 KB less alignment slack and the static barriers), at most 8: the
+    // consumers waiting for their stage to land was the largest stall (Nsight Compute, 5 buffers).
+    static constexpr int kStages = (232448 - 2048) / kStageBytes < 8 ? (232448 - 2048) / kStageBytes : 8;
     static constexpr size_t kBytes = size_t(kStages) * kStageBytes + 1024;   // + alignment slack
     static_assert(size_t(8) * BT * 17 * 4 <= size_t(kStages) * kStageBytes, "epilogue slabs fit the pipeline buffers");
 };
 
 template <int BT, int WGN, bool ZT, bool OUT32>
 __global__ void __launch_bounds__(kThreads, 1)
-    q4_wgmma_kernel(const __half *__restrict__ xf, int M, int Kx, Q4Dev w, Q4Out out, int stages_per_split) {
+    q4_wgmma_kernel(const __half *__restrict__ xf, int M, int Mp, int Kx, Q4Dev w, Q4Out out, int stages_per_split) {
 #if GPTQ_WGMMA_DEVICE
     using Op = Wgmma<BT>;
     using Sm = WgSmem<BT, WGN, ZT>;
@@ -159,37 +172,53 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int s_begin = blockIdx.z * stages_per_split;
     const int n_stages = min(Kx / kQ4WgStageK, s_begin + stages_per_split) - s_begin;
 
+    // full[b]: buffer b's copies landed (one arrival, the producer's, plus the bytes); empty[b]:
+    // every consumer warp is done with it (its wgmma group completed).
+    __shared__ __align__(8) uint64_t full_bar[kStages], empty_bar[kStages];
+    static_assert(kStages >= 3, "the pipeline needs three buffers");
+    if (tid == 0) {
+        for (int b = 0; b < kStages; ++b) {
+            mbar_init(smem_addr(&full_bar[b]), 1);
+            mbar_init(smem_addr(&empty_bar[b]), kThreads / 32);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+
     // The activations are written by the kernel before (permute); the weights are constant.
     griddep_wait();
     griddep_trigger();
 
-    auto load_stage = [&](int it) {
-        uint8_t *xs = smem + (it % kStages) * Sm::kStageBytes;
-        if (it < n_stages) {
-            const int s = s_begin + it;
-            for (int i = tid; i < BT * 8; i += kThreads) {
-                const int t = i >> 3, j = i & 7, m = m0 + t;
-                const __half *src = xf + size_t(m < M ? m : M - 1) * Kx + s * kQ4WgStageK + j * 8;
-                cp_async16(smem_addr(xs + t * 128 + ((j ^ (t & 7)) << 4)), src, m < M ? 16 : 0);
-            }
-            uint8_t *wsm = xs + Sm::kXBytes;
-            for (int i = tid; i < kTilesPerBlock * 128; i += kThreads) {
-                const int u = i >> 7, kk = (i >> 5) & 3, ln = i & 31;
-                const int nt = nt0 + u, kt = 4 * s + kk;
-                const bool ok = nt < w.NT && kt < w.KT;
-                const uint4 *src = w.qw + (size_t(ok ? nt : 0) * w.KT + (ok ? kt : 0)) * 32 + ln;
-                cp_async16(smem_addr(wsm + i * 16), src, ok ? 16 : 0);
-            }
-            uint8_t *ssm = wsm + Sm::kWBytes;
-            for (int i = tid; i < kTilesPerBlock * 16 * (ZT ? 2 : 1); i += kThreads) {
-                const int z = i / (kTilesPerBlock * 16), r = i % (kTilesPerBlock * 16);
-                const int u = r >> 4, pr = (r >> 3) & 1, ch = r & 7;
-                const int nt = min(nt0 + u, w.NT - 1), grp = min((4 * s + 2 * pr) / w.group_kt, w.G - 1);
-                const __half *src = (z ? w.zeros : w.scales) + (size_t(nt) * w.G + grp) * 64 + ch * 8;
-                cp_async16(smem_addr(ssm + z * Sm::kSBytes + r * 16), src, 16);
+    // Thread 0 is the producer as well: a stage is 1 + 3 (or 5) bulk copies per column tile, a few
+    // instructions, so it needs no warp of its own. The activations of a stage are one contiguous
+    // block of xf (q4_wgmma_permute lays them out as the swizzled shared-memory image).
+    const size_t x_stage_stride = size_t(Mp) * 128;  // bytes of xf per stage
+    auto produce = [&](int it) {
+        if (it >= n_stages) return;
+        const int b = it % kStages, use = it / kStages;
+        if (use > 0) mbar_wait(smem_addr(&empty_bar[b]), (use - 1) & 1);
+        const int s = s_begin + it;
+        const int ktiles = min(4, w.KT - 4 * s);
+        int tiles = 0;
+        for (int u = 0; u < kTilesPerBlock; ++u) tiles += nt0 + u < w.NT;
+        const uint32_t bytes = BT * 128 + tiles * (ktiles * kTileBytes + 2 * 128 * (ZT ? 2 : 1));
+        const uint32_t bar = smem_addr(&full_bar[b]);
+        mbar_expect_tx(bar, bytes);
+        uint8_t *xs = smem + b * Sm::kStageBytes;
+        bulk_copy(smem_addr(xs), reinterpret_cast<const uint8_t *>(xf) + s * x_stage_stride + size_t(m0) * 128,
+                  BT * 128, bar);
+        uint8_t *wsm = xs + Sm::kXBytes, *ssm = wsm + Sm::kWBytes;
+        for (int u = 0; u < tiles; ++u) {
+            const int nt = nt0 + u;
+            bulk_copy(smem_addr(wsm + u * 4 * kTileBytes), w.qw + (size_t(nt) * w.KT + 4 * s) * 32,
+                      ktiles * kTileBytes, bar);
+            for (int pr = 0; pr < 2; ++pr) {
+                const int grp = min((4 * s + 2 * pr) / w.group_kt, w.G - 1);
+                const size_t off = (size_t(nt) * w.G + grp) * 64;
+                bulk_copy(smem_addr(ssm + (u * 2 + pr) * 128), w.scales + off, 128, bar);
+                if (ZT) bulk_copy(smem_addr(ssm + Sm::kSBytes + (u * 2 + pr) * 128), w.zeros + off, 128, bar);
             }
         }
-        cp_async_commit();  // empty groups too: the wait counts stay uniform
     };
 
     float acc[WGN][Op::kRegs];
@@ -200,17 +229,17 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     const __half zh = __float2half(1024.0f + float(w.zero));
     const uint32_t zero2 = h2u(__halves2half2(zh, zh));  // uniform zero point: 1024 + z
-    for (int i = 0; i < kPrefetch; ++i) load_stage(i);
+    if (tid == 0)
+        for (int i = 0; i < kPrefetch; ++i) produce(i);
     // Two register sets of A fragments, alternating by stage parity: a group's A registers must
     // stay untouched until it completes.
     const uint32_t magic = 0x64006400u;
     uint32_t a_even[WGN][4][4], a_odd[WGN][4][4];
 
     auto run_stage = [&](int it, uint32_t (&a)[WGN][4][4]) {
-        cp_async_wait<kPrefetch - 1>();
-        fence_proxy_async();
-        __syncthreads();  // stage it landed for everyone; every group <= it - 2 has completed
-        load_stage(it + kPrefetch);
+        if (tid == 0) produce(it + kPrefetch);
+        mbar_wait(smem_addr(&full_bar[it % kStages]), (it / kStages) & 1);
+        __syncwarp();  // the wgmma instructions below are warp-aligned
         const uint8_t *xs = smem + (it % kStages) * Sm::kStageBytes;
         const uint8_t *wsm = xs + Sm::kXBytes, *ssm = wsm + Sm::kWBytes;
         ColGroup cg[WGN][2];
@@ -242,7 +271,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         wgmma_commit();
 #pragma unroll
         for (int u = 0; u < WGN; ++u) Op::fence(acc[u]);
-        wgmma_wait<1>();
+        wgmma_wait<1>();  // stage it - 1's group has completed: its buffer goes back to the producer
+        if (it > 0 && lane == 0) mbar_arrive(smem_addr(&empty_bar[(it - 1) % kStages]));
     };
 
     int it = 0;
@@ -310,37 +340,46 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-// xf[m, 32P + 16h + i] = x[m, 32P + 8c + 4h + 2hi + e] for i = 2c + e + 8hi (q4_layout.cuh's
-// fragment rows), zero past K. One thread per (row, pair, c): 8 source columns, 4 destinations.
-__global__ void q4_wgmma_permute_kernel(const __half *__restrict__ x, int M, int ldx, int K, int Kx,
+// The activations in the layout's k order, laid out as the shared-memory image of each stage:
+// for stage s (64 k) and row m, 128 bytes at (s * Mp + m) * 128 whose 16-byte chunk j holds slots
+// 8j .. 8j + 7 of the stage and sits at chunk j ^ (m % 8) (the 128-byte swizzle). Slot i of tile
+// kt = 2P + h is the weight's stored row 32P + 8c + 4h + 2hi + e for i = 2c + e + 8hi
+// (q4_layout.cuh); rows m >= M and columns >= K are zeros. One thread per (row, pair, c): 8 source
+// columns, 4 destinations.
+__global__ void q4_wgmma_permute_kernel(const __half *__restrict__ x, int M, int ldx, int K, int Kx, int Mp,
                                         __half *__restrict__ xf) {
     pdl_enter();
     const int m = blockIdx.y;
     const int id = blockIdx.x * blockDim.x + threadIdx.x;  // pair * 4 + c
-    if (m >= M || id >= Kx / 8) return;
+    if (m >= Mp || id >= Kx / 8) return;
     const int P = id >> 2, c = id & 3;
     const int r0 = 32 * P + 8 * c;
-    const __half *src = x + size_t(m) * ldx + r0;
-    uint32_t v[4];
-    if (r0 + 8 <= K) {
-        const uint4 q = *reinterpret_cast<const uint4 *>(src);
-        v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-    } else {
-        __half h[8];
-        for (int i = 0; i < 8; ++i) h[i] = r0 + i < K ? src[i] : __float2half(0.0f);
-        for (int i = 0; i < 4; ++i) v[i] = h2u(__halves2half2(h[2 * i], h[2 * i + 1]));
+    uint32_t v[4] = {0, 0, 0, 0};
+    if (m < M) {
+        const __half *src = x + size_t(m) * ldx + r0;
+        if (r0 + 8 <= K) {
+            const uint4 q = *reinterpret_cast<const uint4 *>(src);
+            v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+        } else {
+            __half h[8];
+            for (int i = 0; i < 8; ++i) h[i] = r0 + i < K ? src[i] : __float2half(0.0f);
+            for (int i = 0; i < 4; ++i) v[i] = h2u(__halves2half2(h[2 * i], h[2 * i + 1]));
+        }
     }
-    uint32_t *dst = reinterpret_cast<uint32_t *>(xf + size_t(m) * Kx + 32 * P + 2 * c);
-    dst[0] = v[0];   // rows 8c + 0, 1 -> tile 0, slots 2c, 2c + 1
-    dst[4] = v[1];   // rows 8c + 2, 3 -> tile 0, slots 2c + 8, 2c + 9
-    dst[8] = v[2];   // rows 8c + 4, 5 -> tile 1, slots 2c, 2c + 1
-    dst[12] = v[3];  // rows 8c + 6, 7 -> tile 1, slots 2c + 8, 2c + 9
+    // Rows 8c + 2i, 2i + 1 go to slots 32 (P % 2) + 8i + 2c, + 1: chunk 4 (P % 2) + i, halves 2c, 2c + 1.
+    __half *row = xf + (size_t(P >> 1) * Mp + m) * 64;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int chunk = (4 * (P & 1) + i) ^ (m & 7);
+        *reinterpret_cast<uint32_t *>(row + chunk * 8 + 2 * c) = v[i];
+    }
 }
 
 __global__ void wgmma_probe_kernel(int *has) { *has = GPTQ_WGMMA_DEVICE; }
 
 template <int BT, int WGN, bool ZT, bool OUT32>
-void launch_wg(const __half *xf, int M, int Kx, const Q4Dev &w, const Q4Out &out, int splits, cudaStream_t stream) {
+void launch_wg(const __half *xf, int M, int Mp, int Kx, const Q4Dev &w, const Q4Out &out, int splits,
+               cudaStream_t stream) {
     using Sm = WgSmem<BT, WGN, ZT>;
     auto kernel = q4_wgmma_kernel<BT, WGN, ZT, OUT32>;
     static std::mutex mu;
@@ -359,29 +398,29 @@ void launch_wg(const __half *xf, int M, int Kx, const Q4Dev &w, const Q4Out &out
     const int tiles_per_block = kQ4WgWarpgroups * WGN;
     dim3 grid(unsigned((w.NT + tiles_per_block - 1) / tiles_per_block), unsigned((M + BT - 1) / BT),
               unsigned((stages + per_split - 1) / per_split));
-    launch(kernel, grid, kThreads, Sm::kBytes, stream, xf, M, Kx, w, out, per_split);
+    launch(kernel, grid, kThreads, Sm::kBytes, stream, xf, M, Mp, Kx, w, out, per_split);
     CUDA_CHECK_LAUNCH();
 }
 
 template <int BT, int WGN>
-void launch_wg_z(const __half *xf, int M, int Kx, const Q4Dev &w, const Q4Out &out, int splits, cudaStream_t stream) {
+void launch_wg_z(const __half *xf, int M, int Mp, int Kx, const Q4Dev &w, const Q4Out &out, int splits,
+                 cudaStream_t stream) {
     const bool zt = w.zeros != nullptr;
     if (out.out32) {
-        if (zt) launch_wg<BT, WGN, true, true>(xf, M, Kx, w, out, splits, stream);
-        else launch_wg<BT, WGN, false, true>(xf, M, Kx, w, out, splits, stream);
+        if (zt) launch_wg<BT, WGN, true, true>(xf, M, Mp, Kx, w, out, splits, stream);
+        else launch_wg<BT, WGN, false, true>(xf, M, Mp, Kx, w, out, splits, stream);
     } else {
-        if (zt) launch_wg<BT, WGN, true, false>(xf, M, Kx, w, out, splits, stream);
-        else launch_wg<BT, WGN, false, false>(xf, M, Kx, w, out, splits, stream);
+        if (zt) launch_wg<BT, WGN, true, false>(xf, M, Mp, Kx, w, out, splits, stream);
+        else launch_wg<BT, WGN, false, false>(xf, M, Mp, Kx, w, out, splits, stream);
     }
 }
 
-// Relative cost of a block tile per unit of work (measured shapes will replace these guesses:
-// small tiles re-read the activations for fewer columns and issue smaller wgmmas).
+// Relative speed of a block tile per unit of work, measured (H200, 7B qkv at M = 2048, same work
+// under each forced tile: 410 / 551 / 738 / 798 / 945 us for 256x1 / 128x2 / 128x1 / 64x1 / 64x2).
 double tile_efficiency(const Q4WgmmaPlan &p) {
-    const int cols = kQ4WgWarpgroups * p.wgn * kQ4TileN;
-    if (p.bt >= 128 && cols >= 256) return 1.0;
-    if (p.bt >= 128 || cols >= 256) return 0.85;
-    return 0.6;
+    if (p.bt == 256) return 1.0;
+    if (p.bt == 128) return p.wgn == 2 ? 0.74 : 0.56;
+    return p.wgn == 1 ? 0.51 : 0.43;
 }
 
 } // namespace
@@ -440,33 +479,34 @@ Q4WgmmaPlan q4_wgmma_plan(int M, const Q4Dev &w, int sm_count, bool out32) {
                 const long blocks = cols * ((M + bt - 1) / bt) * splits;
                 const long waves = (blocks + sm_count - 1) / sm_count;
                 const double work = double(bt) * wgn * stages / splits;  // per block
-                const double t = waves * work / tile_efficiency(p) + (splits > 1 ? 0.05 * work * waves : 0.0);
+                const double t = waves * work / tile_efficiency(p) * (splits > 1 ? 1.05 : 1.0);
                 if (t < best_t) best_t = t, best = p;
             }
     return best;
 }
 
-void q4_wgmma_permute(const __half *x, int M, int ldx, int K, int Kx, __half *xf, cudaStream_t stream) {
+void q4_wgmma_permute(const __half *x, int M, int ldx, int K, int Kx, int Mp, __half *xf, cudaStream_t stream) {
     const int threads = Kx / 8;
-    dim3 grid(unsigned((threads + 127) / 128), unsigned(M));
-    launch(q4_wgmma_permute_kernel, grid, 128, 0, stream, x, M, ldx, K, Kx, xf);
+    dim3 grid(unsigned((threads + 127) / 128), unsigned(Mp));
+    launch(q4_wgmma_permute_kernel, grid, 128, 0, stream, x, M, ldx, K, Kx, Mp, xf);
     CUDA_CHECK_LAUNCH();
 }
 
-void q4_wgmma(const __half *xf, int M, const Q4Dev &w, const Q4Out &out, const Q4WgmmaPlan &plan,
+void q4_wgmma(const __half *xf, int M, int Mp, const Q4Dev &w, const Q4Out &out, const Q4WgmmaPlan &plan,
               cudaStream_t stream) {
     if (!out.out16 == !out.out32 || out.defer) fail(GPTQ_ERR_BACKEND, "q4_wgmma: exactly one of out16 / out32");
     if (!q4_wgmma_plan_valid(plan, out.out32 != nullptr))
         fail(GPTQ_ERR_BACKEND, "q4_wgmma: invalid plan (bt %d, wgn %d, splits %d)", plan.bt, plan.wgn, plan.splits);
     if (w.group_kt % 2 != 0) fail(GPTQ_ERR_BACKEND, "q4_wgmma: groups must be whole tile pairs");
+    if (Mp % plan.bt != 0 || Mp < M) fail(GPTQ_ERR_BACKEND, "q4_wgmma: %d padded rows for %d rows, tile %d", Mp, M, plan.bt);
     const int Kx = q4_wgmma_kx(w);
     if (M <= 0) return;
     switch (plan.bt * 4 + plan.wgn) {
-    case 64 * 4 + 1: launch_wg_z<64, 1>(xf, M, Kx, w, out, plan.splits, stream); break;
-    case 64 * 4 + 2: launch_wg_z<64, 2>(xf, M, Kx, w, out, plan.splits, stream); break;
-    case 128 * 4 + 1: launch_wg_z<128, 1>(xf, M, Kx, w, out, plan.splits, stream); break;
-    case 128 * 4 + 2: launch_wg_z<128, 2>(xf, M, Kx, w, out, plan.splits, stream); break;
-    case 256 * 4 + 1: launch_wg_z<256, 1>(xf, M, Kx, w, out, plan.splits, stream); break;
+    case 64 * 4 + 1: launch_wg_z<64, 1>(xf, M, Mp, Kx, w, out, plan.splits, stream); break;
+    case 64 * 4 + 2: launch_wg_z<64, 2>(xf, M, Mp, Kx, w, out, plan.splits, stream); break;
+    case 128 * 4 + 1: launch_wg_z<128, 1>(xf, M, Mp, Kx, w, out, plan.splits, stream); break;
+    case 128 * 4 + 2: launch_wg_z<128, 2>(xf, M, Mp, Kx, w, out, plan.splits, stream); break;
+    case 256 * 4 + 1: launch_wg_z<256, 1>(xf, M, Mp, Kx, w, out, plan.splits, stream); break;
     default: fail(GPTQ_ERR_BACKEND, "q4_wgmma: no kernel for bt %d wgn %d", plan.bt, plan.wgn);
     }
 }

@@ -7,9 +7,9 @@
 // one 32-bit word of the layout is exactly one thread's A fragment of a 16-column x 16-k slice
 // (q4_wgmma.cu says how). The activations are the B operand, read by the tensor cores from shared
 // memory; the layout's k order inside a tile pair is not the weight's row order, so the activations
-// are first written once in that "fragment order" (q4_wgmma_permute), after which every copy into
-// shared memory is a plain 16-byte cp.async. Nothing is ever expanded to fp16 in global memory, so
-// the product needs no dequantization buffer.
+// are first written once in that "fragment order", as the very image the kernel's shared memory
+// wants (q4_wgmma_permute), after which a stage arrives with a handful of bulk copies. Nothing is
+// ever expanded to fp16 in global memory, so the product needs no dequantization buffer.
 #pragma once
 
 #include "q4_gemm.cuh"
@@ -34,15 +34,20 @@ bool q4_wgmma_supported();
 // Columns of the fragment-ordered activations: the padded K rounded up to a whole stage.
 inline int q4_wgmma_kx(const Q4Dev &w) { return (w.KT * kQ4TileK + kQ4WgStageK - 1) / kQ4WgStageK * kQ4WgStageK; }
 
-// xf[m, 0 .. Kx) = x[m, ·] in the layout's k order, zeros past K. x: [M, ldx] (gathered by perm).
-void q4_wgmma_permute(const __half *x, int M, int ldx, int K, int Kx, __half *xf, cudaStream_t stream);
+// Rows the permuted activations take for M rows under a plan: whole block tiles (zero rows after M).
+inline int q4_wgmma_rows_padded(int M, int bt) { return (M + bt - 1) / bt * bt; }
+
+// xf ([Mp, Kx] elements) = x in the layout's k order, zeros past K and past M, each 64-column
+// stage stored as the swizzled shared-memory image the kernel copies in one piece.
+// x: [M, ldx] (gathered by perm); Mp = q4_wgmma_rows_padded(M, plan.bt).
+void q4_wgmma_permute(const __half *x, int M, int ldx, int K, int Kx, int Mp, __half *xf, cudaStream_t stream);
 
 // The plan q4_wgmma uses by default (GPTQ_Q4_WG="bt,wgn,splits" forces one, for measurements).
 Q4WgmmaPlan q4_wgmma_plan(int M, const Q4Dev &w, int sm_count, bool out32);
 bool q4_wgmma_plan_valid(const Q4WgmmaPlan &p, bool out32);
 
-// y = xf · W with xf from q4_wgmma_permute ([M, q4_wgmma_kx(w)]). out: out16 or out32 (no defer).
-void q4_wgmma(const __half *xf, int M, const Q4Dev &w, const Q4Out &out, const Q4WgmmaPlan &plan,
+// y = xf · W with xf from q4_wgmma_permute (same M, Mp). out: out16 or out32 (no defer).
+void q4_wgmma(const __half *xf, int M, int Mp, const Q4Dev &w, const Q4Out &out, const Q4WgmmaPlan &plan,
               cudaStream_t stream);
 
 } // namespace cuda
