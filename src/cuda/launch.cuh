@@ -11,6 +11,7 @@
 #include "cuda_check.cuh"
 
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -48,27 +49,57 @@ inline std::atomic<int> &pdl_switch() {
 }
 inline void set_pdl(bool on) { pdl_switch() = on ? 1 : 0; }
 
-// An attribute of the current device, asked once per (device, attribute): the launchers plan with a
-// few of them at every call. `fallback` when there is no device or the query fails.
-inline int device_attribute(cudaDeviceAttr attr, int fallback) {
+// A value of the current device computed once per (device, key): attributes, probes, opt-ins,
+// occupancy — properties of a device the launchers consult at every call. Each call site (each
+// lambda type) has its own table, so `key` only tells apart the values of one site. `none` when
+// there is no current device. compute() runs outside the lock: threads that race both compute the
+// same value and the first stores it.
+template <typename T, typename F> T once_per_device(uintptr_t key, T none, F &&compute) {
     static std::mutex mu;
-    static std::map<std::pair<int, int>, int> cache;
+    static std::map<std::pair<int, uintptr_t>, T> cache;
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) {
         cudaGetLastError();
-        return fallback;
+        return none;
     }
+    const auto k = std::make_pair(dev, key);
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        const auto it = cache.find(k);
+        if (it != cache.end()) return it->second;
+    }
+    const T v = compute(dev);
     std::lock_guard<std::mutex> lock(mu);
-    const auto key = std::make_pair(dev, int(attr));
-    const auto it = cache.find(key);
-    if (it != cache.end()) return it->second;
-    int v = 0;
-    if (cudaDeviceGetAttribute(&v, attr, dev) != cudaSuccess) {
-        cudaGetLastError();
-        return fallback;
-    }
-    cache[key] = v;
-    return v;
+    return cache.emplace(k, v).first->second;
+}
+
+// An attribute of the current device; `fallback` when there is no device or the query fails.
+inline int device_attribute(cudaDeviceAttr attr, int fallback) {
+    return once_per_device<int>(uintptr_t(attr), fallback, [&](int dev) {
+        int v = 0;
+        if (cudaDeviceGetAttribute(&v, attr, dev) != cudaSuccess) {
+            cudaGetLastError();
+            return fallback;
+        }
+        return v;
+    });
+}
+
+// Lets `kernel` launch with `bytes` of dynamic shared memory on the current device. Past 48 KB a
+// kernel must opt in, per device: done once, up to all the block may have (the device's limit less
+// the kernel's static shared memory; the opt-in only permits, a launch's occupancy follows the
+// bytes it asks for). More than that is an error status, not a failed launch.
+template <typename... KArgs> void allow_dynamic_smem(void (*kernel)(KArgs...), size_t bytes) {
+    if (bytes <= 48 * 1024) return;
+    const int limit = once_per_device<int>(reinterpret_cast<uintptr_t>(kernel), 0, [&](int) {
+        cudaFuncAttributes fa = {};
+        CUDA_CHECK(cudaFuncGetAttributes(&fa, kernel));
+        const int cap = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 * 1024) - int(fa.sharedSizeBytes);
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, cap));
+        return cap;
+    });
+    if (bytes > size_t(limit))
+        fail(GPTQ_ERR_BACKEND, "a kernel needs %zu bytes of shared memory; the GPU gives it at most %d", bytes, limit);
 }
 
 // Whether the current device takes PDL launches (compute capability >= 9, switched on).

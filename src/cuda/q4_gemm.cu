@@ -26,6 +26,7 @@
 #include "q4_wgmma.cuh"
 
 #include "cuda_check.cuh"
+#include "half_bits.cuh"
 #include "launch.cuh"
 
 #include <algorithm>
@@ -44,27 +45,6 @@ __device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
         : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
         : "l"(p));
     return r;
-}
-
-__device__ __forceinline__ __half2 u2h(uint32_t u) {
-    __half2 h;
-    memcpy(&h, &u, 4);
-    return h;
-}
-__device__ __forceinline__ uint32_t h2u(__half2 h) {
-    uint32_t u;
-    memcpy(&u, &h, 4);
-    return u;
-}
-
-// (a & mask) | magic in one LOP3. Written in C++ the compiler emits an AND and an OR, because a
-// LOP3 takes one immediate operand and both constants are immediates; with the magic number in a
-// register (it stays there across the loop) one instruction does both.
-template <uint32_t kMask>
-__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t magic) {
-    uint32_t d;
-    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "n"(kMask), "r"(magic));
-    return d;
 }
 
 __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -884,9 +864,7 @@ void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
         }
     }
     const int atomic_out = plan.splits > 1 && out.out32 && q4_atomic_enabled() ? 1 : 0;
-    if (smem > 48 * 1024)  // past the default limit a kernel must opt in (on the current device)
-        CUDA_CHECK(cudaFuncSetAttribute(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    allow_dynamic_smem(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD>, smem);
     launch(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD>, grid, kQ4Threads, smem, stream, x, M, ldx, w, plan.pairs_per_split,
            sc.partial, sc.counters, out, p, atomic_out);
     CUDA_CHECK_LAUNCH();
@@ -927,13 +905,12 @@ namespace {
 // a small-M plan is a few KB).
 // The one-token entries ask the instantiation that runs (folded zero point or not).
 int fused_blocks_per_sm(int M, int stage_batch = 4) {
-    static int cache[6] = {0, 0, 0, 0, 0, 0};
     const bool fold = M <= 8 && q4_fold_enabled();
     int i;  // 0 / 3: one token, staging batch 4 / 2; 4 / 5: the same folded; 1, 2: 16, 32 rows
     if (M > 8) i = M <= 16 ? 1 : 2;
     else if (stage_batch == 2) i = fold ? 5 : 3;
     else i = fold ? 4 : 0;
-    if (cache[i] == 0) {
+    return once_per_device<int>(uintptr_t(i), 1, [i](int) {
         int n = 0;
         cudaError_t e = cudaSuccess;
         const size_t smem = 8 * 1024;
@@ -947,9 +924,8 @@ int fused_blocks_per_sm(int M, int stage_batch = 4) {
             cudaGetLastError();
             n = 1;
         }
-        cache[i] = std::max(1, n);
-    }
-    return cache[i];
+        return std::max(1, n);
+    });
 }
 
 std::atomic<int> &split_fit_switch() {  // -1: by M (the default), 0: off, 1: on

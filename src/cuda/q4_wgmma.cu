@@ -16,30 +16,40 @@
 // (what the hardware undoes when it reads through the descriptor). Since the activations were
 // permuted once into fragment order (q4_wgmma_permute), k slot i of tile kt is column 16 kt + i.
 //
-// Pipeline: 5 or 6 buffers in shared memory, each one stage (64 k) of activations, the weight tiles
-// of the block's column tiles and their scales (and zero points); cp.async fills them three or
-// four stages ahead. Each iteration issues the stage's wgmmas as one group and then waits until
-// only that group is in flight, so the tensor cores always have one group queued while the threads
-// dequantize the next stage (into the other of two register sets: a group's A registers stay
-// untouched until it completes).
+// Pipeline: as many buffers in shared memory as fit (at most 8), each one stage (64 k) of
+// activations, the weight tiles of the block's column tiles and their scales (and zero points).
+// A producer warpgroup (one thread of it) issues each stage as a handful of cp.async.bulk copies
+// completing on the buffer's "full" mbarrier, as soon as every consumer warp has released the
+// buffer on its "empty" mbarrier. Each iteration issues the stage's wgmmas as one group and then
+// waits until only that group is in flight, so the tensor cores always have one group queued while
+// the threads dequantize the next stage (into the other of two register sets: a group's A registers
+// stay untouched until it completes); the buffer of the group that completed goes back to the
+// producer.
 #include "q4_wgmma.cuh"
 
 #include "../common.h"
 #include "cuda_check.cuh"
+#include "half_bits.cuh"
 #include "launch.cuh"
 #include "wgmma_ops.cuh"
 
 #include <algorithm>
 #include <cstring>
-#include <map>
-#include <mutex>
 
 namespace gptq {
 namespace cuda {
 
 namespace {
 
-constexpr int kThreads = kQ4WgWarpgroups * 128;
+// The consumer warpgroups (wgmma, dequantization, epilogue) and, after them, one producer warpgroup
+// whose first thread issues the copies. A producer inside a consumer warp held that warp's own stage
+// back whenever it waited for a free buffer (measured, H200, M = 256: 70B gate+up 498 -> 427 us,
+// 70B down 415 -> 295 us with the producer apart). The producer gives most of its registers to the
+// consumers (setmaxnreg), so the 256-token tile keeps its 128 accumulators per thread.
+constexpr int kConsumerThreads = kQ4WgWarpgroups * 128;
+constexpr int kThreads = kConsumerThreads + 128;
+constexpr int kProducerRegs = 40, kConsumerRegs = 232;  // 128 * 40 + 256 * 232 <= 65536
+static_assert(128 * kProducerRegs + kConsumerThreads * kConsumerRegs <= 65536, "the register file holds both roles");
 constexpr int kTileBytes = 32 * 16;  // one 16 x 64 weight tile
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -48,20 +58,8 @@ constexpr int kTileBytes = 32 * 16;  // one 16 x 64 weight tile
 #define GPTQ_WGMMA_DEVICE 0
 #endif
 
-__device__ __forceinline__ uint32_t h2u(__half2 h) {
-    uint32_t u;
-    memcpy(&u, &h, 4);
-    return u;
-}
-
 // Everything below up to the kernel is used by the sm_90a kernel body only.
 #if GPTQ_WGMMA_DEVICE
-
-__device__ __forceinline__ __half2 u2h(uint32_t u) {
-    __half2 h;
-    memcpy(&h, &u, 4);
-    return h;
-}
 
 __device__ __forceinline__ uint32_t smem_addr(const void *p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -106,12 +104,6 @@ template <int N> __device__ __forceinline__ void wgmma_wait() {
 __device__ __forceinline__ uint64_t swizzle128_desc(uint32_t addr) {
     return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) |
            (uint64_t(1) << 62);
-}
-
-template <uint32_t kMask> __device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t magic) {
-    uint32_t d;
-    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "n"(kMask), "r"(magic));
-    return d;
 }
 
 // Scale and zero point of this thread's two columns (16w + g, 16w + 8 + g) in one group.
@@ -161,7 +153,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     using Op = Wgmma<BT>;
     using Sm = WgSmem<BT, WGN, ZT>;
     constexpr int kTilesPerBlock = Sm::kTiles;
-    constexpr int kStages = Sm::kStages, kPrefetch = kStages - 2;
+    constexpr int kStages = Sm::kStages;
     extern __shared__ uint8_t smem_raw[];
     uint8_t *smem = reinterpret_cast<uint8_t *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
 
@@ -179,7 +171,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (tid == 0) {
         for (int b = 0; b < kStages; ++b) {
             mbar_init(smem_addr(&full_bar[b]), 1);
-            mbar_init(smem_addr(&empty_bar[b]), kThreads / 32);
+            mbar_init(smem_addr(&empty_bar[b]), kConsumerThreads / 32);
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
@@ -189,14 +181,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     griddep_wait();
     griddep_trigger();
 
-    // Thread 0 is the producer as well: a stage is 1 + 3 (or 5) bulk copies per column tile, a few
-    // instructions, so it needs no warp of its own. The activations of a stage are one contiguous
-    // block of xf (q4_wgmma_permute lays them out as the swizzled shared-memory image).
+    // A stage is 1 + 3 (or 5) bulk copies per column tile. The activations of a stage are one
+    // contiguous block of xf (q4_wgmma_permute lays them out as the swizzled shared-memory image).
     const size_t x_stage_stride = size_t(Mp) * 128;  // bytes of xf per stage
-    auto produce = [&](int it) {
-        if (it >= n_stages) return;
-        const int b = it % kStages, use = it / kStages;
-        if (use > 0) mbar_wait(smem_addr(&empty_bar[b]), (use - 1) & 1);
+    auto issue = [&](int it) {
+        const int b = it % kStages;
         const int s = s_begin + it;
         const int ktiles = min(4, w.KT - 4 * s);
         int tiles = 0;
@@ -221,6 +210,18 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
     };
 
+    if (tid >= kConsumerThreads) {  // the producer warpgroup
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegs));
+        if (tid == kConsumerThreads)
+            for (int it = 0; it < n_stages; ++it) {
+                const int use = it / kStages;
+                if (use > 0) mbar_wait(smem_addr(&empty_bar[it % kStages]), (use - 1) & 1);
+                issue(it);
+            }
+        return;
+    }
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegs));
+
     float acc[WGN][Op::kRegs];
 #pragma unroll
     for (int u = 0; u < WGN; ++u)
@@ -229,15 +230,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     const __half zh = __float2half(1024.0f + float(w.zero));
     const uint32_t zero2 = h2u(__halves2half2(zh, zh));  // uniform zero point: 1024 + z
-    if (tid == 0)
-        for (int i = 0; i < kPrefetch; ++i) produce(i);
     // Two register sets of A fragments, alternating by stage parity: a group's A registers must
     // stay untouched until it completes.
     const uint32_t magic = 0x64006400u;
     uint32_t a_even[WGN][4][4], a_odd[WGN][4][4];
 
     auto run_stage = [&](int it, uint32_t (&a)[WGN][4][4]) {
-        if (tid == 0) produce(it + kPrefetch);
         mbar_wait(smem_addr(&full_bar[it % kStages]), (it / kStages) & 1);
         __syncwarp();  // the wgmma instructions below are warp-aligned
         const uint8_t *xs = smem + (it % kStages) * Sm::kStageBytes;
@@ -287,9 +285,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     // Epilogue. d[4j + e] is column 16 warp + g + 8 (e / 2) of the tile, token 8j + 2c + e % 2: a
     // warp owns a 16-column slab of its tiles. Each warp stages its slab through shared memory (the
-    // pipeline's buffers are free once every warpgroup has drained) so that a token's 16 columns
-    // leave as whole 32-byte sectors instead of 2- or 4-byte pieces 8 columns apart.
-    __syncthreads();
+    // pipeline's buffers are free once every consumer warpgroup has drained) so that a token's 16
+    // columns leave as whole 32-byte sectors instead of 2- or 4-byte pieces 8 columns apart.
+    asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
     const int c = lane & 3;
     const bool add_bias = out.bias != nullptr && blockIdx.z == 0;
     float *slab = reinterpret_cast<float *>(smem) + size_t(wg * 4 + warp) * BT * 17;  // [BT][17]: no bank conflicts
@@ -382,17 +380,7 @@ void launch_wg(const __half *xf, int M, int Mp, int Kx, const Q4Dev &w, const Q4
                cudaStream_t stream) {
     using Sm = WgSmem<BT, WGN, ZT>;
     auto kernel = q4_wgmma_kernel<BT, WGN, ZT, OUT32>;
-    static std::mutex mu;
-    static std::map<int, bool> configured;  // per device: the shared-memory opt-in is a function attribute
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    {
-        std::lock_guard<std::mutex> lock(mu);
-        if (!configured[dev]) {
-            CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Sm::kBytes)));
-            configured[dev] = true;
-        }
-    }
+    allow_dynamic_smem(kernel, Sm::kBytes);
     const int stages = Kx / kQ4WgStageK;
     const int per_split = (stages + splits - 1) / splits;
     const int tiles_per_block = kQ4WgWarpgroups * WGN;
@@ -416,29 +404,24 @@ void launch_wg_z(const __half *xf, int M, int Mp, int Kx, const Q4Dev &w, const 
 }
 
 // Relative speed of a block tile per unit of work, measured (H200, 7B qkv at M = 2048, same work
-// under each forced tile: 410 / 551 / 738 / 798 / 945 us for 256x1 / 128x2 / 128x1 / 64x1 / 64x2).
+// under each forced tile, producer warpgroup: 347 / 391 / 548 / 692 / 1028 us for 256x1 / 128x2 /
+// 128x1 / 64x2 / 64x1).
 double tile_efficiency(const Q4WgmmaPlan &p) {
     if (p.bt == 256) return 1.0;
-    if (p.bt == 128) return p.wgn == 2 ? 0.74 : 0.56;
-    return p.wgn == 1 ? 0.51 : 0.43;
+    if (p.bt == 128) return p.wgn == 2 ? 0.89 : 0.63;
+    return p.wgn == 2 ? 0.50 : 0.34;
 }
 
 } // namespace
 
 bool q4_wgmma_supported() {
-    static std::mutex mu;
-    static std::map<int, bool> cache;
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) {
-        cudaGetLastError();
-        return false;
-    }
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = cache.find(dev);
-    if (it != cache.end()) return it->second;
-    bool ok = false;
-    if (device_attribute(cudaDevAttrComputeCapabilityMajor, 0) == 9 &&
-        device_attribute(cudaDevAttrComputeCapabilityMinor, -1) == 0) {
+    if (env_int("GPTQ_Q4_WGMMA", 1) == 0) return false;
+    return once_per_device<bool>(0, false, [](int) {
+        if (device_attribute(cudaDevAttrComputeCapabilityMajor, 0) != 9 ||
+            device_attribute(cudaDevAttrComputeCapabilityMinor, -1) != 0)
+            return false;
+        // A Hopper GPU, but the binary may lack sm_90a code (then the kernel body is empty).
+        bool ok = false;
         int *d = nullptr;
         if (cudaMalloc(&d, sizeof(int)) == cudaSuccess) {
             int has = 0;
@@ -447,10 +430,8 @@ bool q4_wgmma_supported() {
             cudaFree(d);
         }
         cudaGetLastError();
-    }
-    if (env_int("GPTQ_Q4_WGMMA", 1) == 0) ok = false;
-    cache[dev] = ok;
-    return ok;
+        return ok;
+    });
 }
 
 bool q4_wgmma_plan_valid(const Q4WgmmaPlan &p, bool out32) {

@@ -3,6 +3,7 @@
 // pack.cpp's quant_params_from_range, rounding half to even), the same stale-group rule (a
 // group's grid is found on W as it stood when the current block started), the same factor.
 #include "cuda/quant_solver.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/quant_pipeline.h"
 
 #include "common.h"
@@ -519,12 +520,7 @@ void GpuSolver::solve(float *W, int N, int K, const GpuFactor &f, const GptqOpti
     a.clip = clip;
     a.hw = opt.mse_h_weighted ? f.hdiag_perm_d.get() : nullptr;
     const int smem = B * kBlockCols * 4;
-    static bool attr_set = false;
-    if (!attr_set) {
-        CUDA_CHECK(cudaFuncSetAttribute(sweep_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        kBlockCols * kBlockCols * 4));
-        attr_set = true;
-    }
+    allow_dynamic_smem(sweep_kernel, size_t(smem));
     const unsigned grid = blocks_for(size_t(N), kWarps * kRowsPerWarp);
     CUBLAS_CHECK(cublasSetStream(h.blas, h.stream));
     for (int i1 = 0; i1 < K; i1 += B) {
