@@ -27,6 +27,7 @@
 #include "src/cuda/launch.cuh"
 #include "src/cuda/q4_gemm.cuh"
 #include "src/cuda/q4_wgmma.cuh"
+#include "src/cuda/random_fill.cuh"
 #include "src/quant/pack.h"
 
 #include <algorithm>
@@ -147,21 +148,6 @@ std::vector<uint16_t> copy_u16(const TensorView &t) {
 
 // ------------------------------------------------------------------ random weights on the GPU
 
-__device__ __forceinline__ uint32_t hash32(uint64_t i, uint64_t seed) {
-    uint64_t x = i * 0x9E3779B97F4A7C15ull + seed * 0xD1B54A32D192ED03ull;
-    x ^= x >> 31;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 29;
-    return uint32_t(x);
-}
-__global__ void fill_u32_kernel(uint32_t *p, size_t n, uint64_t seed) {
-    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
-        p[i] = hash32(i, seed);
-}
-__global__ void fill_f16_kernel(__half *p, size_t n, uint64_t seed, float lo, float hi) {
-    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
-        p[i] = __float2half(lo + (hi - lo) * float(hash32(i, seed) >> 8) * (1.0f / 16777216.0f));
-}
 __global__ void fill_f32_kernel(float *p, size_t n, float v) {
     for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) p[i] = v;
 }
@@ -301,11 +287,9 @@ GpuLinear synthetic_linear(int K, int N, bool q4, int group_size, uint64_t seed)
         L.q4 = true;
         L.qw.alloc(size_t(NT) * KT * 512);
         L.sc.alloc(size_t(NT) * G * 64 * 2);
-        fill_u32_kernel<<<1024, 256>>>(L.qw.as<uint32_t>(), L.qw.bytes() / 4, seed);
+        fill_random_u32(L.qw.as<uint32_t>(), L.qw.bytes() / 4, seed);
         // codes uniform in 0..15 around z = 8: standard deviation ~4.6 code steps.
-        fill_f16_kernel<<<256, 256>>>(L.sc.as<__half>(), L.sc.bytes() / 2, seed + 1, 0.5f * stdw / 4.6f,
-                                      1.5f * stdw / 4.6f);
-        CUDA_CHECK_LAUNCH();
+        fill_random_f16(L.sc.as<__half>(), L.sc.bytes() / 2, seed + 1, 0.5f * stdw / 4.6f, 1.5f * stdw / 4.6f);
         Q4Dev &v = L.q;
         v.qw = L.qw.as<const uint4>();
         v.scales = L.sc.as<const __half>();
@@ -315,8 +299,7 @@ GpuLinear synthetic_linear(int K, int N, bool q4, int group_size, uint64_t seed)
     } else {
         L.w16_own.alloc(size_t(N) * K * 2);
         const float a = stdw * std::sqrt(3.0f);
-        fill_f16_kernel<<<1024, 256>>>(L.w16_own.as<__half>(), size_t(N) * K, seed, -a, a);
-        CUDA_CHECK_LAUNCH();
+        fill_random_f16(L.w16_own.as<__half>(), size_t(N) * K, seed, -a, a);
         L.w16 = L.w16_own.as<const __half>();
     }
     return L;
@@ -363,8 +346,7 @@ public:
         const int H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
         const int QD = c.n_heads * D, KVD = c.n_kv_heads * D;
         embed_.alloc(size_t(c.vocab_size) * H * 2);
-        fill_f16_kernel<<<1024, 256>>>(embed_.as<__half>(), size_t(c.vocab_size) * H, s.seed, -1.0f, 1.0f);
-        CUDA_CHECK_LAUNCH();
+        fill_random_f16(embed_.as<__half>(), size_t(c.vocab_size) * H, s.seed, -1.0f, 1.0f);
         auto ones = [&](DeviceBuffer &b) {
             b.alloc(size_t(H) * 4);
             fill_f32_kernel<<<8, 256>>>(b.as<float>(), size_t(H), 1.0f);

@@ -17,6 +17,7 @@
 #include "cuda/elementwise.cuh"
 #include "cuda/q4_gemm.cuh"
 #include "cuda/q4_wgmma.cuh"
+#include "cuda/random_fill.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -31,29 +32,6 @@ using namespace gptq;
 using namespace gptq::cuda;
 
 namespace {
-
-__device__ __forceinline__ uint32_t hash32(uint64_t i, uint32_t seed) {
-    uint64_t x = i * 0x9E3779B97F4A7C15ull + seed;
-    x ^= x >> 31;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 29;
-    return uint32_t(x);
-}
-
-__global__ void fill_u32(uint32_t *p, size_t n, uint32_t seed) {
-    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
-        p[i] = hash32(i, seed);
-}
-
-__global__ void fill_f16(__half *p, size_t n, uint32_t seed, float lo, float hi) {
-    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
-        p[i] = __float2half(lo + (hi - lo) * float(hash32(i, seed) >> 8) * (1.0f / 16777216.0f));
-}
-
-__global__ void fill_f32(float *p, size_t n, uint32_t seed, float lo, float hi) {
-    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
-        p[i] = lo + (hi - lo) * float(hash32(i, seed) >> 8) * (1.0f / 16777216.0f);
-}
 
 template <class T> T *dev_alloc(size_t n) {
     T *p = nullptr;
@@ -203,21 +181,21 @@ int main(int argc, char **argv) try {
         for (int i = 0; i < cq; ++i) {
             qw[i] = dev_alloc<uint32_t>(qw_words);
             sc[i] = dev_alloc<__half>(sc_elems);
-            fill_u32<<<1024, 256>>>(qw[i], qw_words, 17 + i);
-            fill_f16<<<1024, 256>>>(sc[i], sc_elems, 91 + i, 0.001f, 0.01f);
+            fill_random_u32(qw[i], qw_words, 17 + i);
+            fill_random_f16(sc[i], sc_elems, 91 + i, 0.001f, 0.01f);
         }
         for (int i = 0; i < cf; ++i) {
             w16[i] = dev_alloc<__half>(size_t(K) * N);
-            fill_f16<<<1024, 256>>>(w16[i], size_t(K) * N, 5 + i, -0.05f, 0.05f);
+            fill_random_f16(w16[i], size_t(K) * N, 5 + i, -0.05f, 0.05f);
         }
         __half *x = dev_alloc<__half>(size_t(maxM) * K);
-        fill_f16<<<1024, 256>>>(x, size_t(maxM) * K, 3, -1.0f, 1.0f);
+        fill_random_f16(x, size_t(maxM) * K, 3, -1.0f, 1.0f);
         // Prologue inputs: fp32 residual rows, the norm's weights, gate|up rows.
         float *x32 = dev_alloc<float>(size_t(kQ4FusedMaxM) * K), *normw = dev_alloc<float>(K);
         __half *gu = dev_alloc<__half>(size_t(kQ4FusedMaxM) * 2 * K);
-        fill_f32<<<256, 256>>>(x32, size_t(kQ4FusedMaxM) * K, 7, -2.0f, 2.0f);
-        fill_f32<<<256, 256>>>(normw, size_t(K), 8, 0.5f, 1.5f);
-        fill_f16<<<1024, 256>>>(gu, size_t(kQ4FusedMaxM) * 2 * K, 9, -3.0f, 3.0f);
+        fill_random_f32(x32, size_t(kQ4FusedMaxM) * K, 7, -2.0f, 2.0f);
+        fill_random_f32(normw, size_t(K), 8, 0.5f, 1.5f);
+        fill_random_f16(gu, size_t(kQ4FusedMaxM) * 2 * K, 9, -3.0f, 3.0f);
         __half *y = dev_alloc<__half>(size_t(maxM) * N), *y2 = dev_alloc<__half>(size_t(maxM) * N);
         float *y32 = dev_alloc<float>(size_t(maxM) * N);
         CUDA_CHECK(cudaMemset(y32, 0, size_t(maxM) * N * sizeof(float)));

@@ -6,6 +6,8 @@
 // (UNSUPPORTED, naming the field) rather than silently ignored.
 #include "config.h"
 
+#include "json_describe.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -31,19 +33,6 @@ constexpr int kMaxPositions = 1 << 30;
 
 const char *const kSupported = "llama, mistral, qwen2";
 
-std::string describe(const json &v) {  // short, never recursive (values are untrusted)
-    switch (v.type()) {
-    case json::value_t::object: return "an object";
-    case json::value_t::array: return "a list";
-    case json::value_t::string: {
-        std::string s = v.get_ref<const std::string &>();
-        if (s.size() > 40) s = s.substr(0, 40) + "...";
-        return json(s).dump(-1, ' ', true, json::error_handler_t::replace);
-    }
-    default: return v.dump();
-    }
-}
-
 json parse_json(const std::string &text, const std::string &origin) {
     json j;
     try {
@@ -51,7 +40,7 @@ json parse_json(const std::string &text, const std::string &origin) {
     } catch (const json::exception &e) {
         fail(GPTQ_ERR_FORMAT, "%s: not valid JSON: %s", origin.c_str(), e.what());
     }
-    if (!j.is_object()) fail(GPTQ_ERR_FORMAT, "%s: is %s, not a JSON object", origin.c_str(), describe(j).c_str());
+    if (!j.is_object()) fail(GPTQ_ERR_FORMAT, "%s: is %s, not a JSON object", origin.c_str(), json_describe(j).c_str());
     return j;
 }
 
@@ -83,7 +72,7 @@ public:
             double d = v.get<double>();
             if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e15) return int64_t(d);
         }
-        bad(GPTQ_ERR_FORMAT, key, "must be an integer, found " + describe(v));
+        bad(GPTQ_ERR_FORMAT, key, "must be an integer, found " + json_describe(v));
     }
     int int_in(const char *key, const json &v, int64_t lo, int64_t hi) const {
         int64_t x = to_int(key, v);
@@ -104,24 +93,24 @@ public:
         const json *v = get(key);
         if (!v) return def;
         if (!v->is_number() || !std::isfinite(v->get<double>()))
-            bad(GPTQ_ERR_FORMAT, key, "must be a number, found " + describe(*v));
+            bad(GPTQ_ERR_FORMAT, key, "must be a number, found " + json_describe(*v));
         return v->get<double>();
     }
     bool opt_bool(const char *key, bool def) const {
         const json *v = get(key);
         if (!v) return def;
-        if (!v->is_boolean()) bad(GPTQ_ERR_FORMAT, key, "must be true or false, found " + describe(*v));
+        if (!v->is_boolean()) bad(GPTQ_ERR_FORMAT, key, "must be true or false, found " + json_describe(*v));
         return v->get<bool>();
     }
     std::string opt_str(const char *key, const std::string &def) const {
         const json *v = get(key);
         if (!v) return def;
-        if (!v->is_string()) bad(GPTQ_ERR_FORMAT, key, "must be a string, found " + describe(*v));
+        if (!v->is_string()) bad(GPTQ_ERR_FORMAT, key, "must be a string, found " + json_describe(*v));
         return v->get<std::string>();
     }
     const json *opt_obj(const char *key) const {
         const json *v = get(key);
-        if (v && !v->is_object()) bad(GPTQ_ERR_FORMAT, key, "must be an object, found " + describe(*v));
+        if (v && !v->is_object()) bad(GPTQ_ERR_FORMAT, key, "must be an object, found " + json_describe(*v));
         return v;
     }
     const std::string &origin() const { return origin_; }
@@ -231,7 +220,7 @@ ModelConfig parse_model_config(const std::string &config_json, const std::string
     std::string arch_class;
     if (const json *a = f.get("architectures")) {
         if (!a->is_array() || a->empty() || !(*a)[0].is_string())
-            f.bad(GPTQ_ERR_FORMAT, "architectures", "must be a list of class names, found " + describe(*a));
+            f.bad(GPTQ_ERR_FORMAT, "architectures", "must be a list of class names, found " + json_describe(*a));
         arch_class = (*a)[0].get<std::string>();
     }
     if (f.has("model_type")) {
@@ -310,11 +299,11 @@ ModelConfig parse_model_config(const std::string &config_json, const std::string
         window = f.opt_int("sliding_window", 4096, 1, INT32_MAX);
     }
     if (const json *lt = f.get("layer_types")) {  // transformers >= 4.53 spells the layers out
-        if (!lt->is_array()) f.bad(GPTQ_ERR_FORMAT, "layer_types", "must be a list, found " + describe(*lt));
+        if (!lt->is_array()) f.bad(GPTQ_ERR_FORMAT, "layer_types", "must be a list, found " + json_describe(*lt));
         for (const json &t : *lt) {
-            if (!t.is_string()) f.bad(GPTQ_ERR_FORMAT, "layer_types", "must list strings, found " + describe(t));
+            if (!t.is_string()) f.bad(GPTQ_ERR_FORMAT, "layer_types", "must list strings, found " + json_describe(t));
             if (t != "full_attention" && (window == 0 || t != "sliding_attention"))
-                f.bad(GPTQ_ERR_UNSUPPORTED, "layer_types", "entry " + describe(t) + " is not supported");
+                f.bad(GPTQ_ERR_UNSUPPORTED, "layer_types", "entry " + json_describe(t) + " is not supported");
         }
     }
     if (window > 0 && window < c.max_position_embeddings)
@@ -386,7 +375,7 @@ ModelConfig load_model_config(const std::string &dir) {
                         e["template"].is_string())
                         c.chat_template = e["template"].get<std::string>();
             } else {
-                f.bad(GPTQ_ERR_FORMAT, "chat_template", "must be a string or a list, found " + describe(*ct));
+                f.bad(GPTQ_ERR_FORMAT, "chat_template", "must be a string or a list, found " + json_describe(*ct));
             }
         }
     }

@@ -6,6 +6,8 @@
 // with a message that starts with the file and names the tensor.
 #include "safetensors.h"
 
+#include "json_describe.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -45,21 +47,6 @@ bool dtype_from_name(const std::string &s, DType *out) {
     for (const auto &d : kDTypes)
         if (s == d.name) { *out = d.type; return true; }
     return false;
-}
-
-// A short description of a JSON value for messages. Never dumps arrays or objects: untrusted
-// values may be huge or nested deeply enough to overflow the recursive serializer.
-std::string describe(const json &v) {
-    switch (v.type()) {
-    case json::value_t::object: return "an object";
-    case json::value_t::array: return "a list";
-    case json::value_t::string: {
-        std::string s = v.get_ref<const std::string &>();
-        if (s.size() > 40) s = s.substr(0, 40) + "...";
-        return json(s).dump(-1, ' ', true, json::error_handler_t::replace);
-    }
-    default: return v.dump();
-    }
 }
 
 // A non-negative JSON integer, or false.
@@ -186,7 +173,7 @@ void SafetensorsFile::parse_header(const uint8_t *data, size_t size, const std::
         fail(GPTQ_ERR_FORMAT, "%s: header is not valid JSON: %s", file, e.what());
     }
     if (!header.is_object())
-        fail(GPTQ_ERR_FORMAT, "%s: header is %s, not a JSON object", file, describe(header).c_str());
+        fail(GPTQ_ERR_FORMAT, "%s: header is %s, not a JSON object", file, json_describe(header).c_str());
 
     tensors_.clear();
     index_.clear();
@@ -203,45 +190,45 @@ void SafetensorsFile::parse_header(const uint8_t *data, size_t size, const std::
         if (name == "__metadata__") {
             if (entry.is_null()) continue;
             if (!entry.is_object())
-                fail(GPTQ_ERR_FORMAT, "%s: __metadata__ is %s, not an object of strings", file, describe(entry).c_str());
+                fail(GPTQ_ERR_FORMAT, "%s: __metadata__ is %s, not an object of strings", file, json_describe(entry).c_str());
             for (auto m = entry.begin(); m != entry.end(); ++m) {
                 if (!m.value().is_string())
                     fail(GPTQ_ERR_FORMAT, "%s: __metadata__ value of %s is %s, not a string", file, m.key().c_str(),
-                         describe(m.value()).c_str());
+                         json_describe(m.value()).c_str());
                 metadata_[m.key()] = m.value().get<std::string>();
             }
             continue;
         }
         if (name.empty()) fail(GPTQ_ERR_FORMAT, "%s: a tensor has an empty name", file);
         if (!entry.is_object())
-            fail(GPTQ_ERR_FORMAT, "%s: tensor %s: entry is %s, not an object", file, tname, describe(entry).c_str());
+            fail(GPTQ_ERR_FORMAT, "%s: tensor %s: entry is %s, not an object", file, tname, json_describe(entry).c_str());
 
         // dtype
         auto jd = entry.find("dtype");
         if (jd == entry.end()) fail(GPTQ_ERR_FORMAT, "%s: tensor %s: missing dtype", file, tname);
         if (!jd->is_string())
-            fail(GPTQ_ERR_FORMAT, "%s: tensor %s: dtype is %s, not a string", file, tname, describe(*jd).c_str());
+            fail(GPTQ_ERR_FORMAT, "%s: tensor %s: dtype is %s, not a string", file, tname, json_describe(*jd).c_str());
         const std::string &dname = jd->get_ref<const std::string &>();
         TensorView t;
         if (!dtype_from_name(dname, &t.dtype)) {
             for (const char *foreign : kForeignDTypes)
                 if (dname == foreign)
                     fail(GPTQ_ERR_UNSUPPORTED, "%s: tensor %s: dtype %s is not supported", file, tname, foreign);
-            fail(GPTQ_ERR_FORMAT, "%s: tensor %s: unknown dtype %s", file, tname, describe(*jd).c_str());
+            fail(GPTQ_ERR_FORMAT, "%s: tensor %s: unknown dtype %s", file, tname, json_describe(*jd).c_str());
         }
 
         // shape, and its element count without overflow
         auto js = entry.find("shape");
         if (js == entry.end()) fail(GPTQ_ERR_FORMAT, "%s: tensor %s: missing shape", file, tname);
         if (!js->is_array())
-            fail(GPTQ_ERR_FORMAT, "%s: tensor %s: shape is %s, not a list of integers", file, tname, describe(*js).c_str());
+            fail(GPTQ_ERR_FORMAT, "%s: tensor %s: shape is %s, not a list of integers", file, tname, json_describe(*js).c_str());
         uint64_t numel = 1;
         bool overflow = false;
         for (const json &d : *js) {
             uint64_t v;
             if (!as_u64(d, &v))
                 fail(GPTQ_ERR_FORMAT, "%s: tensor %s: shape has %s, not a non-negative integer", file, tname,
-                     describe(d).c_str());
+                     json_describe(d).c_str());
             if (v > uint64_t(INT64_MAX))
                 fail(GPTQ_ERR_FORMAT, "%s: tensor %s: shape dimension %llu is too large", file, tname, (unsigned long long)v);
             t.shape.push_back(int64_t(v));
@@ -368,12 +355,12 @@ std::unique_ptr<TensorStore> TensorStore::open_dir(const std::string &dir) {
         for (auto it = wm->begin(); it != wm->end(); ++it) {
             if (!it.value().is_string())
                 fail(GPTQ_ERR_FORMAT, "%s: weight_map entry of %s is %s, not a file name", index_path.c_str(),
-                     it.key().c_str(), describe(it.value()).c_str());
+                     it.key().c_str(), json_describe(it.value()).c_str());
             const std::string &shard = it.value().get_ref<const std::string &>();
             // Shards live beside the index; a path elsewhere is a malformed (or hostile) index.
             if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..")
                 fail(GPTQ_ERR_FORMAT, "%s: weight_map entry of %s, %s, is not a file name in the same directory",
-                     index_path.c_str(), it.key().c_str(), describe(it.value()).c_str());
+                     index_path.c_str(), it.key().c_str(), json_describe(it.value()).c_str());
             by_shard[shard].push_back(it.key());
         }
         for (const auto &s : by_shard) {
