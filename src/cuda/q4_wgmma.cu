@@ -51,6 +51,10 @@ constexpr int kThreads = kConsumerThreads + 128;
 constexpr int kProducerRegs = 40, kConsumerRegs = 232;  // 128 * 40 + 256 * 232 <= 65536
 static_assert(128 * kProducerRegs + kConsumerThreads * kConsumerRegs <= 65536, "the register file holds both roles");
 constexpr int kTileBytes = 32 * 16;  // one 16 x 64 weight tile
+// Row stride (floats) of a warp's epilogue slab: thread (g, c) writes rows 2c (+ 1), column g
+// (+ 8), so 2c * 20 + g covers the 32 banks once (a stride of 17 put 4 threads on one bank; Nsight
+// Compute: 4-way conflicts on every epilogue store). Reads of 16 columns x 2 rows conflict 2-way.
+constexpr int kSlabStride = 20;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define GPTQ_WGMMA_DEVICE 1
@@ -143,7 +147,7 @@ template <int BT, int WGN, bool ZT> struct WgSmem {
     // consumers waiting for their stage to land was the largest stall (Nsight Compute, 5 buffers).
     static constexpr int kStages = (232448 - 2048) / kStageBytes < 8 ? (232448 - 2048) / kStageBytes : 8;
     static constexpr size_t kBytes = size_t(kStages) * kStageBytes + 1024;   // + alignment slack
-    static_assert(size_t(8) * BT * 17 * 4 <= size_t(kStages) * kStageBytes, "epilogue slabs fit the pipeline buffers");
+    static_assert(size_t(8) * BT * kSlabStride * 4 <= size_t(kStages) * kStageBytes, "epilogue slabs fit the buffers");
 };
 
 template <int BT, int WGN, bool ZT, bool OUT32>
@@ -290,7 +294,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
     const int c = lane & 3;
     const bool add_bias = out.bias != nullptr && blockIdx.z == 0;
-    float *slab = reinterpret_cast<float *>(smem) + size_t(wg * 4 + warp) * BT * 17;  // [BT][17]: no bank conflicts
+    float *slab = reinterpret_cast<float *>(smem) + size_t(wg * 4 + warp) * BT * kSlabStride;  // [BT][kSlabStride]
 #pragma unroll
     for (int u = 0; u < WGN; ++u) {
         const int nt = nt0 + wg * WGN + u;
@@ -299,7 +303,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int j = 0; j < BT / 8; ++j)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) slab[(8 * j + 2 * c + (e & 1)) * 17 + g + 8 * (e >> 1)] = acc[u][4 * j + e];
+            for (int e = 0; e < 4; ++e) slab[(8 * j + 2 * c + (e & 1)) * kSlabStride + g + 8 * (e >> 1)] = acc[u][4 * j + e];
         __syncwarp();
         // Lane l handles column l % 16 of tokens t = l / 16, l / 16 + 2, ...: 16 consecutive lanes
         // cover one token's 16 columns (64 contiguous bytes of fp32, 32 of fp16).
@@ -310,7 +314,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             if constexpr (OUT32) {
                 float *dst = out.out32 + size_t(m0) * out.ldo + n;
                 if (gridDim.z > 1) {
-                    for (int t = lane >> 4; t < t_end; t += 2) atomicAdd(dst + size_t(t) * out.ldo, slab[t * 17 + col] + b);
+                    for (int t = lane >> 4; t < t_end; t += 2) atomicAdd(dst + size_t(t) * out.ldo, slab[t * kSlabStride + col] + b);
                 } else {
                     // Loads first, stores after: interleaved, each load would wait for the store before it.
                     constexpr int kBatch = 8;
@@ -324,13 +328,13 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
                         for (int i = 0; i < kBatch; ++i) {
                             const int t = t0 + 2 * i;
-                            if (t < t_end) dst[size_t(t) * out.ldo] = v[i] + slab[t * 17 + col] + b;
+                            if (t < t_end) dst[size_t(t) * out.ldo] = v[i] + slab[t * kSlabStride + col] + b;
                         }
                     }
                 }
             } else {
                 __half *dst = out.out16 + size_t(m0) * out.ldo + n;
-                for (int t = lane >> 4; t < t_end; t += 2) dst[size_t(t) * out.ldo] = __float2half_rn(slab[t * 17 + col] + b);
+                for (int t = lane >> 4; t < t_end; t += 2) dst[size_t(t) * out.ldo] = __float2half_rn(slab[t * kSlabStride + col] + b);
             }
         }
         __syncwarp();
