@@ -502,11 +502,11 @@ public:
         if (kx && nb_ >= ws_.wgmma_min_m && q4_wgmma_supported()) {
             // Hopper: batches of wgmma_min_m .. wgmma_max_m rows on the wgmma kernel, which needs
             // the activations permuted (rows of the widest K), not a dequantized copy of a weight.
-            const size_t rows = size_t(q4_wgmma_rows_padded(std::min(nb_, ws_.wgmma_max_m), 256));
-            q4_xfrag_.alloc(rows * kx * 2);
+            const size_t elems = q4_wgmma_xfrag_elems(std::min(nb_, ws_.wgmma_max_m), int(kx));
+            q4_xfrag_.alloc(elems * 2);
             ws_.wgmma = true;
             ws_.xfrag = q4_xfrag_.as<__half>();
-            ws_.xfrag_elems = rows * kx;
+            ws_.xfrag_elems = elems;
         }
         const int deq_from = ws_.wgmma ? ws_.wgmma_max_m + 1 : ws_.large_m;  // rows that take dequantize + cuBLAS
         if (nb_ >= deq_from && deq) {

@@ -223,7 +223,7 @@ int main(int argc, char **argv) try {
         ws.dequant = dev_alloc<__half>(ws.dequant_elems);
         const bool wgmma = q4_wgmma_supported();
         if (wgmma) {
-            ws.xfrag_elems = size_t(q4_wgmma_rows_padded(maxM, 256)) * q4_wgmma_kx(q4view(0));
+            ws.xfrag_elems = q4_wgmma_xfrag_elems(maxM, q4_wgmma_kx(q4view(0)));
             ws.xfrag = dev_alloc<__half>(ws.xfrag_elems);
         }
 

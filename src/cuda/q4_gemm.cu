@@ -1088,13 +1088,13 @@ int fused_passes(const __half *x, int ldx, const Q4Prologue *pro, int M, const Q
 namespace {
 
 // Rows per pass of the wgmma path (0: the path is not taken for M rows of w). The permuted
-// activations take whole tiles of up to 256 rows.
+// activations take whole tiles of up to kQ4WgMaxRows rows.
 int wgmma_rows(int M, const Q4Dev &w, const Q4Workspace &ws) {
     if (!ws.wgmma || !ws.xfrag || M < ws.wgmma_min_m || w.group_kt % 2 != 0) return 0;
     if (M > ws.wgmma_max_m && ws.dequant && ws.cublas) return 0;
     const size_t fit = ws.xfrag_elems / size_t(q4_wgmma_kx(w));
-    if (fit >= size_t(q4_wgmma_rows_padded(M, 256))) return M;
-    return fit >= 256 ? int(fit / 256 * 256) : 0;
+    if (fit >= size_t(q4_wgmma_rows_padded(M, kQ4WgMaxRows))) return M;
+    return fit >= size_t(kQ4WgMaxRows) ? int(fit / kQ4WgMaxRows * kQ4WgMaxRows) : 0;
 }
 
 void wgmma_passes(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,

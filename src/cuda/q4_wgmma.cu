@@ -51,6 +51,7 @@ constexpr int kThreads = kConsumerThreads + 128;
 constexpr int kProducerRegs = 40, kConsumerRegs = 232;  // 128 * 40 + 256 * 232 <= 65536
 static_assert(128 * kProducerRegs + kConsumerThreads * kConsumerRegs <= 65536, "the register file holds both roles");
 constexpr int kTileBytes = 32 * 16;  // one 16 x 64 weight tile
+constexpr int kSmemPerBlock = 227 * 1024;  // sm_90's opt-in limit (the only target of this kernel)
 // Row stride (floats) of a warp's epilogue slab: thread (g, c) writes rows 2c (+ 1), column g
 // (+ 8), so 2c * 20 + g covers the 32 banks once (a stride of 17 put 4 threads on one bank; Nsight
 // Compute: 4-way conflicts on every epilogue store). Reads of 16 columns x 2 rows conflict 2-way.
@@ -143,9 +144,10 @@ template <int BT, int WGN, bool ZT> struct WgSmem {
     static constexpr int kWBytes = kTiles * 4 * kTileBytes;
     static constexpr int kSBytes = kTiles * 2 * 128;                          // [tile][pair][64] fp16
     static constexpr int kStageBytes = (kXBytes + kWBytes + kSBytes * (ZT ? 2 : 1) + 1023) / 1024 * 1024;
-    // As many buffers as fit (227 KB less alignment slack and the static barriers), at most 8: the
+    // As many buffers as fit (less alignment slack and the static barriers), at most 8: the
     // consumers waiting for their stage to land was the largest stall (Nsight Compute, 5 buffers).
-    static constexpr int kStages = (232448 - 2048) / kStageBytes < 8 ? (232448 - 2048) / kStageBytes : 8;
+    static constexpr int kFit = (kSmemPerBlock - 2048) / kStageBytes;
+    static constexpr int kStages = kFit < 8 ? kFit : 8;
     static constexpr size_t kBytes = size_t(kStages) * kStageBytes + 1024;   // + alignment slack
     static_assert(size_t(8) * BT * kSlabStride * 4 <= size_t(kStages) * kStageBytes, "epilogue slabs fit the buffers");
 };

@@ -26,6 +26,7 @@ struct Q4WgmmaPlan {
 };
 constexpr int kQ4WgWarpgroups = 2;  // warpgroups per block
 constexpr int kQ4WgStageK = 64;     // k per pipeline stage: one 128-byte swizzled row of activations
+constexpr int kQ4WgMaxRows = 256;   // the largest block tile's tokens: the permuted buffer holds whole ones
 
 // Whether the current device runs the sm_90a kernel (a Hopper GPU and a binary built with sm_90a).
 // Asked once per device.
@@ -36,6 +37,12 @@ inline int q4_wgmma_kx(const Q4Dev &w) { return (w.KT * kQ4TileK + kQ4WgStageK -
 
 // Rows the permuted activations take for M rows under a plan: whole block tiles (zero rows after M).
 inline int q4_wgmma_rows_padded(int M, int bt) { return (M + bt - 1) / bt * bt; }
+
+// Elements of a permuted-activation buffer (Q4Workspace::xfrag) that takes `rows` rows of K up to
+// kx = q4_wgmma_kx(w) in one pass, under any plan.
+inline size_t q4_wgmma_xfrag_elems(int rows, int kx) {
+    return size_t(q4_wgmma_rows_padded(rows, kQ4WgMaxRows)) * size_t(kx);
+}
 
 // xf ([Mp, Kx] elements) = x in the layout's k order, zeros past K and past M, each 64-column
 // stage stored as the swizzled shared-memory image the kernel copies in one piece.
