@@ -507,6 +507,12 @@ public:
             ws_.wgmma = true;
             ws_.xfrag = q4_xfrag_.as<__half>();
             ws_.xfrag_elems = elems;
+            // Stream-K plans into fp16 hand over the sums of cut tiles: a slot and a flag per SM.
+            q4_sk_partial_.alloc(q4_wgmma_sk_floats(b_.sm_count_) * 4);
+            q4_sk_flags_.alloc(size_t(b_.sm_count_) * 4);
+            CUDA_CHECK(cudaMemsetAsync(q4_sk_flags_.as<void>(), 0, q4_sk_flags_.bytes(), 0));
+            ws_.wgmma_sk = {q4_sk_partial_.as<float>(), q4_wgmma_sk_floats(b_.sm_count_), q4_sk_flags_.as<unsigned>(),
+                            b_.sm_count_};
         }
         const int deq_from = ws_.wgmma ? ws_.wgmma_max_m + 1 : ws_.large_m;  // rows that take dequantize + cuBLAS
         if (nb_ >= deq_from && deq) {
@@ -802,7 +808,8 @@ private:
     int n_ctx_, n_seq_, nb_;
     int ldn_ = 0, ldqkv_ = 0, ldatt_ = 0, chunks_max_ = 1;
     DeviceBuffer ids_, x32_, xn_, xg_, qkv_, att_, gu_, act_, logits_, cache_;
-    DeviceBuffer q4_partial_, q4_counters_, q4_deq_, q4_xfrag_, split_scratch_, attn_counters_, gemm_scratch_, cublas_ws_;
+    DeviceBuffer q4_partial_, q4_counters_, q4_deq_, q4_xfrag_, q4_sk_partial_, q4_sk_flags_;
+    DeviceBuffer split_scratch_, attn_counters_, gemm_scratch_, cublas_ws_;
     DeviceBuffer qkv_part_, gu_part_;  // deferred split shares (few-row batches)
     size_t gemm_scratch_bytes_ = 0;
     std::vector<KVLayer> kv_;

@@ -225,6 +225,11 @@ int main(int argc, char **argv) try {
         if (wgmma) {
             ws.xfrag_elems = q4_wgmma_xfrag_elems(maxM, q4_wgmma_kx(q4view(0)));
             ws.xfrag = dev_alloc<__half>(ws.xfrag_elems);
+            ws.wgmma_sk.partial_floats = q4_wgmma_sk_floats(ws.sm_count);
+            ws.wgmma_sk.partial = dev_alloc<float>(ws.wgmma_sk.partial_floats);
+            ws.wgmma_sk.n_flags = ws.sm_count;
+            ws.wgmma_sk.flags = dev_alloc<unsigned>(ws.sm_count);
+            CUDA_CHECK(cudaMemset(ws.wgmma_sk.flags, 0, ws.sm_count * sizeof(unsigned)));
         }
 
         Q4Out o16;
@@ -396,25 +401,32 @@ int main(int argc, char **argv) try {
                     q4_matmul(x, M, K, q4view(0), o16, wd, 0);
                     const double diff = rel_l2_f16(y2, y, size_t(M) * N);
                     const double tw = timer.us([&](int i) { q4_matmul(x, M, K, q4view(i), o16, ww, 0); }, iters);
-                    const Q4WgmmaPlan pl = q4_wgmma_plan(M, q4view(0), ws.sm_count, false);
-                    std::snprintf(buf, sizeof buf, " | wgmma %.1f (bt %d wgn %d; vs deq+cuBLAS rel L2 %.1e) forced:",
-                                  tw, pl.bt, pl.wgn, diff);
+                    const Q4WgmmaPlan pl = q4_wgmma_plan(M, q4view(0), ws.sm_count, false, true);
+                    std::snprintf(buf, sizeof buf, " | wgmma %.1f (bt %d wgn %d sk %d; vs deq+cuBLAS rel L2 %.1e) forced:",
+                                  tw, pl.bt, pl.wgn, pl.sk, diff);
                     notes += buf;
-                    const int tiles[][2] = {{64, 1}, {64, 2}, {128, 1}, {128, 2}, {256, 1}};
+                    // Every tile on the classic grid, then two tiles under stream-K.
+                    const int tiles[][3] = {{64, 1, 0}, {64, 2, 0},   {128, 1, 0},          {128, 2, 0},
+                                            {256, 1, 0}, {128, 1, ws.sm_count}, {256, 1, ws.sm_count}};
                     for (const auto &t : tiles) {
-                        ww.wgmma_force[0] = t[0], ww.wgmma_force[1] = t[1], ww.wgmma_force[2] = 1;
+                        ww.wgmma_force[0] = t[0], ww.wgmma_force[1] = t[1], ww.wgmma_force[2] = 1, ww.wgmma_force[3] = t[2];
                         const double tt = timer.us([&](int i) { q4_matmul(x, M, K, q4view(i), o16, ww, 0); }, iters);
-                        std::snprintf(buf, sizeof buf, " %dx%d:%.1f", t[0], t[1], tt);
+                        std::snprintf(buf, sizeof buf, " %dx%d%s:%.1f", t[0], t[1], t[2] ? "sk" : "", tt);
                         notes += buf;
                     }
                     Q4Out o32w;
                     o32w.out32 = y32;
                     o32w.ldo = N;
                     ww.wgmma_force[0] = 0;
-                    const Q4WgmmaPlan p32 = q4_wgmma_plan(M, q4view(0), ws.sm_count, true);
+                    const Q4WgmmaPlan p32 = q4_wgmma_plan(M, q4view(0), ws.sm_count, true, true);
                     const double t32 = timer.us([&](int i) { q4_matmul(x, M, K, q4view(i), o32w, ww, 0); }, iters);
-                    std::snprintf(buf, sizeof buf, " | out32 %.1f (bt %d wgn %d splits %d)", t32, p32.bt, p32.wgn,
-                                  p32.splits);
+                    const Q4WgmmaPlan c32 = q4_wgmma_plan(M, q4view(0), ws.sm_count, true, false);
+                    ww.wgmma_force[0] = c32.bt, ww.wgmma_force[1] = c32.wgn, ww.wgmma_force[2] = c32.splits;
+                    ww.wgmma_force[3] = 0;
+                    const double c32t = timer.us([&](int i) { q4_matmul(x, M, K, q4view(i), o32w, ww, 0); }, iters);
+                    ww.wgmma_force[0] = 0;
+                    std::snprintf(buf, sizeof buf, " | out32 %.1f (bt %d wgn %d splits %d sk %d; classic grid %dx%d/%d %.1f)",
+                                  t32, p32.bt, p32.wgn, p32.splits, p32.sk, c32.bt, c32.wgn, c32.splits, c32t);
                     notes += buf;
                     if (tw < best) {
                         best = tw;
@@ -425,7 +437,7 @@ int main(int argc, char **argv) try {
             if (M == 1) t1 = best;
             const double floor_us = q4_bytes / bw * 1e6;
             if (M == 1) t1g = graph_us;
-            char line[1400];
+            char line[2400];
             std::snprintf(line, sizeof line,
                           "%-12s %5d %5d | %9.1f %9s %9.1f %9.1f | %8.2f %8.2f %8.2f | graph %6.1f %5.2fx floor %5.2fx M1 | %s",
                           s.name, K, M, best, path, fp16, floor_us, best / floor_us, best / fp16,
@@ -449,6 +461,8 @@ int main(int argc, char **argv) try {
         CUDA_CHECK(cudaFree(ws.fused.counters));
         CUDA_CHECK(cudaFree(ws.dequant));
         if (ws.xfrag) CUDA_CHECK(cudaFree(ws.xfrag));
+        if (ws.wgmma_sk.partial) CUDA_CHECK(cudaFree(ws.wgmma_sk.partial));
+        if (ws.wgmma_sk.flags) CUDA_CHECK(cudaFree(ws.wgmma_sk.flags));
     }
     std::printf("\nsummary (q4 = best path; floor = 4-bit weights + fp16 scales at the measured copy bandwidth)\n");
     for (auto &l : lines) std::printf("%s\n", l.c_str());

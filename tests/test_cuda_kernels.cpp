@@ -244,6 +244,8 @@ struct Workspace {
     std::unique_ptr<Dev<float>> partial;
     std::unique_ptr<Dev<unsigned>> counters;
     std::unique_ptr<Dev<h16>> deq, xfrag;
+    std::unique_ptr<Dev<float>> sk_partial;
+    std::unique_ptr<Dev<unsigned>> sk_flags;
     cublasHandle_t cublas = nullptr;
     Q4Workspace ws;
     Workspace() {
@@ -259,6 +261,11 @@ struct Workspace {
         xfrag = std::make_unique<Dev<h16>>(size_t(1) << 22);
         ws.xfrag = reinterpret_cast<__half *>(xfrag->p);
         ws.xfrag_elems = xfrag->n;  // ws.wgmma stays off unless a test asks for it
+        const int sms = sm_count();
+        sk_partial = std::make_unique<Dev<float>>(q4_wgmma_sk_floats(sms));
+        sk_flags = std::make_unique<Dev<unsigned>>(size_t(sms));
+        CUDA_CHECK(cudaMemset(sk_flags->p, 0, sk_flags->n * sizeof(unsigned)));
+        ws.wgmma_sk = {sk_partial->p, sk_partial->n, sk_flags->p, sms};
         ws.cublas = cublas;
         ws.sm_count = sm_count();
     }
@@ -519,15 +526,19 @@ TEST_CASE("q4 large-M paths (fused passes and dequantize + cuBLAS) match the ref
     }
 }
 
-TEST_CASE("q4 wgmma kernel (sm_90a) matches the reference for every block tile and output") {
+TEST_CASE("q4 wgmma kernel (sm_90a) matches the reference for every block tile, schedule and output") {
     if (!q4_wgmma_supported()) {
         MESSAGE("skipped: the wgmma kernel needs a Hopper GPU and an sm_90a build");
         return;
     }
     std::mt19937 rng(21);
     Workspace W;
-    // {bt, wgn, splits}; splits > 1 only for fp32 outputs. {0, 0, 0}: the planner's choice.
-    const int plans[][3] = {{0, 0, 0}, {64, 1, 1}, {64, 2, 1}, {128, 1, 1}, {128, 2, 1}, {256, 1, 1}};
+    const int sms = sm_count();
+    // {bt, wgn, stream-K blocks}; {0, 0, 0}: the planner's choice. Stream-K over 3 or 7 blocks runs
+    // several tiles per block (whole ones in the middle of a run stored straight from registers),
+    // over every SM only a few stages per block (a tile's sums handed over by a dozen blocks).
+    const int plans[][3] = {{0, 0, 0},   {64, 1, 0}, {64, 2, 0},   {128, 1, 0},  {128, 2, 0},
+                            {256, 1, 0}, {64, 1, 7}, {64, 2, sms}, {128, 1, 3}, {256, 1, 7}, {256, 1, sms}};
     for (const LayerCase &c : kCases) {
         GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
         auto d = upload_layer(L);
@@ -544,15 +555,20 @@ TEST_CASE("q4 wgmma kernel (sm_90a) matches the reference for every block tile a
                 ws.wgmma = true;
                 ws.large_m = 1 << 30;  // nothing may fall back to dequantize + cuBLAS unnoticed
                 ws.dequant = nullptr;
-                std::copy(pl, pl + 3, ws.wgmma_force);
-                INFO("K=" << L.K << " N=" << L.N << " M=" << M << " plan bt=" << pl[0] << " wgn=" << pl[1]);
+                ws.wgmma_force[0] = pl[0], ws.wgmma_force[1] = pl[1], ws.wgmma_force[2] = 1, ws.wgmma_force[3] = pl[2];
+                INFO("K=" << L.K << " N=" << L.N << " M=" << M << " plan bt=" << pl[0] << " wgn=" << pl[1]
+                          << " stream-K blocks=" << pl[2]);
                 CHECK(rel_err(ref, gpu_q4(*d, x, M, 0, ws, nullptr, nullptr, nullptr)) < 3e-3);
                 for (int splits : {1, 3}) {  // fp32 accumulation (the residual stream), with bias
+                    if (pl[2] && splits > 1) continue;
                     if (pl[0]) ws.wgmma_force[2] = splits;
                     INFO("out32 splits=" << splits);
                     CHECK(rel_err(ref_acc, gpu_q4(*d, x, M, 0, ws, nullptr, &init, &bias)) < 1e-3);
                 }
             }
+            // Every flag a stream-K launch raised was consumed and lowered again.
+            auto flags = W.sk_flags->download();
+            CHECK(std::count(flags.begin(), flags.end(), 0u) == long(flags.size()));
         }
     }
 }

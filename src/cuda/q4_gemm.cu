@@ -1105,11 +1105,13 @@ void wgmma_passes(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
         Q4Out o = out;
         if (o.out16) o.out16 += size_t(m0) * o.ldo;
         if (o.out32) o.out32 += size_t(m0) * o.ldo;
-        Q4WgmmaPlan plan = q4_wgmma_plan(mc, w, ws.sm_count, o.out32 != nullptr);
-        if (ws.wgmma_force[0]) plan = {ws.wgmma_force[0], ws.wgmma_force[1], ws.wgmma_force[2]};
+        const bool out32 = o.out32 != nullptr;
+        Q4WgmmaPlan plan = q4_wgmma_plan(mc, w, ws.sm_count, out32, out32 || q4_wgmma_sk_ready(ws.wgmma_sk, ws.sm_count));
+        if (ws.wgmma_force[0])
+            plan = {ws.wgmma_force[0], ws.wgmma_force[1], ws.wgmma_force[2], ws.wgmma_force[3]};
         const int Mp = q4_wgmma_rows_padded(mc, plan.bt);
         q4_wgmma_permute(x + size_t(m0) * ldx, mc, ldx, w.K, Kx, Mp, ws.xfrag, stream);
-        q4_wgmma(ws.xfrag, mc, Mp, w, o, plan, stream);
+        q4_wgmma(ws.xfrag, mc, Mp, w, o, plan, ws.wgmma_sk, stream);
     }
 }
 

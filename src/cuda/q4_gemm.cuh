@@ -120,6 +120,15 @@ struct Q4Scratch {
     int n_counters = 0;
 };
 
+// Scratch of the wgmma kernel's stream-K plans into fp16 outputs (q4_wgmma.cuh): a slot of fp32
+// sums and a flag per block (flags zeroed once at allocation; every launch leaves them zero).
+struct Q4WgScratch {
+    float *partial = nullptr;
+    size_t partial_floats = 0;
+    unsigned *flags = nullptr;
+    int n_flags = 0;
+};
+
 // x: [M, ldx] fp16, 16-byte aligned, ldx % 8 == 0, already gathered by w.perm when set.
 // M <= kQ4FusedMaxM; out.ldo even.
 // pro (optional): the activations are computed from pro's inputs instead of read from x (x unused).
@@ -145,7 +154,8 @@ struct Q4Workspace {
     int wgmma_max_m = 256;
     __half *xfrag = nullptr;
     size_t xfrag_elems = 0;
-    int wgmma_force[3] = {0, 0, 0};  // {bt, wgn, splits}: a forced plan (tests, benchmarks); 0 = planned
+    Q4WgScratch wgmma_sk;  // stream-K plans into fp16 take it where it holds sm_count blocks
+    int wgmma_force[4] = {0, 0, 0, 0};  // {bt, wgn, splits, sk}: a forced plan (tests, benchmarks); 0 = planned
 };
 
 // For the benchmark: mode 0 = q4_fused, 1 = its weight loads only, 2 = its compute only (no

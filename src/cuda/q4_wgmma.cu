@@ -18,9 +18,9 @@
 //
 // Pipeline: as many buffers in shared memory as fit (at most 8), each one stage (64 k) of
 // activations, the weight tiles of the block's column tiles and their scales (and zero points).
-// A producer warpgroup (one thread of it) issues each stage as a handful of cp.async.bulk copies
-// completing on the buffer's "full" mbarrier, as soon as every consumer warp has released the
-// buffer on its "empty" mbarrier. Each iteration issues the stage's wgmmas as one group and then
+// A producer warpgroup issues each stage as a handful of cp.async.bulk copies (a warp per kind, a
+// lane per copy) completing on the buffer's "full" mbarrier, as soon as every consumer warp has
+// released the buffer on its "empty" mbarrier. Each iteration issues the stage's wgmmas as one group and then
 // waits until only that group is in flight, so the tensor cores always have one group queued while
 // the threads dequantize the next stage (into the other of two register sets: a group's A registers
 // stay untouched until it completes); the buffer of the group that completed goes back to the
@@ -152,31 +152,68 @@ template <int BT, int WGN, bool ZT> struct WgSmem {
     static_assert(size_t(8) * BT * kSlabStride * 4 <= size_t(kStages) * kStageBytes, "epilogue slabs fit the buffers");
 };
 
-template <int BT, int WGN, bool ZT, bool OUT32>
+// What the blocks of one launch compute: runs of consecutive (tile, stage) units, the tiles laid end
+// to end (tile t = column block t / row_blocks, token block t % row_blocks), `stages` units each.
+// Classic grid (units == 0): block (x, y, z) takes stages [z * per_split, ...) of tile
+// x * row_blocks + y. Stream-K (units = tiles * stages): block b of gridDim.x takes units
+// [b * units / gridDim.x, (b + 1) * units / gridDim.x), so every SM gets the same work whatever the
+// tile count; a tile cut between blocks is finished by the block that ran its first stages (it
+// reaches them last, at the end of its run), the others hand over their sums.
+struct WgWork {
+    int stages = 0;
+    int row_blocks = 1;
+    int per_split = 0;
+    int units = 0;
+    float *partial = nullptr;   // stream-K, fp16 output: a slot of fp32 sums per block
+    unsigned *flags = nullptr;  // ... and a flag per block: 1 while its slot holds its first tile's sums
+};
+
+#if GPTQ_WGMMA_DEVICE
+// (units * gridDim.x < 2^31: launch_wg checks; a 64-bit division would cost registers the tile needs.)
+__device__ __forceinline__ int sk_begin(const WgWork &wk, int b) { return int(unsigned(wk.units) * unsigned(b) / gridDim.x); }
+__device__ __forceinline__ unsigned ld_acquire(const unsigned *p) {
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void st_release(unsigned *p, unsigned v) {
+    asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+#endif
+
+template <int BT, int WGN, bool ZT, bool OUT32, bool SK>
 __global__ void __launch_bounds__(kThreads, 1)
-    q4_wgmma_kernel(const __half *__restrict__ xf, int M, int Mp, int Kx, Q4Dev w, Q4Out out, int stages_per_split) {
+    q4_wgmma_kernel(const __half *__restrict__ xf, int M, int Mp, Q4Dev w, Q4Out out, WgWork wk) {
 #if GPTQ_WGMMA_DEVICE
     using Op = Wgmma<BT>;
     using Sm = WgSmem<BT, WGN, ZT>;
     constexpr int kTilesPerBlock = Sm::kTiles;
     constexpr int kStages = Sm::kStages;
+    constexpr int kSlotFloat4s = kConsumerThreads * WGN * Op::kRegs / 4;
     extern __shared__ uint8_t smem_raw[];
     uint8_t *smem = reinterpret_cast<uint8_t *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
 
     const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
     const int g = lane >> 2;
-    const int nt0 = blockIdx.x * kTilesPerBlock;
-    const int m0 = blockIdx.y * BT;
-    const int s_begin = blockIdx.z * stages_per_split;
-    const int n_stages = min(Kx / kQ4WgStageK, s_begin + stages_per_split) - s_begin;
+    const int S = wk.stages;
+    constexpr int kProducerWarps = ZT ? 4 : 3;
+    int u_begin, u_end;
+    if (SK) {
+        u_begin = sk_begin(wk, blockIdx.x);
+        u_end = sk_begin(wk, blockIdx.x + 1);
+    } else {
+        const int t0 = (int(blockIdx.x) * wk.row_blocks + int(blockIdx.y)) * S;
+        u_begin = t0 + int(blockIdx.z) * wk.per_split;
+        u_end = min(t0 + S, u_begin + wk.per_split);
+    }
 
-    // full[b]: buffer b's copies landed (one arrival, the producer's, plus the bytes); empty[b]:
+    // full[b]: buffer b's copies landed (an arrival per producer warp, plus the bytes); empty[b]:
     // every consumer warp is done with it (its wgmma group completed).
     __shared__ __align__(8) uint64_t full_bar[kStages], empty_bar[kStages];
     static_assert(kStages >= 3, "the pipeline needs three buffers");
     if (tid == 0) {
         for (int b = 0; b < kStages; ++b) {
-            mbar_init(smem_addr(&full_bar[b]), 1);
+            mbar_init(smem_addr(&full_bar[b]), kProducerWarps);
             mbar_init(smem_addr(&empty_bar[b]), kConsumerThreads / 32);
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
@@ -187,53 +224,69 @@ __global__ void __launch_bounds__(kThreads, 1)
     griddep_wait();
     griddep_trigger();
 
-    // A stage is 1 + 3 (or 5) bulk copies per column tile. The activations of a stage are one
-    // contiguous block of xf (q4_wgmma_permute lays them out as the swizzled shared-memory image).
-    const size_t x_stage_stride = size_t(Mp) * 128;  // bytes of xf per stage
-    auto issue = [&](int it) {
-        const int b = it % kStages;
-        const int s = s_begin + it;
-        const int ktiles = min(4, w.KT - 4 * s);
-        int tiles = 0;
-        for (int u = 0; u < kTilesPerBlock; ++u) tiles += nt0 + u < w.NT;
-        const uint32_t bytes = BT * 128 + tiles * (ktiles * kTileBytes + 2 * 128 * (ZT ? 2 : 1));
-        const uint32_t bar = smem_addr(&full_bar[b]);
-        mbar_expect_tx(bar, bytes);
-        uint8_t *xs = smem + b * Sm::kStageBytes;
-        bulk_copy(smem_addr(xs), reinterpret_cast<const uint8_t *>(xf) + s * x_stage_stride + size_t(m0) * 128,
-                  BT * 128, bar);
-        uint8_t *wsm = xs + Sm::kXBytes, *ssm = wsm + Sm::kWBytes;
-        for (int u = 0; u < tiles; ++u) {
-            const int nt = nt0 + u;
-            bulk_copy(smem_addr(wsm + u * 4 * kTileBytes), w.qw + (size_t(nt) * w.KT + 4 * s) * 32,
-                      ktiles * kTileBytes, bar);
-            for (int pr = 0; pr < 2; ++pr) {
-                const int grp = min((4 * s + 2 * pr) / w.group_kt, w.G - 1);
-                const size_t off = (size_t(nt) * w.G + grp) * 64;
-                bulk_copy(smem_addr(ssm + (u * 2 + pr) * 128), w.scales + off, 128, bar);
-                if (ZT) bulk_copy(smem_addr(ssm + Sm::kSBytes + (u * 2 + pr) * 128), w.zeros + off, 128, bar);
+    // The producer warpgroup issues the stages, each warp one kind of bulk copy: warp 0 the
+    // activations (one contiguous block of xf: q4_wgmma_permute lays them out as the swizzled
+    // shared-memory image), warp 1 the weight tiles, warps 2 and 3 the scales and zero points of the
+    // stage's two tile pairs, a lane per copy. Each warp arms the buffer's barrier with its own bytes
+    // (kProducerWarps arrivals complete a stage). One thread issuing everything in turn was as slow
+    // per stage as the tensor cores' work on it (H200, M = 256: 7B qkv 65.0 us with a thread, 60.4
+    // with a warp, 57.3 with a thread and no stream-K bookkeeping).
+    if (tid >= kConsumerThreads) {
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegs));
+        const int pw = (tid - kConsumerThreads) >> 5, pl = lane;
+        if (pw >= kProducerWarps) return;
+        const int v = pw == 1 ? pl : pl >> 1, pr = pl & 1;  // this lane's column tile (and tile pair)
+        const size_t x_stage_stride = size_t(Mp) * 128;    // bytes of xf per stage
+        int t = u_begin / S, s = u_begin - t * S;         // the tile and stage of unit u
+        int nt0 = 0, m0 = 0, tiles = 0;                     // the tile's first column tile and token, its column tiles
+        int grp = 0, grp_end = 0;                           // the group of this lane's pair, its end (k tiles)
+        auto enter_tile = [&] {
+            nt0 = t / wk.row_blocks * kTilesPerBlock, m0 = t % wk.row_blocks * BT;
+            tiles = min(kTilesPerBlock, w.NT - nt0);
+            grp = (4 * s + 2 * pr) / w.group_kt, grp_end = (grp + 1) * w.group_kt;
+        };
+        enter_tile();
+        int it = 0;
+        for (int u = u_begin; u < u_end; ++u, ++it) {
+            const int b = it % kStages;
+            if (it >= kStages) mbar_wait(smem_addr(&empty_bar[b]), ((it / kStages) - 1) & 1);
+            const uint32_t bar = smem_addr(&full_bar[b]);
+            uint8_t *xs = smem + b * Sm::kStageBytes;
+            uint8_t *wsm = xs + Sm::kXBytes, *ssm = wsm + Sm::kWBytes;
+            if (pw == 0) {
+                if (pl == 0) {
+                    mbar_expect_tx(bar, BT * 128);
+                    bulk_copy(smem_addr(xs), reinterpret_cast<const uint8_t *>(xf) + s * x_stage_stride + size_t(m0) * 128,
+                              BT * 128, bar);
+                }
+            } else if (pw == 1) {
+                const int ktiles = min(4, w.KT - 4 * s);
+                if (pl == 0) mbar_expect_tx(bar, tiles * ktiles * kTileBytes);
+                __syncwarp();
+                if (v < tiles)
+                    bulk_copy(smem_addr(wsm + v * 4 * kTileBytes), w.qw + (size_t(nt0 + v) * w.KT + 4 * s) * 32,
+                              ktiles * kTileBytes, bar);
+            } else {
+                if (pl == 0) mbar_expect_tx(bar, tiles * 2 * 128);
+                __syncwarp();
+                if (v < tiles) {
+                    const size_t off = (size_t(nt0 + v) * w.G + min(grp, w.G - 1)) * 64;
+                    bulk_copy(smem_addr(ssm + (pw == 2 ? 0 : Sm::kSBytes) + (v * 2 + pr) * 128),
+                              (pw == 2 ? w.scales : w.zeros) + off, 128, bar);
+                }
+            }
+            if (++s == S) {
+                s = 0, ++t;
+                enter_tile();
+            } else {
+                while (4 * s + 2 * pr >= grp_end) ++grp, grp_end += w.group_kt;
             }
         }
-    };
-
-    if (tid >= kConsumerThreads) {  // the producer warpgroup
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegs));
-        if (tid == kConsumerThreads)
-            for (int it = 0; it < n_stages; ++it) {
-                const int use = it / kStages;
-                if (use > 0) mbar_wait(smem_addr(&empty_bar[it % kStages]), (use - 1) & 1);
-                issue(it);
-            }
         return;
     }
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegs));
 
     float acc[WGN][Op::kRegs];
-#pragma unroll
-    for (int u = 0; u < WGN; ++u)
-#pragma unroll
-        for (int i = 0; i < Op::kRegs; ++i) acc[u][i] = 0.0f;
-
     const __half zh = __float2half(1024.0f + float(w.zero));
     const uint32_t zero2 = h2u(__halves2half2(zh, zh));  // uniform zero point: 1024 + z
     // Two register sets of A fragments, alternating by stage parity: a group's A registers must
@@ -241,7 +294,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     const uint32_t magic = 0x64006400u;
     uint32_t a_even[WGN][4][4], a_odd[WGN][4][4];
 
-    auto run_stage = [&](int it, uint32_t (&a)[WGN][4][4]) {
+    // Stage `it` of the block's run; release_prev: stage it - 1's buffer goes back to the producer
+    // once its group has completed (the first stage of a tile has none: the tile before released it).
+    auto run_stage = [&](int it, uint32_t (&a)[WGN][4][4], bool release_prev) {
         mbar_wait(smem_addr(&full_bar[it % kStages]), (it / kStages) & 1);
         __syncwarp();  // the wgmma instructions below are warp-aligned
         const uint8_t *xs = smem + (it % kStages) * Sm::kStageBytes;
@@ -276,70 +331,166 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int u = 0; u < WGN; ++u) Op::fence(acc[u]);
         wgmma_wait<1>();  // stage it - 1's group has completed: its buffer goes back to the producer
-        if (it > 0 && lane == 0) mbar_arrive(smem_addr(&empty_bar[(it - 1) % kStages]));
+        if (release_prev && lane == 0) mbar_arrive(smem_addr(&empty_bar[(it - 1) % kStages]));
     };
 
-    int it = 0;
-    for (; it + 1 < n_stages; it += 2) {
-        run_stage(it, a_even);
-        run_stage(it + 1, a_odd);
-    }
-    if (it < n_stages) run_stage(it, a_even);
-    wgmma_wait<0>();
-#pragma unroll
-    for (int u = 0; u < WGN; ++u) Op::fence(acc[u]);
-
-    // Epilogue. d[4j + e] is column 16 warp + g + 8 (e / 2) of the tile, token 8j + 2c + e % 2: a
-    // warp owns a 16-column slab of its tiles. Each warp stages its slab through shared memory (the
-    // pipeline's buffers are free once every consumer warpgroup has drained) so that a token's 16
-    // columns leave as whole 32-byte sectors instead of 2- or 4-byte pieces 8 columns apart.
-    asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
+    // Stores of a tile's sums (plus bias) into the output, straight from the accumulators:
+    // d[4j + e] is column 16 warp + g + 8 (e / 2) of the tile, token 8j + 2c + e % 2. Used for a tile
+    // that is not the block's last (the pipeline's buffers are busy with the next one); fp32 outputs
+    // take atomic adds, which need no load (a whole tile has no other writer: same result as a store).
     const int c = lane & 3;
-    const bool add_bias = out.bias != nullptr && blockIdx.z == 0;
-    float *slab = reinterpret_cast<float *>(smem) + size_t(wg * 4 + warp) * BT * kSlabStride;  // [BT][kSlabStride]
+    auto store_direct = [&](int nt0, int m0, bool add_bias) {
+        const int t_end = min(BT, M - m0);
 #pragma unroll
-    for (int u = 0; u < WGN; ++u) {
-        const int nt = nt0 + wg * WGN + u;
-        if (nt >= w.NT) continue;  // uniform across the warp
-        const int n0 = nt * kQ4TileN + 16 * warp;
+        for (int u = 0; u < WGN; ++u) {
+            const int nt = nt0 + wg * WGN + u;
+            if (nt >= w.NT) continue;
+            const int n_lo = nt * kQ4TileN + 16 * warp + g, n_hi = n_lo + 8;
+            const float b_lo = add_bias && n_lo < w.N ? __half2float(out.bias[n_lo]) : 0.0f;
+            const float b_hi = add_bias && n_hi < w.N ? __half2float(out.bias[n_hi]) : 0.0f;
 #pragma unroll
-        for (int j = 0; j < BT / 8; ++j)
+            for (int j = 0; j < BT / 8; ++j)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) slab[(8 * j + 2 * c + (e & 1)) * kSlabStride + g + 8 * (e >> 1)] = acc[u][4 * j + e];
-        __syncwarp();
-        // Lane l handles column l % 16 of tokens t = l / 16, l / 16 + 2, ...: 16 consecutive lanes
-        // cover one token's 16 columns (64 contiguous bytes of fp32, 32 of fp16).
-        const int col = lane & 15, n = n0 + col;
-        if (n < w.N) {
-            const float b = add_bias ? __half2float(out.bias[n]) : 0.0f;
-            const int t_end = min(BT, M - m0);
-            if constexpr (OUT32) {
-                float *dst = out.out32 + size_t(m0) * out.ldo + n;
-                if (gridDim.z > 1) {
-                    for (int t = lane >> 4; t < t_end; t += 2) atomicAdd(dst + size_t(t) * out.ldo, slab[t * kSlabStride + col] + b);
-                } else {
-                    // Loads first, stores after: interleaved, each load would wait for the store before it.
-                    constexpr int kBatch = 8;
-                    for (int t0 = lane >> 4; t0 < t_end; t0 += 2 * kBatch) {
-                        float v[kBatch];
+                for (int e = 0; e < 4; ++e) {
+                    const int t = 8 * j + 2 * c + (e & 1), n = e >> 1 ? n_hi : n_lo;
+                    if (t >= t_end || n >= w.N) continue;
+                    const float v = acc[u][4 * j + e] + (e >> 1 ? b_hi : b_lo);
+                    if constexpr (OUT32) atomicAdd(out.out32 + size_t(m0 + t) * out.ldo + n, v);
+                    else out.out16[size_t(m0 + t) * out.ldo + n] = __float2half_rn(v);
+                }
+        }
+    };
+
+    // The same through shared memory, for the block's last tile (the buffers are free then): each
+    // warp stages its 16-column slab so that a token's 16 columns leave as whole 32-byte sectors
+    // instead of 2- or 4-byte pieces 8 columns apart.
+    auto store_slab = [&](int nt0, int m0, bool atomic, bool add_bias) {
+        asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");  // every consumer warp drained
+        float *slab = reinterpret_cast<float *>(smem) + size_t(wg * 4 + warp) * BT * kSlabStride;  // [BT][kSlabStride]
+        const int t_end = min(BT, M - m0);
 #pragma unroll
-                        for (int i = 0; i < kBatch; ++i) {
-                            const int t = t0 + 2 * i;
-                            v[i] = t < t_end ? dst[size_t(t) * out.ldo] : 0.0f;
-                        }
+        for (int u = 0; u < WGN; ++u) {
+            const int nt = nt0 + wg * WGN + u;
+            if (nt >= w.NT) continue;  // uniform across the warp
+            const int n0 = nt * kQ4TileN + 16 * warp;
 #pragma unroll
-                        for (int i = 0; i < kBatch; ++i) {
-                            const int t = t0 + 2 * i;
-                            if (t < t_end) dst[size_t(t) * out.ldo] = v[i] + slab[t * kSlabStride + col] + b;
+            for (int j = 0; j < BT / 8; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    slab[(8 * j + 2 * c + (e & 1)) * kSlabStride + g + 8 * (e >> 1)] = acc[u][4 * j + e];
+            __syncwarp();
+            // Lane l handles column l % 16 of tokens t = l / 16, l / 16 + 2, ...: 16 consecutive lanes
+            // cover one token's 16 columns (64 contiguous bytes of fp32, 32 of fp16).
+            const int col = lane & 15, n = n0 + col;
+            if (n < w.N) {
+                const float b = add_bias ? __half2float(out.bias[n]) : 0.0f;
+                if constexpr (OUT32) {
+                    float *dst = out.out32 + size_t(m0) * out.ldo + n;
+                    if (atomic) {
+                        for (int t = lane >> 4; t < t_end; t += 2) atomicAdd(dst + size_t(t) * out.ldo, slab[t * kSlabStride + col] + b);
+                    } else {
+                        // Loads first, stores after: interleaved, each load would wait for the store before it.
+                        constexpr int kBatch = 8;
+                        for (int t0 = lane >> 4; t0 < t_end; t0 += 2 * kBatch) {
+                            float v[kBatch];
+#pragma unroll
+                            for (int i = 0; i < kBatch; ++i) {
+                                const int t = t0 + 2 * i;
+                                v[i] = t < t_end ? dst[size_t(t) * out.ldo] : 0.0f;
+                            }
+#pragma unroll
+                            for (int i = 0; i < kBatch; ++i) {
+                                const int t = t0 + 2 * i;
+                                if (t < t_end) dst[size_t(t) * out.ldo] = v[i] + slab[t * kSlabStride + col] + b;
+                            }
                         }
                     }
+                } else {
+                    __half *dst = out.out16 + size_t(m0) * out.ldo + n;
+                    for (int t = lane >> 4; t < t_end; t += 2) dst[size_t(t) * out.ldo] = __float2half_rn(slab[t * kSlabStride + col] + b);
                 }
-            } else {
-                __half *dst = out.out16 + size_t(m0) * out.ldo + n;
-                for (int t = lane >> 4; t < t_end; t += 2) dst[size_t(t) * out.ldo] = __float2half_rn(slab[t * kSlabStride + col] + b);
+            }
+            __syncwarp();
+        }
+    };
+
+    // The block's run, one tile (or part of one) at a time.
+    int it = 0;
+    for (int u = u_begin; u < u_end;) {
+        const int n = min(S - u % S, u_end - u);
+#pragma unroll
+        for (int v = 0; v < WGN; ++v)
+#pragma unroll
+            for (int i = 0; i < Op::kRegs; ++i) acc[v][i] = 0.0f;
+        int i = 0;
+        for (; i + 1 < n; i += 2) {
+            run_stage(it + i, a_even, i > 0);
+            run_stage(it + i + 1, a_odd, true);
+        }
+        if (i < n) run_stage(it + i, a_even, i > 0);
+        wgmma_wait<0>();
+#pragma unroll
+        for (int v = 0; v < WGN; ++v) Op::fence(acc[v]);
+        it += n;
+        const int t = u / S, s0 = u - t * S, s1 = s0 + n;
+        u += n;
+        const bool last = u >= u_end;
+        if (!last && lane == 0) mbar_arrive(smem_addr(&empty_bar[(it - 1) % kStages]));
+        const int nt0 = t / wk.row_blocks * kTilesPerBlock, m0 = t % wk.row_blocks * BT;
+
+        if (SK && !OUT32 && s0 > 0) {
+            // Stream-K, a later part of a tile: hand the sums to the block that ran its first stages
+            // (a block's run starts a tile part-way only with its first tile, so one slot per block).
+            float4 *slot = reinterpret_cast<float4 *>(wk.partial) + size_t(blockIdx.x) * kSlotFloat4s;
+#pragma unroll
+            for (int v = 0; v < WGN; ++v)
+#pragma unroll
+                for (int q = 0; q < Op::kRegs / 4; ++q)
+                    __stcg(slot + (v * Op::kRegs / 4 + q) * kConsumerThreads + tid,
+                           make_float4(acc[v][4 * q], acc[v][4 * q + 1], acc[v][4 * q + 2], acc[v][4 * q + 3]));
+            asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
+            if (tid == 0) st_release(wk.flags + blockIdx.x, 1u);
+            continue;
+        }
+        if (SK && !OUT32 && s1 < S) {
+            // Stream-K, the first part of a tile the next blocks finish: wait for their sums (they ran
+            // them first thing, while this block was still on its earlier units) and add them. Only
+            // later blocks are waited for, and all blocks are resident (one per SM), so this ends.
+            const int tile_end = (t + 1) * S;
+            if (tid == 0)
+                for (int b = blockIdx.x + 1; b < int(gridDim.x); ++b) {
+                    const int lo = sk_begin(wk, b);
+                    if (lo >= tile_end) break;
+                    if (sk_begin(wk, b + 1) > lo)
+                        while (ld_acquire(wk.flags + b) == 0) __nanosleep(64);
+                }
+            asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
+            for (int b = blockIdx.x + 1; b < int(gridDim.x); ++b) {
+                const int lo = sk_begin(wk, b);
+                if (lo >= tile_end) break;
+                if (sk_begin(wk, b + 1) == lo) continue;
+                const float4 *slot = reinterpret_cast<const float4 *>(wk.partial) + size_t(b) * kSlotFloat4s;
+#pragma unroll
+                for (int v = 0; v < WGN; ++v)
+#pragma unroll
+                    for (int q = 0; q < Op::kRegs / 4; ++q) {
+                        // At most 8 loads in flight: all of them at once would not fit beside the sums.
+                        if (q % 8 == 0) asm volatile("" ::: "memory");
+                        const float4 p = __ldcg(slot + (v * Op::kRegs / 4 + q) * kConsumerThreads + tid);
+                        acc[v][4 * q] += p.x, acc[v][4 * q + 1] += p.y, acc[v][4 * q + 2] += p.z, acc[v][4 * q + 3] += p.w;
+                    }
+                if (tid == 0) wk.flags[b] = 0;  // consumed; the slot is written again only by a later launch
             }
         }
-        __syncwarp();
+        // Whole tiles and finished ones are stored; parts of a tile into fp32 add with atomics (the
+        // classic grid's K splits, stream-K's cut tiles); the bias comes with the tile's first stages.
+        const bool add_bias = out.bias != nullptr && s0 == 0;
+        if (last) store_slab(nt0, m0, OUT32 && !(s0 == 0 && s1 == S), add_bias);
+        else store_direct(nt0, m0, add_bias);
+        // A loop around the pipeline costs the 128 x 2 tile its wgmma overlap (ptxas runs out of
+        // registers and serializes the wgmmas), so the classic grid's kernels have none and that
+        // tile has no stream-K kernel.
+        if constexpr (!SK) break;
     }
 #endif
 }
@@ -382,40 +533,62 @@ __global__ void q4_wgmma_permute_kernel(const __half *__restrict__ x, int M, int
 __global__ void wgmma_probe_kernel(int *has) { *has = GPTQ_WGMMA_DEVICE; }
 
 template <int BT, int WGN, bool ZT, bool OUT32>
-void launch_wg(const __half *xf, int M, int Mp, int Kx, const Q4Dev &w, const Q4Out &out, int splits,
-               cudaStream_t stream) {
+void launch_wg(const __half *xf, int M, int Mp, int Kx, const Q4Dev &w, const Q4Out &out, const Q4WgmmaPlan &plan,
+               const Q4WgScratch &sk, cudaStream_t stream) {
     using Sm = WgSmem<BT, WGN, ZT>;
-    auto kernel = q4_wgmma_kernel<BT, WGN, ZT, OUT32>;
+    // The 128 x 128 tile has no stream-K kernel (q4_wgmma_plan_valid): see the kernel's loop.
+    constexpr bool kHasSk = !(BT == 128 && WGN == 2);
+    auto kernel = plan.sk && kHasSk ? q4_wgmma_kernel<BT, WGN, ZT, OUT32, kHasSk> : q4_wgmma_kernel<BT, WGN, ZT, OUT32, false>;
     allow_dynamic_smem(kernel, Sm::kBytes);
-    const int stages = Kx / kQ4WgStageK;
-    const int per_split = (stages + splits - 1) / splits;
+    WgWork wk;
+    wk.stages = Kx / kQ4WgStageK;
+    wk.row_blocks = (M + BT - 1) / BT;
     const int tiles_per_block = kQ4WgWarpgroups * WGN;
-    dim3 grid(unsigned((w.NT + tiles_per_block - 1) / tiles_per_block), unsigned((M + BT - 1) / BT),
-              unsigned((stages + per_split - 1) / per_split));
-    launch(kernel, grid, kThreads, Sm::kBytes, stream, xf, M, Mp, Kx, w, out, per_split);
+    const unsigned col_blocks = unsigned((w.NT + tiles_per_block - 1) / tiles_per_block);
+    dim3 grid;
+    if (plan.sk) {
+        // Every block must be resident at once (a block may wait for a later one's sums): one block
+        // per SM (its shared memory), at most as many blocks as SMs.
+        if (plan.sk > device_attribute(cudaDevAttrMultiProcessorCount, 0))
+            fail(GPTQ_ERR_BACKEND, "q4_wgmma: stream-K over %d blocks, more than the GPU's SMs", plan.sk);
+        const size_t slot = size_t(kConsumerThreads) * WGN * Wgmma<BT>::kRegs;
+        if (!OUT32 && (sk.n_flags < plan.sk || sk.partial_floats < slot * size_t(plan.sk)))
+            fail(GPTQ_ERR_BACKEND, "q4_wgmma: stream-K over %d blocks needs %zu floats and %d flags of scratch (%zu, %d)",
+                 plan.sk, slot * size_t(plan.sk), plan.sk, sk.partial_floats, sk.n_flags);
+        const long units = long(col_blocks) * wk.row_blocks * wk.stages;
+        if (units * plan.sk >= (long(1) << 31)) fail(GPTQ_ERR_BACKEND, "q4_wgmma: %ld stream-K units", units);
+        wk.units = int(units);
+        wk.partial = sk.partial;
+        wk.flags = sk.flags;
+        grid = dim3(unsigned(plan.sk));
+    } else {
+        wk.per_split = (wk.stages + plan.splits - 1) / plan.splits;
+        grid = dim3(col_blocks, unsigned(wk.row_blocks), unsigned((wk.stages + wk.per_split - 1) / wk.per_split));
+    }
+    launch(kernel, grid, kThreads, Sm::kBytes, stream, xf, M, Mp, w, out, wk);
     CUDA_CHECK_LAUNCH();
 }
 
 template <int BT, int WGN>
-void launch_wg_z(const __half *xf, int M, int Mp, int Kx, const Q4Dev &w, const Q4Out &out, int splits,
-                 cudaStream_t stream) {
+void launch_wg_z(const __half *xf, int M, int Mp, int Kx, const Q4Dev &w, const Q4Out &out, const Q4WgmmaPlan &plan,
+                 const Q4WgScratch &sk, cudaStream_t stream) {
     const bool zt = w.zeros != nullptr;
     if (out.out32) {
-        if (zt) launch_wg<BT, WGN, true, true>(xf, M, Mp, Kx, w, out, splits, stream);
-        else launch_wg<BT, WGN, false, true>(xf, M, Mp, Kx, w, out, splits, stream);
+        if (zt) launch_wg<BT, WGN, true, true>(xf, M, Mp, Kx, w, out, plan, sk, stream);
+        else launch_wg<BT, WGN, false, true>(xf, M, Mp, Kx, w, out, plan, sk, stream);
     } else {
-        if (zt) launch_wg<BT, WGN, true, false>(xf, M, Mp, Kx, w, out, splits, stream);
-        else launch_wg<BT, WGN, false, false>(xf, M, Mp, Kx, w, out, splits, stream);
+        if (zt) launch_wg<BT, WGN, true, false>(xf, M, Mp, Kx, w, out, plan, sk, stream);
+        else launch_wg<BT, WGN, false, false>(xf, M, Mp, Kx, w, out, plan, sk, stream);
     }
 }
 
 // Relative speed of a block tile per unit of work, measured (H200, 7B qkv at M = 2048, same work
-// under each forced tile, producer warpgroup: 347 / 391 / 548 / 692 / 1028 us for 256x1 / 128x2 /
-// 128x1 / 64x2 / 64x1).
+// under each forced tile, the producer's copies spread over its warps: 304.8 / 341.7 / 420.5 /
+// 538.9 / 745.1 us for 256x1 / 128x2 / 128x1 / 64x2 / 64x1).
 double tile_efficiency(const Q4WgmmaPlan &p) {
     if (p.bt == 256) return 1.0;
-    if (p.bt == 128) return p.wgn == 2 ? 0.89 : 0.63;
-    return p.wgn == 2 ? 0.50 : 0.34;
+    if (p.bt == 128) return p.wgn == 2 ? 0.89 : 0.72;
+    return p.wgn == 2 ? 0.57 : 0.41;
 }
 
 } // namespace
@@ -443,32 +616,51 @@ bool q4_wgmma_supported() {
 bool q4_wgmma_plan_valid(const Q4WgmmaPlan &p, bool out32) {
     const bool shape = (p.bt == 64 || p.bt == 128 || p.bt == 256) && (p.wgn == 1 || p.wgn == 2) &&
                        !(p.bt == 256 && p.wgn == 2);
-    return shape && p.splits >= 1 && (out32 || p.splits == 1);
+    const bool sk = p.sk == 0 || (p.sk > 0 && p.splits == 1 && !(p.bt == 128 && p.wgn == 2));
+    return shape && p.splits >= 1 && (out32 || p.splits == 1) && sk;
 }
 
-Q4WgmmaPlan q4_wgmma_plan(int M, const Q4Dev &w, int sm_count, bool out32) {
+bool q4_wgmma_sk_ready(const Q4WgScratch &sk, int blocks) {
+    return sk.flags && sk.n_flags >= blocks && sk.partial_floats >= q4_wgmma_sk_floats(blocks);
+}
+
+Q4WgmmaPlan q4_wgmma_plan(int M, const Q4Dev &w, int sm_count, bool out32, bool stream_k) {
     static const char *forced = std::getenv("GPTQ_Q4_WG");
     if (forced) {
         Q4WgmmaPlan p;
-        if (std::sscanf(forced, "%d,%d,%d", &p.bt, &p.wgn, &p.splits) == 3 && q4_wgmma_plan_valid(p, out32)) return p;
+        const int got = std::sscanf(forced, "%d,%d,%d,%d", &p.bt, &p.wgn, &p.splits, &p.sk);
+        if (got >= 3 && q4_wgmma_plan_valid(p, out32) && (p.sk == 0 || stream_k)) return p;
     }
-    // One resident block per SM (registers): pick the tile and split that keep the SMs busiest,
-    // weighting each tile by how efficiently it computes.
+    // One resident block per SM (registers, shared memory): pick the tile and the schedule that
+    // keep the SMs busiest, weighting each tile by how efficiently it computes, in units of one
+    // stage of work. The classic grid pays for its last, partly filled wave; stream-K spreads the
+    // units evenly over the SMs and pays for the tiles it cuts. Epilogue costs, fitted to the H200's
+    // M = 64-256 runs of bench-kernels: a tile part added into fp32 with atomics ~9 stages (a
+    // stream-K block has two), the hand-over of an fp16 tile's sums ~2.
+    constexpr double kAtomicTile = 9.0, kHandOver = 2.0;
     const int stages = q4_wgmma_kx(w) / kQ4WgStageK;
     Q4WgmmaPlan best;
     double best_t = 1e30;
     for (int bt : {64, 128, 256})
-        for (int wgn : {1, 2})
+        for (int wgn : {1, 2}) {
+            if (!q4_wgmma_plan_valid(Q4WgmmaPlan{bt, wgn, 1, 0}, out32)) continue;
+            const long cols = (w.NT + kQ4WgWarpgroups * wgn - 1) / (kQ4WgWarpgroups * wgn);
+            const long tiles = cols * ((M + bt - 1) / bt);
+            const double per_stage = double(bt) * wgn / tile_efficiency(Q4WgmmaPlan{bt, wgn, 1, 0});
             for (int splits = 1; splits <= (out32 ? 4 : 1); ++splits) {
-                Q4WgmmaPlan p{bt, wgn, splits};
-                if (!q4_wgmma_plan_valid(p, out32) || stages / splits < 4) continue;
-                const long cols = (w.NT + kQ4WgWarpgroups * wgn - 1) / (kQ4WgWarpgroups * wgn);
-                const long blocks = cols * ((M + bt - 1) / bt) * splits;
-                const long waves = (blocks + sm_count - 1) / sm_count;
-                const double work = double(bt) * wgn * stages / splits;  // per block
-                const double t = waves * work / tile_efficiency(p) * (splits > 1 ? 1.05 : 1.0);
-                if (t < best_t) best_t = t, best = p;
+                if (stages / splits < 4) continue;
+                const long waves = (tiles * splits + sm_count - 1) / sm_count;
+                const double per_block = double(stages) / splits + (splits > 1 ? kAtomicTile : 0.0);
+                const double t = waves * per_block * per_stage;
+                if (t < best_t) best_t = t, best = Q4WgmmaPlan{bt, wgn, splits, 0};
             }
+            const long units = tiles * stages;
+            if (stream_k && units >= 4L * sm_count && q4_wgmma_plan_valid(Q4WgmmaPlan{bt, wgn, 1, sm_count}, out32)) {
+                const double per_block = double((units + sm_count - 1) / sm_count) + (out32 ? 2 * kAtomicTile : kHandOver);
+                const double t = per_block * per_stage;
+                if (t < best_t) best_t = t, best = Q4WgmmaPlan{bt, wgn, 1, sm_count};
+            }
+        }
     return best;
 }
 
@@ -480,20 +672,21 @@ void q4_wgmma_permute(const __half *x, int M, int ldx, int K, int Kx, int Mp, __
 }
 
 void q4_wgmma(const __half *xf, int M, int Mp, const Q4Dev &w, const Q4Out &out, const Q4WgmmaPlan &plan,
-              cudaStream_t stream) {
+              const Q4WgScratch &sk, cudaStream_t stream) {
     if (!out.out16 == !out.out32 || out.defer) fail(GPTQ_ERR_BACKEND, "q4_wgmma: exactly one of out16 / out32");
     if (!q4_wgmma_plan_valid(plan, out.out32 != nullptr))
-        fail(GPTQ_ERR_BACKEND, "q4_wgmma: invalid plan (bt %d, wgn %d, splits %d)", plan.bt, plan.wgn, plan.splits);
+        fail(GPTQ_ERR_BACKEND, "q4_wgmma: invalid plan (bt %d, wgn %d, splits %d, stream-K %d)", plan.bt, plan.wgn,
+             plan.splits, plan.sk);
     if (w.group_kt % 2 != 0) fail(GPTQ_ERR_BACKEND, "q4_wgmma: groups must be whole tile pairs");
     if (Mp % plan.bt != 0 || Mp < M) fail(GPTQ_ERR_BACKEND, "q4_wgmma: %d padded rows for %d rows, tile %d", Mp, M, plan.bt);
     const int Kx = q4_wgmma_kx(w);
     if (M <= 0) return;
     switch (plan.bt * 4 + plan.wgn) {
-    case 64 * 4 + 1: launch_wg_z<64, 1>(xf, M, Mp, Kx, w, out, plan.splits, stream); break;
-    case 64 * 4 + 2: launch_wg_z<64, 2>(xf, M, Mp, Kx, w, out, plan.splits, stream); break;
-    case 128 * 4 + 1: launch_wg_z<128, 1>(xf, M, Mp, Kx, w, out, plan.splits, stream); break;
-    case 128 * 4 + 2: launch_wg_z<128, 2>(xf, M, Mp, Kx, w, out, plan.splits, stream); break;
-    case 256 * 4 + 1: launch_wg_z<256, 1>(xf, M, Mp, Kx, w, out, plan.splits, stream); break;
+    case 64 * 4 + 1: launch_wg_z<64, 1>(xf, M, Mp, Kx, w, out, plan, sk, stream); break;
+    case 64 * 4 + 2: launch_wg_z<64, 2>(xf, M, Mp, Kx, w, out, plan, sk, stream); break;
+    case 128 * 4 + 1: launch_wg_z<128, 1>(xf, M, Mp, Kx, w, out, plan, sk, stream); break;
+    case 128 * 4 + 2: launch_wg_z<128, 2>(xf, M, Mp, Kx, w, out, plan, sk, stream); break;
+    case 256 * 4 + 1: launch_wg_z<256, 1>(xf, M, Mp, Kx, w, out, plan, sk, stream); break;
     default: fail(GPTQ_ERR_BACKEND, "q4_wgmma: no kernel for bt %d wgn %d", plan.bt, plan.wgn);
     }
 }

@@ -17,16 +17,26 @@
 namespace gptq {
 namespace cuda {
 
-// How one call is cut: a block computes kQ4WgWarpgroups * wgn column tiles (64 columns each) for
-// bt tokens, over K / splits. splits > 1 only for fp32 outputs (the splits add with atomics).
+// How one call is cut. A block tile is kQ4WgWarpgroups * wgn column tiles (64 columns each) by bt
+// tokens. Classic grid (sk == 0): a block per tile and K split; splits > 1 only for fp32 outputs
+// (the splits add with atomics). Stream-K (sk > 0, splits == 1): sk blocks, at most one per SM,
+// share the (tile, 64-k stage) units evenly, so no SM idles through a partly filled last wave; a
+// tile cut between blocks is summed with atomics (fp32 outputs) or through Q4WgScratch (fp16).
 struct Q4WgmmaPlan {
     int bt = 128;   // tokens per block tile: the wgmma's N (64, 128 or 256)
     int wgn = 2;    // column tiles per warpgroup (1 or 2; 2 only with bt <= 128)
     int splits = 1;
+    int sk = 0;     // stream-K blocks (0: the classic grid)
 };
 constexpr int kQ4WgWarpgroups = 2;  // warpgroups per block
 constexpr int kQ4WgStageK = 64;     // k per pipeline stage: one 128-byte swizzled row of activations
 constexpr int kQ4WgMaxRows = 256;   // the largest block tile's tokens: the permuted buffer holds whole ones
+
+// fp32 sums a stream-K slot holds (one block tile: kQ4WgWarpgroups * wgn * 64 columns x bt tokens,
+// the largest tiles hold 32768) and the scratch a stream-K launch of `blocks` blocks needs.
+constexpr int kQ4WgSlotFloats = kQ4WgWarpgroups * 64 * kQ4WgMaxRows;
+inline size_t q4_wgmma_sk_floats(int blocks) { return size_t(blocks) * kQ4WgSlotFloats; }
+bool q4_wgmma_sk_ready(const Q4WgScratch &sk, int blocks);
 
 // Whether the current device runs the sm_90a kernel (a Hopper GPU and a binary built with sm_90a).
 // Asked once per device.
@@ -49,13 +59,16 @@ inline size_t q4_wgmma_xfrag_elems(int rows, int kx) {
 // x: [M, ldx] (gathered by perm); Mp = q4_wgmma_rows_padded(M, plan.bt).
 void q4_wgmma_permute(const __half *x, int M, int ldx, int K, int Kx, int Mp, __half *xf, cudaStream_t stream);
 
-// The plan q4_wgmma uses by default (GPTQ_Q4_WG="bt,wgn,splits" forces one, for measurements).
-Q4WgmmaPlan q4_wgmma_plan(int M, const Q4Dev &w, int sm_count, bool out32);
+// The plan q4_wgmma uses by default (GPTQ_Q4_WG="bt,wgn,splits[,sk]" forces one, for measurements).
+// stream_k: stream-K plans may be chosen (fp32 outputs always can; fp16 ones need a Q4WgScratch
+// for sm_count blocks).
+Q4WgmmaPlan q4_wgmma_plan(int M, const Q4Dev &w, int sm_count, bool out32, bool stream_k);
 bool q4_wgmma_plan_valid(const Q4WgmmaPlan &p, bool out32);
 
-// y = xf · W with xf from q4_wgmma_permute (same M, Mp). out: out16 or out32 (no defer).
+// y = xf · W with xf from q4_wgmma_permute (same M, Mp). out: out16 or out32 (no defer). sk: the
+// scratch of stream-K plans into fp16 (unused otherwise).
 void q4_wgmma(const __half *xf, int M, int Mp, const Q4Dev &w, const Q4Out &out, const Q4WgmmaPlan &plan,
-              cudaStream_t stream);
+              const Q4WgScratch &sk, cudaStream_t stream);
 
 } // namespace cuda
 } // namespace gptq
