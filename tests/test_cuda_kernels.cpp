@@ -573,6 +573,33 @@ TEST_CASE("q4 wgmma kernel (sm_90a) matches the reference for every block tile, 
     }
 }
 
+TEST_CASE("q4 wgmma kernel into fp32 is bit-reproducible when atomics are off") {
+    if (!q4_wgmma_supported()) {
+        MESSAGE("skipped: the wgmma kernel needs a Hopper GPU and an sm_90a build");
+        return;
+    }
+    std::mt19937 rng(23);
+    Workspace W;
+    GptqLayer L = make_layer(4096, 512, 128, false, false, 1, rng);  // long K: the planner would split it
+    auto d = upload_layer(L);
+    const int M = 200;
+    auto x = random_f16(size_t(M) * L.K, rng, -1.0f, 1.0f);
+    auto ref = ref_matmul(L, x, M);
+    std::vector<float> init(size_t(M) * L.N, 0.25f);
+    for (auto &v : ref) v += 0.25;
+    Q4Workspace ws = W.ws;
+    ws.wgmma = true;
+    ws.large_m = 1 << 30;
+    q4_set_atomic_accumulate(false);
+    CHECK(q4_wgmma_plan(M, d->view, ws.sm_count, true, true, false).splits == 1);
+    CHECK(q4_wgmma_plan(M, d->view, ws.sm_count, true, true, false).sk == 0);
+    auto a = gpu_q4(*d, x, M, 0, ws, nullptr, &init, nullptr);
+    auto b = gpu_q4(*d, x, M, 0, ws, nullptr, &init, nullptr);
+    q4_set_atomic_accumulate(true);
+    CHECK(a == b);
+    CHECK(rel_err(ref, a) < 1e-3);
+}
+
 TEST_CASE("q4 wgmma path cuts M into passes when the activation buffer is short") {
     if (!q4_wgmma_supported()) {
         MESSAGE("skipped: the wgmma kernel needs a Hopper GPU and an sm_90a build");

@@ -1106,7 +1106,8 @@ void wgmma_passes(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
         if (o.out16) o.out16 += size_t(m0) * o.ldo;
         if (o.out32) o.out32 += size_t(m0) * o.ldo;
         const bool out32 = o.out32 != nullptr;
-        Q4WgmmaPlan plan = q4_wgmma_plan(mc, w, ws.sm_count, out32, out32 || q4_wgmma_sk_ready(ws.wgmma_sk, ws.sm_count));
+        const bool allow_sk = out32 || q4_wgmma_sk_ready(ws.wgmma_sk, ws.sm_count);
+        Q4WgmmaPlan plan = q4_wgmma_plan(mc, w, ws.sm_count, out32, allow_sk, q4_atomic_enabled());
         if (ws.wgmma_force[0])
             plan = {ws.wgmma_force[0], ws.wgmma_force[1], ws.wgmma_force[2], ws.wgmma_force[3]};
         const int Mp = q4_wgmma_rows_padded(mc, plan.bt);

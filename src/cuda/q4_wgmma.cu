@@ -297,6 +297,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // Stage `it` of the block's run; release_prev: stage it - 1's buffer goes back to the producer
     // once its group has completed (the first stage of a tile has none: the tile before released it).
     auto run_stage = [&](int it, uint32_t (&a)[WGN][4][4], bool release_prev) {
+        if constexpr (SK) it = __shfl_sync(0xFFFFFFFFu, it, 0);
         mbar_wait(smem_addr(&full_bar[it % kStages]), (it / kStages) & 1);
         __syncwarp();  // the wgmma instructions below are warp-aligned
         const uint8_t *xs = smem + (it % kStages) * Sm::kStageBytes;
@@ -353,10 +354,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) {
                     const int t = 8 * j + 2 * c + (e & 1), n = e >> 1 ? n_hi : n_lo;
-                    if (t >= t_end || n >= w.N) continue;
                     const float v = acc[u][4 * j + e] + (e >> 1 ? b_hi : b_lo);
-                    if constexpr (OUT32) atomicAdd(out.out32 + size_t(m0 + t) * out.ldo + n, v);
-                    else out.out16[size_t(m0 + t) * out.ldo + n] = __float2half_rn(v);
+                    if (t < t_end && n < w.N) {
+                        if constexpr (OUT32) atomicAdd(out.out32 + size_t(m0 + t) * out.ldo + n, v);
+                        else out.out16[size_t(m0 + t) * out.ldo + n] = __float2half_rn(v);
+                    }
                 }
         }
     };
@@ -364,7 +366,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // The same through shared memory, for the block's last tile (the buffers are free then): each
     // warp stages its 16-column slab so that a token's 16 columns leave as whole 32-byte sectors
     // instead of 2- or 4-byte pieces 8 columns apart.
-    auto store_slab = [&](int nt0, int m0, bool atomic, bool add_bias) {
+    auto store_slab = [&](int nt0, int m0, bool add_bias) {
         asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");  // every consumer warp drained
         float *slab = reinterpret_cast<float *>(smem) + size_t(wg * 4 + warp) * BT * kSlabStride;  // [BT][kSlabStride]
         const int t_end = min(BT, M - m0);
@@ -380,34 +382,27 @@ __global__ void __launch_bounds__(kThreads, 1)
                     slab[(8 * j + 2 * c + (e & 1)) * kSlabStride + g + 8 * (e >> 1)] = acc[u][4 * j + e];
             __syncwarp();
             // Lane l handles column l % 16 of tokens t = l / 16, l / 16 + 2, ...: 16 consecutive lanes
-            // cover one token's 16 columns (64 contiguous bytes of fp32, 32 of fp16).
-            const int col = lane & 15, n = n0 + col;
-            if (n < w.N) {
-                const float b = add_bias ? __half2float(out.bias[n]) : 0.0f;
-                if constexpr (OUT32) {
-                    float *dst = out.out32 + size_t(m0) * out.ldo + n;
-                    if (atomic) {
-                        for (int t = lane >> 4; t < t_end; t += 2) atomicAdd(dst + size_t(t) * out.ldo, slab[t * kSlabStride + col] + b);
-                    } else {
-                        // Loads first, stores after: interleaved, each load would wait for the store before it.
-                        constexpr int kBatch = 8;
-                        for (int t0 = lane >> 4; t0 < t_end; t0 += 2 * kBatch) {
-                            float v[kBatch];
-#pragma unroll
-                            for (int i = 0; i < kBatch; ++i) {
-                                const int t = t0 + 2 * i;
-                                v[i] = t < t_end ? dst[size_t(t) * out.ldo] : 0.0f;
-                            }
-#pragma unroll
-                            for (int i = 0; i < kBatch; ++i) {
-                                const int t = t0 + 2 * i;
-                                if (t < t_end) dst[size_t(t) * out.ldo] = v[i] + slab[t * kSlabStride + col] + b;
-                            }
-                        }
-                    }
-                } else {
-                    __half *dst = out.out16 + size_t(m0) * out.ldo + n;
-                    for (int t = lane >> 4; t < t_end; t += 2) dst[size_t(t) * out.ldo] = __float2half_rn(slab[t * kSlabStride + col] + b);
+            // cover one token's 16 columns (64 contiguous bytes of fp32, 32 of fp16). The loops run
+            // the same trips in every lane (the stores are predicated): a loop that diverged here
+            // would keep the compiler from proving the warp converged when the next tile's
+            // pipeline starts, and the stage indices would leave the uniform registers.
+            const int col = lane & 15, n = n0 + col, th = lane >> 4;
+            const bool col_ok = n < w.N;
+            const float b = add_bias && col_ok ? __half2float(out.bias[n]) : 0.0f;
+            if constexpr (OUT32) {
+                // Added with reductions (no load, no wait): a whole tile has no other writer, so the
+                // sum is the one a load, add and store would give; those took ~16 round trips of
+                // batched loads at the end of every tile (7B qkv M = 256: 66 vs 52 us into fp16).
+                float *dst = out.out32 + size_t(m0) * out.ldo + n;
+                for (int t0 = 0; t0 < t_end; t0 += 2) {
+                    const int t = t0 + th;
+                    if (col_ok && t < t_end) atomicAdd(dst + size_t(t) * out.ldo, slab[t * kSlabStride + col] + b);
+                }
+            } else {
+                __half *dst = out.out16 + size_t(m0) * out.ldo + n;
+                for (int t0 = 0; t0 < t_end; t0 += 2) {
+                    const int t = t0 + th;
+                    if (col_ok && t < t_end) dst[size_t(t) * out.ldo] = __float2half_rn(slab[t * kSlabStride + col] + b);
                 }
             }
             __syncwarp();
@@ -417,6 +412,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // The block's run, one tile (or part of one) at a time.
     int it = 0;
     for (int u = u_begin; u < u_end;) {
+        __syncwarp();  // converged again after the last tile's epilogue: see the loop's end
         const int n = min(S - u % S, u_end - u);
 #pragma unroll
         for (int v = 0; v < WGN; ++v)
@@ -456,13 +452,15 @@ __global__ void __launch_bounds__(kThreads, 1)
             // Stream-K, the first part of a tile the next blocks finish: wait for their sums (they ran
             // them first thing, while this block was still on its earlier units) and add them. Only
             // later blocks are waited for, and all blocks are resident (one per SM), so this ends.
+            // The first warp polls, lane 0 reading and the warp taking its answer (a loop whose trips
+            // differed by lane would leave the warp diverged for the compiler; see store_slab).
             const int tile_end = (t + 1) * S;
-            if (tid == 0)
+            if (tid < 32)
                 for (int b = blockIdx.x + 1; b < int(gridDim.x); ++b) {
                     const int lo = sk_begin(wk, b);
                     if (lo >= tile_end) break;
-                    if (sk_begin(wk, b + 1) > lo)
-                        while (ld_acquire(wk.flags + b) == 0) __nanosleep(64);
+                    if (sk_begin(wk, b + 1) == lo) continue;
+                    while (__shfl_sync(0xFFFFFFFFu, lane == 0 ? ld_acquire(wk.flags + b) : 0u, 0) == 0) __nanosleep(64);
                 }
             asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
             for (int b = blockIdx.x + 1; b < int(gridDim.x); ++b) {
@@ -482,10 +480,10 @@ __global__ void __launch_bounds__(kThreads, 1)
                 if (tid == 0) wk.flags[b] = 0;  // consumed; the slot is written again only by a later launch
             }
         }
-        // Whole tiles and finished ones are stored; parts of a tile into fp32 add with atomics (the
-        // classic grid's K splits, stream-K's cut tiles); the bias comes with the tile's first stages.
+        // Tiles are stored (fp16) or added with atomics (fp32: whole tiles, the classic grid's K
+        // splits, stream-K's cut tiles); the bias comes with the tile's first stages.
         const bool add_bias = out.bias != nullptr && s0 == 0;
-        if (last) store_slab(nt0, m0, OUT32 && !(s0 == 0 && s1 == S), add_bias);
+        if (last) store_slab(nt0, m0, add_bias);
         else store_direct(nt0, m0, add_bias);
         // A loop around the pipeline costs the 128 x 2 tile its wgmma overlap (ptxas runs out of
         // registers and serializes the wgmmas), so the classic grid's kernels have none and that
@@ -624,20 +622,23 @@ bool q4_wgmma_sk_ready(const Q4WgScratch &sk, int blocks) {
     return sk.flags && sk.n_flags >= blocks && sk.partial_floats >= q4_wgmma_sk_floats(blocks);
 }
 
-Q4WgmmaPlan q4_wgmma_plan(int M, const Q4Dev &w, int sm_count, bool out32, bool stream_k) {
+Q4WgmmaPlan q4_wgmma_plan(int M, const Q4Dev &w, int sm_count, bool out32, bool allow_sk, bool unordered) {
+    // Any K split into fp32 adds partial sums in no fixed order.
+    const bool stream_k = allow_sk && (!out32 || unordered);
+    const int max_splits = out32 && unordered ? 4 : 1;
     static const char *forced = std::getenv("GPTQ_Q4_WG");
     if (forced) {
         Q4WgmmaPlan p;
         const int got = std::sscanf(forced, "%d,%d,%d,%d", &p.bt, &p.wgn, &p.splits, &p.sk);
-        if (got >= 3 && q4_wgmma_plan_valid(p, out32) && (p.sk == 0 || stream_k)) return p;
+        if (got >= 3 && q4_wgmma_plan_valid(p, out32) && (p.sk == 0 || stream_k) && p.splits <= max_splits) return p;
     }
     // One resident block per SM (registers, shared memory): pick the tile and the schedule that
     // keep the SMs busiest, weighting each tile by how efficiently it computes, in units of one
     // stage of work. The classic grid pays for its last, partly filled wave; stream-K spreads the
     // units evenly over the SMs and pays for the tiles it cuts. Epilogue costs, fitted to the H200's
-    // M = 64-256 runs of bench-kernels: a tile part added into fp32 with atomics ~9 stages (a
+    // M = 64-256 runs of bench-kernels: a tile part added into fp32 with atomics ~8 stages (a
     // stream-K block has two), the hand-over of an fp16 tile's sums ~2.
-    constexpr double kAtomicTile = 9.0, kHandOver = 2.0;
+    constexpr double kAtomicTile = 8.0, kHandOver = 2.0;
     const int stages = q4_wgmma_kx(w) / kQ4WgStageK;
     Q4WgmmaPlan best;
     double best_t = 1e30;
@@ -647,7 +648,7 @@ Q4WgmmaPlan q4_wgmma_plan(int M, const Q4Dev &w, int sm_count, bool out32, bool 
             const long cols = (w.NT + kQ4WgWarpgroups * wgn - 1) / (kQ4WgWarpgroups * wgn);
             const long tiles = cols * ((M + bt - 1) / bt);
             const double per_stage = double(bt) * wgn / tile_efficiency(Q4WgmmaPlan{bt, wgn, 1, 0});
-            for (int splits = 1; splits <= (out32 ? 4 : 1); ++splits) {
+            for (int splits = 1; splits <= max_splits; ++splits) {
                 if (stages / splits < 4) continue;
                 const long waves = (tiles * splits + sm_count - 1) / sm_count;
                 const double per_block = double(stages) / splits + (splits > 1 ? kAtomicTile : 0.0);

@@ -60,9 +60,10 @@ inline size_t q4_wgmma_xfrag_elems(int rows, int kx) {
 void q4_wgmma_permute(const __half *x, int M, int ldx, int K, int Kx, int Mp, __half *xf, cudaStream_t stream);
 
 // The plan q4_wgmma uses by default (GPTQ_Q4_WG="bt,wgn,splits[,sk]" forces one, for measurements).
-// stream_k: stream-K plans may be chosen (fp32 outputs always can; fp16 ones need a Q4WgScratch
-// for sm_count blocks).
-Q4WgmmaPlan q4_wgmma_plan(int M, const Q4Dev &w, int sm_count, bool out32, bool stream_k);
+// allow_sk: stream-K plans may be chosen (into fp16 they need a Q4WgScratch for sm_count blocks).
+// unordered: fp32 outputs may take partial sums in any order (K splits, stream-K); false for
+// bit-reproducible runs (q4_set_atomic_accumulate(false)), which keep whole tiles.
+Q4WgmmaPlan q4_wgmma_plan(int M, const Q4Dev &w, int sm_count, bool out32, bool allow_sk, bool unordered = true);
 bool q4_wgmma_plan_valid(const Q4WgmmaPlan &p, bool out32);
 
 // y = xf · W with xf from q4_wgmma_permute (same M, Mp). out: out16 or out32 (no defer). sk: the
