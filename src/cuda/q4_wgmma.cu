@@ -197,15 +197,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int g = lane >> 2;
     const int S = wk.stages;
     constexpr int kProducerWarps = ZT ? 4 : 3;
-    int u_begin, u_end;
-    if (SK) {
-        u_begin = sk_begin(wk, blockIdx.x);
-        u_end = sk_begin(wk, blockIdx.x + 1);
-    } else {
+    // The block's run of units [x, y). Each role computes it after its register reallocation: held
+    // across the producer's cut to kProducerRegs, such values were spilled and reloaded at every stage.
+    auto block_units = [&]() -> int2 {
+        if (SK) return make_int2(sk_begin(wk, blockIdx.x), sk_begin(wk, blockIdx.x + 1));
         const int t0 = (int(blockIdx.x) * wk.row_blocks + int(blockIdx.y)) * S;
-        u_begin = t0 + int(blockIdx.z) * wk.per_split;
-        u_end = min(t0 + S, u_begin + wk.per_split);
-    }
+        const int first = t0 + int(blockIdx.z) * wk.per_split;
+        return make_int2(first, min(t0 + S, first + wk.per_split));
+    };
 
     // full[b]: buffer b's copies landed (an arrival per producer warp, plus the bytes); empty[b]:
     // every consumer warp is done with it (its wgmma group completed).
@@ -236,6 +235,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int pw = (tid - kConsumerThreads) >> 5, pl = lane;
         if (pw >= kProducerWarps) return;
         const int v = pw == 1 ? pl : pl >> 1, pr = pl & 1;  // this lane's column tile (and tile pair)
+        const int2 run = block_units();
+        const int u_begin = run.x, u_end = run.y;
         const size_t x_stage_stride = size_t(Mp) * 128;    // bytes of xf per stage
         int t = u_begin / S, s = u_begin - t * S;         // the tile and stage of unit u
         int nt0 = 0, m0 = 0, tiles = 0;                     // the tile's first column tile and token, its column tiles
@@ -410,8 +411,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     };
 
     // The block's run, one tile (or part of one) at a time.
+    const int2 run = block_units();
+    const int u_end = run.y;
     int it = 0;
-    for (int u = u_begin; u < u_end;) {
+    for (int u = run.x; u < u_end;) {
         __syncwarp();  // converged again after the last tile's epilogue: see the loop's end
         const int n = min(S - u % S, u_end - u);
 #pragma unroll
