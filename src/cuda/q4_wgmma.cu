@@ -298,7 +298,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     // Stage `it` of the block's run; release_prev: stage it - 1's buffer goes back to the producer
     // once its group has completed (the first stage of a tile has none: the tile before released it).
     auto run_stage = [&](int it, uint32_t (&a)[WGN][4][4], bool release_prev) {
-        if constexpr (SK) it = __shfl_sync(0xFFFFFFFFu, it, 0);
         mbar_wait(smem_addr(&full_bar[it % kStages]), (it / kStages) & 1);
         __syncwarp();  // the wgmma instructions below are warp-aligned
         const uint8_t *xs = smem + (it % kStages) * Sm::kStageBytes;
@@ -383,10 +382,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                     slab[(8 * j + 2 * c + (e & 1)) * kSlabStride + g + 8 * (e >> 1)] = acc[u][4 * j + e];
             __syncwarp();
             // Lane l handles column l % 16 of tokens t = l / 16, l / 16 + 2, ...: 16 consecutive lanes
-            // cover one token's 16 columns (64 contiguous bytes of fp32, 32 of fp16). The loops run
-            // the same trips in every lane (the stores are predicated): a loop that diverged here
-            // would keep the compiler from proving the warp converged when the next tile's
-            // pipeline starts, and the stage indices would leave the uniform registers.
+            // cover one token's 16 columns (64 contiguous bytes of fp32, 32 of fp16). Every lane runs
+            // the same trips (the stores are predicated), so the warp leaves the epilogue converged.
             const int col = lane & 15, n = n0 + col, th = lane >> 4;
             const bool col_ok = n < w.N;
             const float b = add_bias && col_ok ? __half2float(out.bias[n]) : 0.0f;
@@ -415,7 +412,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int u_end = run.y;
     int it = 0;
     for (int u = run.x; u < u_end;) {
-        __syncwarp();  // converged again after the last tile's epilogue: see the loop's end
         const int n = min(S - u % S, u_end - u);
 #pragma unroll
         for (int v = 0; v < WGN; ++v)
@@ -455,8 +451,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             // Stream-K, the first part of a tile the next blocks finish: wait for their sums (they ran
             // them first thing, while this block was still on its earlier units) and add them. Only
             // later blocks are waited for, and all blocks are resident (one per SM), so this ends.
-            // The first warp polls, lane 0 reading and the warp taking its answer (a loop whose trips
-            // differed by lane would leave the warp diverged for the compiler; see store_slab).
+            // The first warp polls, lane 0 reading and the warp taking its answer, so that the warp
+            // stays converged.
             const int tile_end = (t + 1) * S;
             if (tid < 32)
                 for (int b = blockIdx.x + 1; b < int(gridDim.x); ++b) {
