@@ -240,6 +240,13 @@ std::vector<double> gpu_q4_pro_f32(const Q4Prologue &pro, int M, const Q4Dev &w,
     return std::vector<double>(h.begin(), h.end());
 }
 
+// True, and says so, where the sm_90a wgmma kernel cannot run (no Hopper GPU or no sm_90a code).
+bool wgmma_unavailable() {
+    if (q4_wgmma_supported()) return false;
+    MESSAGE("skipped: the wgmma kernel needs a Hopper GPU and an sm_90a build");
+    return true;
+}
+
 struct Workspace {
     std::unique_ptr<Dev<float>> partial;
     std::unique_ptr<Dev<unsigned>> counters;
@@ -267,7 +274,7 @@ struct Workspace {
         CUDA_CHECK(cudaMemset(sk_flags->p, 0, sk_flags->n * sizeof(unsigned)));
         ws.wgmma_sk = {sk_partial->p, sk_partial->n, sk_flags->p, sms};
         ws.cublas = cublas;
-        ws.sm_count = sm_count();
+        ws.sm_count = sms;
     }
     ~Workspace() { cublasDestroy(cublas); }
 };
@@ -527,10 +534,7 @@ TEST_CASE("q4 large-M paths (fused passes and dequantize + cuBLAS) match the ref
 }
 
 TEST_CASE("q4 wgmma kernel (sm_90a) matches the reference for every block tile, schedule and output") {
-    if (!q4_wgmma_supported()) {
-        MESSAGE("skipped: the wgmma kernel needs a Hopper GPU and an sm_90a build");
-        return;
-    }
+    if (wgmma_unavailable()) return;
     std::mt19937 rng(21);
     Workspace W;
     const int sms = sm_count();
@@ -574,10 +578,7 @@ TEST_CASE("q4 wgmma kernel (sm_90a) matches the reference for every block tile, 
 }
 
 TEST_CASE("q4 wgmma kernel into fp32 is bit-reproducible when atomics are off") {
-    if (!q4_wgmma_supported()) {
-        MESSAGE("skipped: the wgmma kernel needs a Hopper GPU and an sm_90a build");
-        return;
-    }
+    if (wgmma_unavailable()) return;
     std::mt19937 rng(23);
     Workspace W;
     GptqLayer L = make_layer(4096, 512, 128, false, false, 1, rng);  // long K: the planner would split it
@@ -601,10 +602,7 @@ TEST_CASE("q4 wgmma kernel into fp32 is bit-reproducible when atomics are off") 
 }
 
 TEST_CASE("q4 wgmma path cuts M into passes when the activation buffer is short") {
-    if (!q4_wgmma_supported()) {
-        MESSAGE("skipped: the wgmma kernel needs a Hopper GPU and an sm_90a build");
-        return;
-    }
+    if (wgmma_unavailable()) return;
     std::mt19937 rng(22);
     Workspace W;
     GptqLayer L = make_layer(1024, 3000, 32, true, true, 1, rng);

@@ -533,7 +533,8 @@ template <int BT, int WGN, bool ZT, bool OUT32>
 void launch_wg(const __half *xf, int M, int Mp, int Kx, const Q4Dev &w, const Q4Out &out, const Q4WgmmaPlan &plan,
                const Q4WgScratch &sk, cudaStream_t stream) {
     using Sm = WgSmem<BT, WGN, ZT>;
-    // The 128 x 128 tile has no stream-K kernel (q4_wgmma_plan_valid): see the kernel's loop.
+    // The 128x2 tile (128 tokens x 256 columns) has no stream-K kernel (q4_wgmma_plan_valid): see
+    // the kernel's loop.
     constexpr bool kHasSk = !(BT == 128 && WGN == 2);
     auto kernel = plan.sk && kHasSk ? q4_wgmma_kernel<BT, WGN, ZT, OUT32, kHasSk> : q4_wgmma_kernel<BT, WGN, ZT, OUT32, false>;
     allow_dynamic_smem(kernel, Sm::kBytes);
