@@ -465,7 +465,7 @@ public:
         CUDA_CHECK(cudaMemsetAsync(cache_.as<void>(), 0, cache_.bytes(), 0));
 
         // Scratch of the 4-bit kernels, sized for the largest layer and batch they will see.
-        size_t partial = 0, deq = 0, kx = 0;
+        size_t partial = 0, sums = 0, deq = 0, kx = 0;
         int strips = 1;
         auto visit = [&](const GpuLinear &L) {
             if (!L.q4) return;
@@ -473,6 +473,7 @@ public:
                 if (m <= nb_) {
                     Q4Plan p = q4_plan(m, L.q, b_.sm_count_);
                     partial = std::max(partial, p.partial_floats);
+                    sums = std::max(sums, p.sums_floats);
                     strips = std::max(strips, p.strips);
                 }
             deq = std::max(deq, L.dequant_elems());
@@ -482,6 +483,8 @@ public:
             for (const GpuLinear *l : {&L.qkv, &L.o, &L.gate_up, &L.down}) visit(*l);
         visit(b_.lm_head_);
         q4_partial_.alloc(partial * 4);
+        q4_sums_.alloc(std::max<size_t>(sums, 1) * 4);
+        CUDA_CHECK(cudaMemsetAsync(q4_sums_.as<void>(), 0, q4_sums_.bytes(), 0));
         // Deferred shares of q|k|v (one token) and gate|up (up to kFuseMaxRows rows).
         size_t qkv_part = 1, gu_part = 1;
         for (const GpuLayer &L : b_.layers_) {
@@ -497,7 +500,7 @@ public:
         gu_part_.alloc(gu_part * 4);
         q4_counters_.alloc(size_t(strips) * 4);
         CUDA_CHECK(cudaMemsetAsync(q4_counters_.as<void>(), 0, q4_counters_.bytes(), 0));
-        ws_.fused = {q4_partial_.as<float>(), partial, q4_counters_.as<unsigned>(), strips};
+        ws_.fused = {q4_partial_.as<float>(), partial, q4_counters_.as<unsigned>(), strips, q4_sums_.as<float>(), sums};
         ws_.sm_count = b_.sm_count_;
         if (kx && nb_ >= ws_.wgmma_min_m && q4_wgmma_supported()) {
             // Hopper: batches of wgmma_min_m .. wgmma_max_m rows on the wgmma kernel, which needs
@@ -808,7 +811,7 @@ private:
     int n_ctx_, n_seq_, nb_;
     int ldn_ = 0, ldqkv_ = 0, ldatt_ = 0, chunks_max_ = 1;
     DeviceBuffer ids_, x32_, xn_, xg_, qkv_, att_, gu_, act_, logits_, cache_;
-    DeviceBuffer q4_partial_, q4_counters_, q4_deq_, q4_xfrag_, q4_sk_partial_, q4_sk_flags_;
+    DeviceBuffer q4_partial_, q4_sums_, q4_counters_, q4_deq_, q4_xfrag_, q4_sk_partial_, q4_sk_flags_;
     DeviceBuffer split_scratch_, attn_counters_, gemm_scratch_, cublas_ws_;
     DeviceBuffer qkv_part_, gu_part_;  // deferred split shares (few-row batches)
     size_t gemm_scratch_bytes_ = 0;

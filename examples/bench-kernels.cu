@@ -158,7 +158,8 @@ int main(int argc, char **argv) try {
     cudaStream_t gs = nullptr;
     CUDA_CHECK(cudaStreamCreateWithFlags(&gs, cudaStreamNonBlocking));
     const int group = 128;
-    const int maxM = *std::max_element(Ms.begin(), Ms.end());
+    // At least 16 rows: the fused-vs-cuBLAS check below runs at M = 16 whatever the rows timed.
+    const int maxM = std::max(16, *std::max_element(Ms.begin(), Ms.end()));
 
     cublasHandle_t cublas;
     CUBLAS_CHECK(cublasCreate(&cublas));
@@ -216,6 +217,9 @@ int main(int argc, char **argv) try {
             for (int m : {1, 16, 32}) pf = std::max(pf, q4_plan(m, q4view(0), ws.sm_count, bps).partial_floats);
         ws.fused.partial = dev_alloc<float>(pf);
         ws.fused.partial_floats = pf;
+        ws.fused.sums_floats = size_t(kQ4FusedMaxM) * NT * 64;
+        ws.fused.sums = dev_alloc<float>(ws.fused.sums_floats);
+        CUDA_CHECK(cudaMemset(ws.fused.sums, 0, ws.fused.sums_floats * sizeof(float)));
         ws.fused.n_counters = (NT + kQ4WarpsN - 1) / kQ4WarpsN;
         ws.fused.counters = dev_alloc<unsigned>(ws.fused.n_counters);
         CUDA_CHECK(cudaMemset(ws.fused.counters, 0, ws.fused.n_counters * sizeof(unsigned)));
@@ -458,6 +462,7 @@ int main(int argc, char **argv) try {
         CUDA_CHECK(cudaFree(y2));
         CUDA_CHECK(cudaFree(y32));
         CUDA_CHECK(cudaFree(ws.fused.partial));
+        CUDA_CHECK(cudaFree(ws.fused.sums));
         CUDA_CHECK(cudaFree(ws.fused.counters));
         CUDA_CHECK(cudaFree(ws.dequant));
         if (ws.xfrag) CUDA_CHECK(cudaFree(ws.xfrag));

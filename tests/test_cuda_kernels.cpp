@@ -248,7 +248,7 @@ bool wgmma_unavailable() {
 }
 
 struct Workspace {
-    std::unique_ptr<Dev<float>> partial;
+    std::unique_ptr<Dev<float>> partial, sums;
     std::unique_ptr<Dev<unsigned>> counters;
     std::unique_ptr<Dev<h16>> deq, xfrag;
     std::unique_ptr<Dev<float>> sk_partial;
@@ -260,9 +260,11 @@ struct Workspace {
         partial = std::make_unique<Dev<float>>(pf);
         counters = std::make_unique<Dev<unsigned>>(4096);
         CUDA_CHECK(cudaMemset(counters->p, 0, 4096 * sizeof(unsigned)));
+        sums = std::make_unique<Dev<float>>(size_t(1) << 20);
+        CUDA_CHECK(cudaMemset(sums->p, 0, sums->n * sizeof(float)));
         deq = std::make_unique<Dev<h16>>(size_t(1) << 23);
         CUBLAS_CHECK(cublasCreate(&cublas));
-        ws.fused = {partial->p, pf, counters->p, 4096};
+        ws.fused = {partial->p, pf, counters->p, 4096, sums->p, sums->n};
         ws.dequant = reinterpret_cast<__half *>(deq->p);
         ws.dequant_elems = deq->n;
         xfrag = std::make_unique<Dev<h16>>(size_t(1) << 22);
@@ -319,13 +321,15 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
     std::mt19937 rng(3);
     Workspace W;
     // Zero point folded into a second mma (one-token tiles) or subtracted per weight; plans under the
-    // default shared-memory cap and under a raised one (fewer, longer splits past 48 KB).
-    const char *variants[][2] = {{"1", "47"}, {"0", "47"}, {"1", "96"}};
+    // default shared-memory cap and under a raised one (fewer, longer splits past 48 KB); the splits
+    // of an fp16 output added into fp32 sums with atomics (the default) or summed in order.
+    const char *variants[][3] = {{"1", "47", "1"}, {"0", "47", "1"}, {"1", "96", "1"}, {"1", "47", "0"}};
     for (const auto &v : variants)
     for (const LayerCase &c : kCases) {
         const char *fold = v[0];
         setenv("GPTQ_Q4_FOLD", fold, 1);
         setenv("GPTQ_Q4_SMEM_KB", v[1], 1);
+        q4_set_atomic_accumulate(v[2][0] == '1');
         GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
         auto d = upload_layer(L);
         for (int M : {1, 3, 16, 17, 32, 40, 64}) {
@@ -344,13 +348,17 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
                 double e = rel_err(ref, y);
                 INFO("K=" << L.K << " N=" << L.N << " gs=" << c.gs << " act=" << c.act_order << " asym=" << c.asym
                           << " M=" << M << " splits=" << (p ? p->splits : -1) << " stage " << (p ? p->stage_batch : 0)
-                          << " fold " << fold << " smem cap KB " << v[1]);
+                          << " fold " << fold << " smem cap KB " << v[1] << " atomics " << v[2]);
                 CHECK(e < 3e-3);
             }
         }
     }
+    q4_set_atomic_accumulate(true);
     unsetenv("GPTQ_Q4_FOLD");
     unsetenv("GPTQ_Q4_SMEM_KB");
+    // Every launch left the fp32 sums of its fp16 splits at zero for the next one.
+    auto sums = W.sums->download();
+    CHECK(std::count(sums.begin(), sums.end(), 0.0f) == long(sums.size()));
 }
 
 TEST_CASE("q4 accumulates into an fp32 output with bias") {
@@ -466,6 +474,9 @@ TEST_CASE("q4 deferred reduction: the shares sum to the fp16 output, and the Swi
     GptqLayer down = make_layer(I, 8 * 29, 64, false, false, 1, rng);
     auto dg = upload_layer(gu_layer), dd = upload_layer(down);
     const int NP = dg->view.NT * kQ4TileN;
+    // Bit equality with the fp16 product holds for its ordered sums (with atomics, the splits of an
+    // fp16 output may add in any order).
+    q4_set_atomic_accumulate(false);
     for (int M : {1, 3, 4}) {
         auto x = random_f16(size_t(M) * gu_layer.K, rng, -1.0f, 1.0f);
         Dev<h16> dx(x);
@@ -511,6 +522,7 @@ TEST_CASE("q4 deferred reduction: the shares sum to the fp16 output, and the Swi
             CHECK(rel_err(ref, gpu_q4_pro_f32(pro, M, dd->view, down.N, W.ws)) < 3e-3);
         }
     }
+    q4_set_atomic_accumulate(true);
 }
 
 TEST_CASE("q4 large-M paths (fused passes and dequantize + cuBLAS) match the reference") {

@@ -312,6 +312,17 @@ __device__ __forceinline__ void store2(const Q4Out &out, int row, int col, float
     }
 }
 
+// Writes v to (row, col .. col + 3), the columns below N.
+__device__ __forceinline__ void store4(const Q4Out &out, int N, int row, int col, const float4 &v) {
+    if (col + 3 < N) {
+        store2(out, row, col, v.x, v.y);
+        store2(out, row, col + 2, v.z, v.w);
+        return;
+    }
+    const float a[4] = {v.x, v.y, v.z, v.w};
+    for (int i = 0; i < 4 && col + i < N; ++i) store1(out, row, col + i, a[i]);
+}
+
 // 8 fp32 values -> 8 fp16 in one uint4.
 __device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
     uint4 r;
@@ -682,7 +693,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         return;
     }
 
-    if (atomic_out) {  // fp32 output: each split adds its share, no partials (bias: split 0)
+    if (atomic_out == 1) {  // fp32 output: each split adds its share, no partials (bias: split 0)
         if (wk != 0 || nt >= w.NT) return;
         for_each_output(A, nt, g, c, [&](int row, int col, float v) {
             if (row < M && col < w.N) {
@@ -693,9 +704,16 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         return;
     }
 
+    // atomic_out 2 (fp16 output): partial is the fp32 sums [M][NP]; every split adds its share, the
+    // last block rounds the sums and zeroes them for the next launch. At 16 rows this was the
+    // difference between the fp16 and the fp32 (atomic) products (H200, 70B gate+up: 150 vs 119 us):
+    // the last block read S slices of partials and each split wrote one.
     if (wk == 0 && nt < w.NT)
         for_each_output(A, nt, g, c, [&](int row, int col, float v) {
-            if (row < M && col < w.N) __stcg(partial + (size_t(split) * M + row) * NP + col, v);
+            if (row < M && col < w.N) {
+                if (atomic_out == 2) atomicAdd(partial + size_t(row) * NP + col, v);
+                else __stcg(partial + (size_t(split) * M + row) * NP + col, v);
+            }
         });
     __threadfence();
     __syncthreads();
@@ -704,10 +722,21 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     __syncthreads();
     if (!s_last) return;
     __threadfence();
-    // Last block of the strip: sum the splits, four columns per item, four items in flight.
     const int col0 = blockIdx.x * kQ4WarpsN * kQ4TileN;
-    const int w4 = min(kQ4WarpsN * kQ4TileN, w.N - col0) / 4;
+    const int w4 = (min(kQ4WarpsN * kQ4TileN, w.N - col0) + 3) / 4;  // a last, partial float4 stores its columns < N
     const int items = M * w4;
+    if (atomic_out == 2) {
+        for (int idx = threadIdx.x; idx < items; idx += kQ4Threads) {
+            const int row = idx / w4, col = col0 + 4 * (idx % w4);
+            float4 *p = reinterpret_cast<float4 *>(partial + size_t(row) * NP + col);
+            const float4 v = __ldcg(p);
+            __stcg(p, make_float4(0.f, 0.f, 0.f, 0.f));
+            store4(out, w.N, row, col, v);
+        }
+        if (threadIdx.x == 0) counters[blockIdx.x] = 0u;
+        return;
+    }
+    // Last block of the strip: sum the splits, four columns per item, four items in flight.
     for (int base = threadIdx.x; base < items; base += 4 * kQ4Threads) {
         float4 sum[4];
 #pragma unroll
@@ -728,8 +757,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
             const int idx = base + r * kQ4Threads;
             if (idx < items) {
                 const int row = idx / w4, col = col0 + 4 * (idx % w4);
-                store2(out, row, col, sum[r].x, sum[r].y);
-                store2(out, row, col + 2, sum[r].z, sum[r].w);
+                store4(out, w.N, row, col, sum[r]);
             }
         }
     }
@@ -863,10 +891,23 @@ void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
             smem = std::max(smem, with);
         }
     }
-    const int atomic_out = plan.splits > 1 && out.out32 && q4_atomic_enabled() ? 1 : 0;
+    // 1: fp32 output, the splits add into it; 2: fp16 output, the splits add into sc.sums and the
+    // last block rounds; 0: partials summed in order by the last block. Into fp16 the sums pay from
+    // 5 splits on (H200, graph-timed, fp16 outputs: 16 rows of 7B o_proj with 5 splits 16.0 -> 12.6
+    // us, down with 9 17.6 vs 24.6, 70B down with 21 73.0 vs 81; one row of o_proj with 12 splits
+    // 11.0 -> 7.1) and not below (4 splits: q|k|v 19.5 either way, gate|up 30.3 vs 26.1: every block
+    // then waits for its atomics to land before it counts itself done, which the last block's read
+    // of a few slices does not outweigh).
+    constexpr int kSumsMinSplits = 5;
+    int atomic_out = 0;
+    if (plan.splits > 1 && q4_atomic_enabled()) {
+        if (out.out32) atomic_out = 1;
+        else if (out.out16 && plan.splits >= kSumsMinSplits && sc.sums && sc.sums_floats >= plan.sums_floats)
+            atomic_out = 2;
+    }
     allow_dynamic_smem(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD>, smem);
     launch(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD>, grid, kQ4Threads, smem, stream, x, M, ldx, w, plan.pairs_per_split,
-           sc.partial, sc.counters, out, p, atomic_out);
+           atomic_out == 2 ? sc.sums : sc.partial, sc.counters, out, p, atomic_out);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -1002,6 +1043,7 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target) {
     // the short last split made the strip wait on the long ones: 25.2 -> 21.7 us measured).
     p.pairs_per_split = (KP + p.splits - 1) / p.splits;
     p.partial_floats = p.splits > 1 ? size_t(p.splits) * M * w.NT * kQ4TileN : 0;
+    p.sums_floats = p.splits > 1 ? size_t(M) * w.NT * kQ4TileN : 0;
     return p;
 }
 

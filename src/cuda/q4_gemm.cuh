@@ -37,8 +37,8 @@ struct Q4Out {
     // Deferred reduction (decode): instead of out16 / out32, each split s writes its fp32 share of
     // row m to defer[(s * M + m) * NT*64 + col] and no block sums them; the consumer (SwiGLU
     // prologue kind 3, the attention kernel) adds the `splits` shares in order 0..splits-1 and
-    // rounds to fp16, giving exactly what out16 would have held. No bias. q4_matmul returns the
-    // number of splits.
+    // rounds to fp16, giving exactly what out16 holds with atomics off (q4_set_atomic_accumulate).
+    // No bias. q4_matmul returns the number of splits.
     float *defer = nullptr;
 };
 
@@ -78,6 +78,7 @@ struct Q4Plan {
     int pairs_per_split = 1;  // tile pairs (32 rows of K) per split
     int strips = 1;
     size_t partial_floats = 0;  // scratch the call needs (splits * M * NT*64 when splits > 1)
+    size_t sums_floats = 0;     // ... and, into fp16 with atomics on, the fp32 sums (M * NT*64)
     int stage_batch = 4;        // activation loads in flight per thread in the prologue (4, or 2 at M <= 8)
 };
 
@@ -113,11 +114,17 @@ void q4_set_atomic_accumulate(bool on);
 
 // Scratch for the fused kernel: partial sums and per-strip arrival counters (zeroed once at
 // allocation; every launch leaves them zero again). One set per stream.
+// sums: where split calls into fp16 add their shares with atomics (q4_set_atomic_accumulate) and
+// the last block of each strip rounds them, instead of one slice of partials per split that the
+// last block reads back in order; zeroed once at allocation, every launch leaves it zero. Null or
+// smaller than the plan's sums_floats: the ordered partials.
 struct Q4Scratch {
     float *partial = nullptr;
     size_t partial_floats = 0;
     unsigned *counters = nullptr;
     int n_counters = 0;
+    float *sums = nullptr;
+    size_t sums_floats = 0;
 };
 
 // Scratch of the wgmma kernel's stream-K plans into fp16 outputs (q4_wgmma.cuh): a slot of fp32

@@ -191,7 +191,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     constexpr int kStages = Sm::kStages;
     constexpr int kSlotFloat4s = kConsumerThreads * WGN * Op::kRegs / 4;
     extern __shared__ uint8_t smem_raw[];
-    uint8_t *smem = reinterpret_cast<uint8_t *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+    // Aligned to 1024 bytes (the swizzle's period) by an offset from the array itself, so that the
+    // compiler still knows the pointer is shared memory and loads through it are LDS, not generic.
+    uint8_t *smem = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
 
     const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
     const int g = lane >> 2;
