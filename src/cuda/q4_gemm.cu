@@ -705,9 +705,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     }
 
     // atomic_out 2 (fp16 output): partial is the fp32 sums [M][NP]; every split adds its share, the
-    // last block rounds the sums and zeroes them for the next launch. At 16 rows this was the
-    // difference between the fp16 and the fp32 (atomic) products (H200, 70B gate+up: 150 vs 119 us):
-    // the last block read S slices of partials and each split wrote one.
+    // last block rounds the sums and zeroes them for the next launch (launch_fused says when).
     if (wk == 0 && nt < w.NT)
         for_each_output(A, nt, g, c, [&](int row, int col, float v) {
             if (row < M && col < w.N) {
@@ -892,17 +890,17 @@ void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
         }
     }
     // 1: fp32 output, the splits add into it; 2: fp16 output, the splits add into sc.sums and the
-    // last block rounds; 0: partials summed in order by the last block. Into fp16 the sums pay from
-    // 5 splits on (H200, graph-timed, fp16 outputs: 16 rows of 7B o_proj with 5 splits 16.0 -> 12.6
-    // us, down with 9 17.6 vs 24.6, 70B down with 21 73.0 vs 81; one row of o_proj with 12 splits
-    // 11.0 -> 7.1) and not below (4 splits: q|k|v 19.5 either way, gate|up 30.3 vs 26.1: every block
-    // then waits for its atomics to land before it counts itself done, which the last block's read
-    // of a few slices does not outweigh).
-    constexpr int kSumsMinSplits = 5;
+    // last block rounds; 0: partials summed in order by the last block. Into fp16 the sums pay at up
+    // to 8 rows and, above, from 5 splits on; measured against the ordered partials in one run
+    // (H200, graph-timed, fp16 outputs): one row of 7B q|k|v (4 splits) 11.1 vs 11.9 us, of o_proj
+    // (12) 7.1 vs 11.2, of down 10.8 vs 14.7; 16 rows of o_proj (5 splits) 12.7 vs 17.7, of down (9)
+    // 17.6 vs 27.6, of 70B down (21) 73.0 vs 93.5, of 70B gate|up (7) 145.9 vs 156.1; but 16 rows of
+    // 7B gate|up (4 splits, one wave) 30.5 vs 26.6 (every block then waits for its atomics to land
+    // before it counts itself done, which reading back four slices does not outweigh).
     int atomic_out = 0;
     if (plan.splits > 1 && q4_atomic_enabled()) {
         if (out.out32) atomic_out = 1;
-        else if (out.out16 && plan.splits >= kSumsMinSplits && sc.sums && sc.sums_floats >= plan.sums_floats)
+        else if (out.out16 && (M <= 8 || plan.splits >= 5) && sc.sums && sc.sums_floats >= plan.sums_floats)
             atomic_out = 2;
     }
     allow_dynamic_smem(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD>, smem);
