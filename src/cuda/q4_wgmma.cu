@@ -456,18 +456,21 @@ __global__ void __launch_bounds__(kThreads, 1)
             // The first warp polls, lane 0 reading and the warp taking its answer, so that the warp
             // stays converged.
             const int tile_end = (t + 1) * S;
-            if (tid < 32)
+            // The later blocks that ran part of the tile: those whose run starts before its end (a
+            // block with no units at all hands nothing over).
+            auto for_each_contributor = [&](auto &&f) {
                 for (int b = blockIdx.x + 1; b < int(gridDim.x); ++b) {
                     const int lo = sk_begin(wk, b);
                     if (lo >= tile_end) break;
-                    if (sk_begin(wk, b + 1) == lo) continue;
-                    while (__shfl_sync(0xFFFFFFFFu, lane == 0 ? ld_acquire(wk.flags + b) : 0u, 0) == 0) __nanosleep(64);
+                    if (sk_begin(wk, b + 1) != lo) f(b);
                 }
+            };
+            if (tid < 32)
+                for_each_contributor([&](int b) {
+                    while (__shfl_sync(0xFFFFFFFFu, lane == 0 ? ld_acquire(wk.flags + b) : 0u, 0) == 0) __nanosleep(64);
+                });
             asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
-            for (int b = blockIdx.x + 1; b < int(gridDim.x); ++b) {
-                const int lo = sk_begin(wk, b);
-                if (lo >= tile_end) break;
-                if (sk_begin(wk, b + 1) == lo) continue;
+            for_each_contributor([&](int b) {
                 const float4 *slot = reinterpret_cast<const float4 *>(wk.partial) + size_t(b) * kSlotFloat4s;
 #pragma unroll
                 for (int v = 0; v < WGN; ++v)
@@ -479,7 +482,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                         acc[v][4 * q] += p.x, acc[v][4 * q + 1] += p.y, acc[v][4 * q + 2] += p.z, acc[v][4 * q + 3] += p.w;
                     }
                 if (tid == 0) wk.flags[b] = 0;  // consumed; the slot is written again only by a later launch
-            }
+            });
         }
         // Tiles are stored (fp16) or added with atomics (fp32: whole tiles, the classic grid's K
         // splits, stream-K's cut tiles); the bias comes with the tile's first stages.
