@@ -312,15 +312,10 @@ __device__ __forceinline__ void store2(const Q4Out &out, int row, int col, float
     }
 }
 
-// Writes v to (row, col .. col + 3), the columns below N.
-__device__ __forceinline__ void store4(const Q4Out &out, int N, int row, int col, const float4 &v) {
-    if (col + 3 < N) {
-        store2(out, row, col, v.x, v.y);
-        store2(out, row, col + 2, v.z, v.w);
-        return;
-    }
-    const float a[4] = {v.x, v.y, v.z, v.w};
-    for (int i = 0; i < 4 && col + i < N; ++i) store1(out, row, col + i, a[i]);
+// Writes v to (row, col .. col + 3) (N is a multiple of 8: repack_q4 refuses other layers).
+__device__ __forceinline__ void store4(const Q4Out &out, int row, int col, const float4 &v) {
+    store2(out, row, col, v.x, v.y);
+    store2(out, row, col + 2, v.z, v.w);
 }
 
 // 8 fp32 values -> 8 fp16 in one uint4.
@@ -721,7 +716,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     if (!s_last) return;
     __threadfence();
     const int col0 = blockIdx.x * kQ4WarpsN * kQ4TileN;
-    const int w4 = (min(kQ4WarpsN * kQ4TileN, w.N - col0) + 3) / 4;  // a last, partial float4 stores its columns < N
+    const int w4 = min(kQ4WarpsN * kQ4TileN, w.N - col0) / 4;
     const int items = M * w4;
     if (atomic_out == 2) {
         for (int idx = threadIdx.x; idx < items; idx += kQ4Threads) {
@@ -729,7 +724,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
             float4 *p = reinterpret_cast<float4 *>(partial + size_t(row) * NP + col);
             const float4 v = __ldcg(p);
             __stcg(p, make_float4(0.f, 0.f, 0.f, 0.f));
-            store4(out, w.N, row, col, v);
+            store4(out, row, col, v);
         }
         if (threadIdx.x == 0) counters[blockIdx.x] = 0u;
         return;
@@ -755,7 +750,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
             const int idx = base + r * kQ4Threads;
             if (idx < items) {
                 const int row = idx / w4, col = col0 + 4 * (idx % w4);
-                store4(out, w.N, row, col, sum[r]);
+                store4(out, row, col, sum[r]);
             }
         }
     }
