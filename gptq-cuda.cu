@@ -21,6 +21,7 @@
 // inside a forward pass.
 #include "src/backend.h"
 #include "src/cuda/attention.cuh"
+#include "src/cuda/attention_decode.cuh"
 #include "src/cuda/cuda_backend.cuh"
 #include "src/cuda/cuda_check.cuh"
 #include "src/cuda/elementwise.cuh"
@@ -420,6 +421,7 @@ constexpr int kFuseSilu = 2;     // SwiGLU inside the down product's activation 
 constexpr int kFuseCombine = 4;  // the attention split kernel merges its chunks itself
 constexpr int kFuseRope = 8;     // RoPE + KV store inside the attention kernel (one-token batches)
 constexpr int kFuseDefer = 16;   // q|k|v and gate|up split shares summed by their consumers (no tail)
+constexpr int kFuseAttnMerge = 32;  // one-token attention's ranges merged in o_proj's activation staging
 constexpr int kFuseMaxRows = 4;  // batches up to this size take the chunk merge / deferred fusions
                                  // (device run 2, b=16: both cost ~3% there)
 // GPTQ_CUDA_SKIP=<bit mask> leaves stages out of the forward (wrong results; timing breakdowns
@@ -530,6 +532,8 @@ public:
         chunks_max_ = (n_ctx + kAttnChunk - 1) / kAttnChunk;
         split_scratch_.alloc(attn_split_scratch_floats(std::min(nb_, kSplitMaxTokens), c_.n_heads, D, chunks_max_) * 4);
         attn_counters_.alloc(attn_split_counters(std::min(nb_, kSplitMaxTokens), c_.n_heads) * 4);
+        attn_used_.alloc(size_t(nb_) * 4);
+        CUDA_CHECK(cudaMemsetAsync(attn_used_.as<void>(), 0, attn_used_.bytes(), 0));
         CUDA_CHECK(cudaMemsetAsync(attn_counters_.as<void>(), 0, attn_counters_.bytes(), 0));
         if (nb_ >= kGemmMinRun) {
             size_t want = attention_gemm_scratch_floats(nb_, c_.n_heads, n_ctx) * 4;
@@ -548,7 +552,7 @@ public:
         CUDA_CHECK(cudaMallocHost(&logits_h_, B * V * 4));
         const char *e = std::getenv("GPTQ_CUDA_GRAPHS");
         use_graphs_ = !(e && std::strcmp(e, "0") == 0);
-        fuse_ = env_int("GPTQ_CUDA_FUSE", kFuseNorm | kFuseSilu | kFuseCombine | kFuseRope | kFuseDefer);
+        fuse_ = env_int("GPTQ_CUDA_FUSE", kFuseNorm | kFuseSilu | kFuseCombine | kFuseRope | kFuseDefer | kFuseAttnMerge);
         skip_ = env_int("GPTQ_CUDA_SKIP", 0);
         CUDA_CHECK(cudaDeviceSynchronize());
     }
@@ -678,6 +682,13 @@ private:
             }
             // rmsnorm gathers the act-order permutation itself when the fused product has one.
             const int qkv_splits = norm_linear(L.qkv, x, n, L.attn_norm.as<const float>(), qo);
+            // One token: the attention kernel leaves its ranges unmerged and o_proj's activation
+            // staging merges them (no fence, counter and merge pass at the attention kernel's end).
+            const bool merge_in_o = (fuse_ & kFuseAttnMerge) && n == 1 && L.o.q4 && !L.o.q.perm &&
+                                    L.o.K == Hq * D && D % 8 == 0 && attention_decode_available(D) &&
+                                    q4_takes_prologue(1, ws_) && !(skip_ & kSkipAttention);
+            // The ranges' stride in the scratch: what attention() passes as n_chunks for one token.
+            const int attn_stride = runs ? pos_h[0] / kAttnChunk + 1 : chunks;
             if (!(skip_ & kSkipAttention)) {
                 if (!rope_in_attn)
                     rope_store_kv(qkv, n, ldqkv_, pos, seq, b_.inv_freq_.as<const float>(), Hq, c_.n_kv_heads, D,
@@ -690,9 +701,24 @@ private:
                     fz.qkv_splits = qkv_splits;
                     fz.qkv_ld = L.qkv.q.NT * kQ4TileN;
                 }
+                if (merge_in_o) fz.merge_used = attn_used_.as<int>();
                 attention(l, n, chunks, runs, pos_h, scale, fz);
             }
-            linear(L.o, att, n, ldatt_, o32(x, H));
+            if (merge_in_o) {
+                Q4Prologue pro;
+                pro.kind = 4;
+                pro.attn_o = split_scratch_.as<const float>();
+                pro.attn_ml = pro.attn_o + size_t(n) * Hq * attn_stride * D;
+                pro.attn_used = attn_used_.as<const int>();
+                pro.attn_stride = attn_stride;
+                pro.attn_heads = Hq;
+                pro.attn_d = D;
+                Q4Out out = o32(x, H);
+                out.bias = L.o.bias;
+                if (!(skip_ & kSkipLinear)) q4_matmul_pro(pro, n, L.o.q, out, ws_, stream_);
+            } else {
+                linear(L.o, att, n, ldatt_, o32(x, H));
+            }
             const bool silu_in_down = (fuse_ & kFuseSilu) && L.down.q4 && !L.down.q.perm && I % 8 == 0 &&
                                       n <= q4_prologue_silu_rows() && q4_takes_prologue(n, ws_);
             const bool defer_gu = silu_in_down && (fuse_ & kFuseDefer) && L.gate_up.q4 && !L.gate_up.bias && few &&
@@ -812,7 +838,7 @@ private:
     int ldn_ = 0, ldqkv_ = 0, ldatt_ = 0, chunks_max_ = 1;
     DeviceBuffer ids_, x32_, xn_, xg_, qkv_, att_, gu_, act_, logits_, cache_;
     DeviceBuffer q4_partial_, q4_sums_, q4_counters_, q4_deq_, q4_xfrag_, q4_sk_partial_, q4_sk_flags_;
-    DeviceBuffer split_scratch_, attn_counters_, gemm_scratch_, cublas_ws_;
+    DeviceBuffer split_scratch_, attn_counters_, attn_used_, gemm_scratch_, cublas_ws_;
     DeviceBuffer qkv_part_, gu_part_;  // deferred split shares (few-row batches)
     size_t gemm_scratch_bytes_ = 0;
     std::vector<KVLayer> kv_;

@@ -525,6 +525,54 @@ TEST_CASE("q4 deferred reduction: the shares sum to the fp16 output, and the Swi
     q4_set_atomic_accumulate(true);
 }
 
+TEST_CASE("q4 prologue kind 4 merges attention's ranges (AttnSplitFusion::merge_used layout) into the activations") {
+    std::mt19937 rng(14);
+    Workspace W;
+    const int Hq = 8, D = 128, stride = 5;  // heads, head size, ranges' stride (n_chunks)
+    GptqLayer L = make_layer(Hq * D, 8 * 37, 128, false, false, 1, rng);
+    auto d = upload_layer(L);
+    std::uniform_real_distribution<float> um(-3.0f, 3.0f), ul(0.5f, 4.0f), uo(-2.0f, 2.0f);
+    for (int M : {1, 3}) {
+        // Partials: (m, l) and unnormalized o for the used ranges; the rest stays NaN (never read).
+        std::vector<int> used(static_cast<size_t>(M));
+        for (int t = 0; t < M; ++t) used[size_t(t)] = M == 1 ? 4 : 1 + t * 2;  // 1, 3, 5 ranges
+        const size_t parts = size_t(M) * Hq * stride;
+        std::vector<float> po(parts * D, std::nanf("")), pml(parts * 2, std::nanf(""));
+        std::vector<h16> x(size_t(M) * Hq * D);
+        for (int t = 0; t < M; ++t)
+            for (int h = 0; h < Hq; ++h) {
+                const size_t p0 = (size_t(t) * Hq + h) * stride;
+                const int u = used[size_t(t)];
+                for (int r = 0; r < u; ++r) {
+                    pml[(p0 + r) * 2] = um(rng);
+                    pml[(p0 + r) * 2 + 1] = ul(rng);
+                    for (int e = 0; e < D; ++e) po[(p0 + r) * D + e] = uo(rng) * pml[(p0 + r) * 2 + 1];
+                }
+                double mx = -INFINITY;
+                for (int r = 0; r < u; ++r) mx = std::max(mx, double(pml[(p0 + r) * 2]));
+                double wsum = 0.0;
+                for (int r = 0; r < u; ++r) wsum += std::exp(pml[(p0 + r) * 2] - mx) * pml[(p0 + r) * 2 + 1];
+                for (int e = 0; e < D; ++e) {
+                    double acc = 0.0;
+                    for (int r = 0; r < u; ++r) acc += std::exp(pml[(p0 + r) * 2] - mx) * po[(p0 + r) * D + e];
+                    x[size_t(t) * Hq * D + size_t(h) * D + e] = f32_to_f16(float(acc / wsum));
+                }
+            }
+        Dev<float> dpo(po), dpml(pml);
+        Dev<int> dused(used);
+        Q4Prologue pro;
+        pro.kind = 4;
+        pro.attn_o = dpo.p;
+        pro.attn_ml = dpml.p;
+        pro.attn_used = dused.p;
+        pro.attn_stride = stride;
+        pro.attn_heads = Hq;
+        pro.attn_d = D;
+        INFO("M=" << M);
+        CHECK(rel_err(ref_matmul(L, x, M), gpu_q4_pro_f32(pro, M, d->view, L.N, W.ws)) < 3e-3);
+    }
+}
+
 TEST_CASE("q4 large-M paths (fused passes and dequantize + cuBLAS) match the reference") {
     std::mt19937 rng(5);
     Workspace W;

@@ -280,6 +280,7 @@ void attention_split(const __half *q, int ldq, const int32_t *pos, const int32_t
     if (fuse.qkv_part && (!fuse.inv_freq || fuse.qkv_splits < 1))
         fail(GPTQ_ERR_BACKEND, "attention: deferred qkv shares need RoPE inside the kernel and >= 1 split");
     if (attention_decode(q, ldq, pos, seq, n, Hq, kv, scale, n_chunks, scratch, out, ldo, stream, fuse)) return;
+    if (fuse.merge_used) fail(GPTQ_ERR_BACKEND, "attention_split: unmerged ranges need the range kernel (head_dim %d)", kv.D);
     const int G = Hq / kv.n_kv, D = kv.D;
     // Queries and scores, then (when the last block merges) the chunk weights, padded: the
     // compiler reads them four floats at a time in the unrolled loop.

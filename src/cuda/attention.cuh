@@ -38,11 +38,18 @@ inline size_t attn_split_counters(int n, int Hq) { return size_t(n) * Hq; }
 //   qkv_part: with inv_freq, the qkv row comes as the deferred shares of the 4-bit product
 //             (q4_gemm.cuh Q4Out::defer, one token): value of column j = fp16(sum over
 //             s < qkv_splits of qkv_part[s * qkv_ld + j]); q is then not read.
+//   merge_used: the range kernel only (attention_decode_available): the ranges' partials stay
+//             unmerged in scratch — part_o = scratch, part_ml = scratch + n * Hq * n_chunks * D,
+//             range r of (token t, head hq) at part = (t * Hq + hq) * n_chunks + r, its (m, l) at
+//             part_ml[2 part], its unnormalized output at part_o[part * D] — and merge_used[t]
+//             receives the token's range count; out is not written. Their consumer merges them
+//             (the 4-bit product's prologue kind 4, q4_gemm.cuh). counters is then not used.
 struct AttnSplitFusion {
     unsigned *counters = nullptr;
     const float *inv_freq = nullptr;
     const float *qkv_part = nullptr;
     int qkv_splits = 0, qkv_ld = 0;
+    int *merge_used = nullptr;
 };
 void attention_split(const __half *q, int ldq, const int32_t *pos, const int32_t *seq, int n, int Hq,
                      const KVLayer &kv, float scale, int n_chunks, float *scratch, __half *out, int ldo,

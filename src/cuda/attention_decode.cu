@@ -89,6 +89,9 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
     if (!early) pdl_enter();
     const int p = pos[t], s = seq[t];
     const int per = range_len(p, S), used = ranges_used(p, S);
+    const bool merge_later = fz.merge_used != nullptr;  // the consumer merges the ranges
+    // (Written after the wait: the previous step's consumer has read the count by then.)
+    if (merge_later && blockIdx.x % (Hkv * HG) == 0 && r == 0 && threadIdx.x == 0 && !early) fz.merge_used[t] = used;
     if (r >= used) return;
     const int k0 = r * per, k1 = min(k0 + per, p + 1);
     const bool has_p = k1 == p + 1;
@@ -118,6 +121,7 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
     const bool kb_early = early && warp + kWarps < nb;
     if (kb_early) load(warp + kWarps, kb, vb);
     if (early) pdl_enter();
+    if (merge_later && blockIdx.x % (Hkv * HG) == 0 && r == 0 && threadIdx.x == 0 && early) fz.merge_used[t] = used;
 
     // The block's queries (scaled, fp32) and, in the range holding p when early, p's key and value.
     if (!fz.inv_freq) {
@@ -263,7 +267,7 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
     }
     __syncthreads();
 
-    const bool direct = used == 1 && fz.counters;  // one range: the block writes the output itself
+    const bool direct = used == 1 && fz.counters && !merge_later;  // one range: the block writes the output itself
     for (int i = threadIdx.x; i < GP * D; i += kThreads) {
         const int g = i / D, d = i % D;
         float M = -INFINITY;
@@ -289,7 +293,7 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
             }
         }
     }
-    if (direct || !fz.counters) return;  // no merge, or attn_merge_kernel's
+    if (direct || !fz.counters || merge_later) return;  // no merge, attn_merge_kernel's, or the consumer's
 
     __threadfence();
     __syncthreads();
@@ -337,14 +341,17 @@ DecodeKernel pick_kernel(int D, int GP, int *blocks_per_sm) {
 
 } // namespace
 
+bool attention_decode_available(int D) {
+    return (D == 64 || D == 128) && env_int("GPTQ_CUDA_ATTN_CHUNKED", 0) == 0;
+}
+
 bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_t *seq, int n, int Hq,
                       const KVLayer &kv, float scale, int n_chunks, float *scratch, __half *out, int ldo,
                       cudaStream_t stream, const AttnSplitFusion &fuse) {
     // Read per call (once per layer at graph capture): the benchmark switches them between contexts.
-    const bool chunked = env_int("GPTQ_CUDA_ATTN_CHUNKED", 0) != 0;
     const int forced_ranges = env_int("GPTQ_CUDA_ATTN_SPLITS", 0);
     const int D = kv.D, G = Hq / kv.n_kv;
-    if (chunked || (D != 64 && D != 128)) return false;
+    if (!attention_decode_available(D)) return false;
     const int GP = G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
     int per_sm = 1;
     const DecodeKernel kernel = pick_kernel(D, GP, &per_sm);
@@ -358,7 +365,7 @@ bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_
     launch(kernel, dim3(unsigned(units), unsigned(S)), kThreads, 0, stream, q, ldq, pos, seq, Hq, kv, scale, part_o,
            part_ml, n_chunks, fuse, out, ldo, n == 1 ? 1 : 0);
     CUDA_CHECK_LAUNCH();
-    if (!fuse.counters) {
+    if (!fuse.counters && !fuse.merge_used) {
         launch(attn_merge_kernel<RangesUsed>, unsigned(n * Hq), 128, (kMaxRanges + 8) * sizeof(float), stream, pos, Hq,
                D, n_chunks, part_o, part_ml, out, ldo, RangesUsed{S});
         CUDA_CHECK_LAUNCH();

@@ -15,5 +15,8 @@ bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_
                       const KVLayer &kv, float scale, int n_chunks, float *scratch, __half *out, int ldo,
                       cudaStream_t stream, const AttnSplitFusion &fuse);
 
+// Whether attention_decode runs for head_dim D (it is the only kernel that takes fuse.merge_used).
+bool attention_decode_available(int D);
+
 } // namespace cuda
 } // namespace gptq

@@ -403,6 +403,34 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
         }
         return;
     }
+    if (pro.kind == 4) {  // attention's ranges merged, a chunk of 8 columns within one head
+        for (int idx = threadIdx.x; idx < total; idx += kQ4Threads) {
+            const int row = idx / chunks, k = kbase + (idx % chunks) * 8;
+            float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+            if (k < K) {
+                const int hq = k / pro.attn_d, d = k % pro.attn_d, used = pro.attn_used[row];
+                const size_t part = (size_t(row) * pro.attn_heads + hq) * pro.attn_stride;
+                const float *ml = pro.attn_ml + part * 2, *po = pro.attn_o + part * pro.attn_d + d;
+                float mx = -INFINITY;
+                for (int c = 0; c < used; ++c) mx = fmaxf(mx, __ldcg(ml + 2 * c));
+                float wsum = 0.0f;
+                for (int c = 0; c < used; ++c) {
+                    const float2 r = __ldcg(reinterpret_cast<const float2 *>(ml + 2 * c));
+                    const float e = __expf(r.x - mx);
+                    wsum += e * r.y;
+                    const float4 a = __ldcg(reinterpret_cast<const float4 *>(po + size_t(c) * pro.attn_d));
+                    const float4 b = __ldcg(reinterpret_cast<const float4 *>(po + size_t(c) * pro.attn_d + 4));
+                    v[0] += e * a.x, v[1] += e * a.y, v[2] += e * a.z, v[3] += e * a.w;
+                    v[4] += e * b.x, v[5] += e * b.y, v[6] += e * b.z, v[7] += e * b.w;
+                }
+                const float inv = 1.0f / wsum;
+#pragma unroll
+                for (int i = 0; i < 8; ++i) v[i] *= inv;
+            }
+            put8<FOLD>(xs + size_t(row) * ldxs + (idx % chunks) * 8, pack8(v));
+        }
+        return;
+    }
     if (pro.kind == 3) {  // SwiGLU of a deferred gate|up product: sum the shares in order first
         const int S = pro.gu_splits;
         for (int idx = threadIdx.x; idx < total; idx += kQ4Threads) {
@@ -1048,7 +1076,11 @@ void q4_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
         fail(GPTQ_ERR_BACKEND, "q4_fused: the RMSNorm prologue needs K %% 4 == 0 and 16-byte aligned rows (K %d)", w.K);
     if (pro.kind == 2 && (w.K % 8 || pro.ldgu % 8 || (reinterpret_cast<uintptr_t>(pro.gu) & 15)))
         fail(GPTQ_ERR_BACKEND, "q4_fused: the SwiGLU prologue needs K %% 8 == 0 and 16-byte aligned rows (K %d)", w.K);
-    if (pro.kind < 0 || pro.kind > 3) fail(GPTQ_ERR_BACKEND, "q4_fused: unknown prologue %d", pro.kind);
+    if (pro.kind < 0 || pro.kind > 4) fail(GPTQ_ERR_BACKEND, "q4_fused: unknown prologue %d", pro.kind);
+    if (pro.kind == 4 && (w.K % 8 || pro.attn_d % 8 || pro.attn_d <= 0 || w.perm || !pro.attn_o || !pro.attn_ml ||
+                          !pro.attn_used || w.K != pro.attn_heads * pro.attn_d))
+        fail(GPTQ_ERR_BACKEND, "q4_fused: the attention-merge prologue needs K = heads * D, K %% 8 == 0 and no perm (K %d)",
+             w.K);
     if (M < 1 || M > kQ4FusedMaxM) fail(GPTQ_ERR_BACKEND, "q4_fused: M = %d outside 1..%d", M, kQ4FusedMaxM);
     if ((out.out16 != nullptr) + (out.out32 != nullptr) + (out.defer != nullptr) != 1)
         fail(GPTQ_ERR_BACKEND, "q4_fused: exactly one output must be set");

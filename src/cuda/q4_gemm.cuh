@@ -51,7 +51,13 @@ struct Q4Out {
 //   kind 2: SwiGLU: x[m, k] = fp16(silu(gu[m, k]) * gu[m, K + k]); needs K % 8 == 0, ldgu % 8 == 0.
 //   kind 3: SwiGLU of a deferred gate|up product (Q4Out::defer): gu[m, j] = fp16(sum over the
 //           gu_splits shares gu_part[(s * M + m) * ldgu + j]), then as kind 2.
-// The arithmetic (and its rounding) is that of the stand-alone rmsnorm / silu_mul kernels.
+//   kind 4: attention ranges merged: the attention kernel left each head's ranges unmerged
+//           (attention.cuh AttnSplitFusion::merge_used, the same layout): x[m, k] =
+//           fp16(sum_r e_r o_r[d] / sum_r e_r l_r), e_r = exp(m_r - max_r m_r), over the
+//           attn_used[m] ranges of head k / attn_d, d = k % attn_d. Needs K % 8 == 0, attn_d % 8 == 0
+//           and no act-order permutation (the columns are heads in order).
+// The arithmetic (and its rounding) is that of the stand-alone rmsnorm / silu_mul kernels, and of
+// the attention merge up to the order of its sums.
 struct Q4Prologue {
     int kind = 0;
     const float *x32 = nullptr;
@@ -64,6 +70,9 @@ struct Q4Prologue {
     const float *gu_part = nullptr;
     int gu_splits = 0;
     int stash = 0;  // set by the launcher (kind 1 without perm): see q4_gemm.cu stage_activations
+    const float *attn_o = nullptr, *attn_ml = nullptr;
+    const int *attn_used = nullptr;
+    int attn_stride = 0, attn_heads = 0, attn_d = 0;
 };
 
 // Up to how many rows the RMSNorm prologue pays (each block re-reads the rows), and the SwiGLU
