@@ -12,7 +12,10 @@
 // bytes) of one key and of one value per row, D/8 lanes per key, and the next batch's loads are in
 // flight while the current one is reduced. Each warp keeps an online softmax per query head
 // (running max m, sum l, unnormalized output o); the block merges its warps in shared memory and
-// the last block of (t, h, group) to finish merges the ranges (attention_common.cuh).
+// the last block of (t, h, group) to finish merges the ranges (attention_common.cuh) — or, with
+// fz.merge_used (one-token decode), nobody here: the ranges' partials stay in scratch and o_proj's
+// activation staging merges them (q4 prologue kind 4), so this kernel ends without a fence, a
+// counter and a dependent merge (decode b=1 559-561 -> 584 tok/s on the H200).
 //
 // One-token batches (early): the cached keys and values before position p were written before
 // the previous kernel started, so the first batch loads before griddepcontrol.wait; position p
