@@ -435,6 +435,10 @@ constexpr size_t kGemmScratchBudget = size_t(256) << 20;
 constexpr int kGemmMaxRows = 256;     // rows per cuBLAS attention call: later rows see longer L, so
                                       // pieces skip most of the causal upper triangle
 
+// Chunks attention_split covers for tokens up to position max_pos: the n_chunks of an eager call
+// (the ranges' stride in its scratch, which o_proj's merge prologue reads too).
+inline int split_chunks(int max_pos) { return max_pos / kAttnChunk + 1; }
+
 class CudaContext final : public BackendContext {
 public:
     CudaContext(const CudaBackend &b, int n_ctx, int n_seq, int n_batch)
@@ -688,7 +692,7 @@ private:
                                     L.o.K == Hq * D && D % 8 == 0 && attention_decode_available(D) &&
                                     q4_takes_prologue(1, ws_) && !(skip_ & kSkipAttention);
             // The ranges' stride in the scratch: what attention() passes as n_chunks for one token.
-            const int attn_stride = runs ? pos_h[0] / kAttnChunk + 1 : chunks;
+            const int attn_stride = runs ? split_chunks(pos_h[0]) : chunks;
             if (!(skip_ & kSkipAttention)) {
                 if (!rope_in_attn)
                     rope_store_kv(qkv, n, ldqkv_, pos, seq, b_.inv_freq_.as<const float>(), Hq, c_.n_kv_heads, D,
@@ -708,7 +712,7 @@ private:
                 Q4Prologue pro;
                 pro.kind = 4;
                 pro.attn_o = split_scratch_.as<const float>();
-                pro.attn_ml = pro.attn_o + size_t(n) * Hq * attn_stride * D;
+                pro.attn_ml = pro.attn_o + attn_split_ml_offset(n, Hq, D, attn_stride);
                 pro.attn_used = attn_used_.as<const int>();
                 pro.attn_stride = attn_stride;
                 pro.attn_heads = Hq;
@@ -825,7 +829,7 @@ private:
                     int maxp = 0;
                     for (int i = 0; i < cnt; ++i) maxp = std::max(maxp, pos_h[t0 + i]);
                     attention_split(q + size_t(t0) * ldqkv_, ldqkv_, pos + t0, seq + t0, cnt, Hq, kv, scale,
-                                    maxp / kAttnChunk + 1, split_scratch_.as<float>(), att + size_t(t0) * ldatt_,
+                                    split_chunks(maxp), split_scratch_.as<float>(), att + size_t(t0) * ldatt_,
                                     ldatt_, stream_, fuse);
                 }
             }

@@ -289,7 +289,7 @@ void attention_split(const __half *q, int ldq, const int32_t *pos, const int32_t
     if (smem > 48 * 1024)
         fail(GPTQ_ERR_UNSUPPORTED, "attention: %d query heads per KV head with head_dim %d is too large", G, D);
     float *part_o = scratch;
-    float *part_ml = scratch + size_t(n) * Hq * n_chunks * D;
+    float *part_ml = scratch + attn_split_ml_offset(n, Hq, D, n_chunks);
     dim3 grid(unsigned(n * kv.n_kv), unsigned(n_chunks));
     if (D <= 128)
         launch(attn_split_kernel<2>, grid, 128, smem, stream, q, ldq, pos, seq, Hq, kv, scale, part_o, part_ml, fuse,

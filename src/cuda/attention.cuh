@@ -14,10 +14,12 @@ namespace cuda {
 
 constexpr int kAttnChunk = 32;  // cache positions per block in the split kernel (one per lane)
 
-// Scratch of attention_split for n tokens and n_chunks chunks.
+// Scratch of attention_split for n tokens and n_chunks chunks: the chunks' D outputs, then their
+// (m, l) pairs from attn_split_ml_offset on.
 inline size_t attn_split_scratch_floats(int n, int Hq, int D, int n_chunks) {
     return size_t(n) * Hq * n_chunks * (size_t(D) + 2);
 }
+inline size_t attn_split_ml_offset(int n, int Hq, int D, int n_chunks) { return size_t(n) * Hq * n_chunks * D; }
 // Merge counters attention_split may use for n tokens of Hq query heads (AttnSplitFusion::counters).
 inline size_t attn_split_counters(int n, int Hq) { return size_t(n) * Hq; }
 
@@ -39,7 +41,7 @@ inline size_t attn_split_counters(int n, int Hq) { return size_t(n) * Hq; }
 //             (q4_gemm.cuh Q4Out::defer, one token): value of column j = fp16(sum over
 //             s < qkv_splits of qkv_part[s * qkv_ld + j]); q is then not read.
 //   merge_used: the range kernel only (attention_decode_available): the ranges' partials stay
-//             unmerged in scratch — part_o = scratch, part_ml = scratch + n * Hq * n_chunks * D,
+//             unmerged in scratch — part_o = scratch, part_ml = scratch + attn_split_ml_offset(...),
 //             range r of (token t, head hq) at part = (t * Hq + hq) * n_chunks + r, its (m, l) at
 //             part_ml[2 part], its unnormalized output at part_o[part * D] — and merge_used[t]
 //             receives the token's range count; out is not written. Their consumer merges them

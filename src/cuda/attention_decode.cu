@@ -364,7 +364,7 @@ bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_
     int S = forced_ranges > 0 ? forced_ranges : std::max(1, device_attribute(cudaDevAttrMultiProcessorCount, 1) * per_sm / units);
     S = std::max(1, std::min({S, n_chunks, kMaxRanges}));
     float *part_o = scratch;
-    float *part_ml = scratch + size_t(n) * Hq * n_chunks * D;
+    float *part_ml = scratch + attn_split_ml_offset(n, Hq, D, n_chunks);
     launch(kernel, dim3(unsigned(units), unsigned(S)), kThreads, 0, stream, q, ldq, pos, seq, Hq, kv, scale, part_o,
            part_ml, n_chunks, fuse, out, ldo, n == 1 ? 1 : 0);
     CUDA_CHECK_LAUNCH();
