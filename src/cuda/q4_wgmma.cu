@@ -534,13 +534,15 @@ __global__ void q4_wgmma_permute_kernel(const __half *__restrict__ x, int M, int
 
 __global__ void wgmma_probe_kernel(int *has) { *has = GPTQ_WGMMA_DEVICE; }
 
+// Whether a tile has a stream-K kernel: the 128x2 tile has none (a loop around the pipeline makes
+// ptxas serialize its wgmmas; see the kernel's tile loop). The launcher and the plan check ask it.
+constexpr bool wg_has_stream_k(int bt, int wgn) { return !(bt == 128 && wgn == 2); }
+
 template <int BT, int WGN, bool ZT, bool OUT32>
 void launch_wg(const __half *xf, int M, int Mp, int Kx, const Q4Dev &w, const Q4Out &out, const Q4WgmmaPlan &plan,
                const Q4WgScratch &sk, cudaStream_t stream) {
     using Sm = WgSmem<BT, WGN, ZT>;
-    // The 128x2 tile (128 tokens x 256 columns) has no stream-K kernel (q4_wgmma_plan_valid): see
-    // the kernel's loop.
-    constexpr bool kHasSk = !(BT == 128 && WGN == 2);
+    constexpr bool kHasSk = wg_has_stream_k(BT, WGN);
     auto kernel = plan.sk && kHasSk ? q4_wgmma_kernel<BT, WGN, ZT, OUT32, kHasSk> : q4_wgmma_kernel<BT, WGN, ZT, OUT32, false>;
     allow_dynamic_smem(kernel, Sm::kBytes);
     WgWork wk;
@@ -619,7 +621,7 @@ bool q4_wgmma_supported() {
 bool q4_wgmma_plan_valid(const Q4WgmmaPlan &p, bool out32) {
     const bool shape = (p.bt == 64 || p.bt == 128 || p.bt == 256) && (p.wgn == 1 || p.wgn == 2) &&
                        !(p.bt == 256 && p.wgn == 2);
-    const bool sk = p.sk == 0 || (p.sk > 0 && p.splits == 1 && !(p.bt == 128 && p.wgn == 2));
+    const bool sk = p.sk == 0 || (p.sk > 0 && p.splits == 1 && wg_has_stream_k(p.bt, p.wgn));
     return shape && p.splits >= 1 && (out32 || p.splits == 1) && sk;
 }
 
