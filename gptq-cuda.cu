@@ -476,12 +476,13 @@ public:
         auto visit = [&](const GpuLinear &L) {
             if (!L.q4) return;
             for (int m : {1, 8, 16, 32, std::min(nb_, kQ4FusedMaxM)})
-                if (m <= nb_) {
-                    Q4Plan p = q4_plan(m, L.q, b_.sm_count_);
-                    partial = std::max(partial, p.partial_floats);
-                    sums = std::max(sums, p.sums_floats);
-                    strips = std::max(strips, p.strips);
-                }
+                if (m <= nb_)
+                    for (int kind : {0, 1}) {  // x as given (16 rows: direct activations) or a prologue (staged)
+                        Q4Plan p = q4_plan(m, L.q, b_.sm_count_, 0, kind);
+                        partial = std::max(partial, p.partial_floats);
+                        sums = std::max(sums, p.sums_floats);
+                        strips = std::max(strips, p.strips);
+                    }
             deq = std::max(deq, L.dequant_elems());
             kx = std::max(kx, size_t(q4_wgmma_kx(L.q)));
         };
@@ -773,7 +774,7 @@ private:
             pro.eps = c_.rms_norm_eps;
             pro.perm = L.q.perm;
             if (!out.defer) out.bias = L.bias;
-            if (skip_ & kSkipLinear) return q4_default_plan(n, L.q, ws_).splits;
+            if (skip_ & kSkipLinear) return q4_default_plan(n, L.q, ws_, pro.kind).splits;
             return q4_matmul_pro(pro, n, L.q, out, ws_, stream_);
         }
         __half *xn = xn_.as<__half>();

@@ -214,7 +214,8 @@ int main(int argc, char **argv) try {
         ws.cublas = cublas;
         size_t pf = 0;
         for (int bps : {1, 2, 3, 4, 6, 8})
-            for (int m : {1, 16, 32}) pf = std::max(pf, q4_plan(m, q4view(0), ws.sm_count, bps).partial_floats);
+            for (int m : {1, 16, 32})
+                for (int kind : {0, 1}) pf = std::max(pf, q4_plan(m, q4view(0), ws.sm_count, bps, kind).partial_floats);
         ws.fused.partial = dev_alloc<float>(pf);
         ws.fused.partial_floats = pf;
         ws.fused.sums_floats = size_t(kQ4FusedMaxM) * NT * 64;
@@ -321,11 +322,13 @@ int main(int argc, char **argv) try {
                             q4_fused(x, M, K, q4view(i), o16, p, ws.fused, gs);
                         },
                         iters, gs);
+                    // A prologue stages the activations (16 rows otherwise read them directly).
+                    const Q4Plan pp1 = q4_plan(M, q4view(0), ws.sm_count, 0, 1), pp2 = q4_plan(M, q4view(0), ws.sm_count, 0, 2);
                     const double fus = timer.us_graph(
-                        [&](int i) { q4_fused(nullptr, M, 0, q4view(i), o16, p, ws.fused, gs, &pn); }, iters, gs);
+                        [&](int i) { q4_fused(nullptr, M, 0, q4view(i), o16, pp1, ws.fused, gs, &pn); }, iters, gs);
                     setenv("GPTQ_Q4_NORM_STASH", "0", 1);
                     const double fus_nostash = timer.us_graph(
-                        [&](int i) { q4_fused(nullptr, M, 0, q4view(i), o16, p, ws.fused, gs, &pn); }, iters, gs);
+                        [&](int i) { q4_fused(nullptr, M, 0, q4view(i), o16, pp1, ws.fused, gs, &pn); }, iters, gs);
                     unsetenv("GPTQ_Q4_NORM_STASH");
                     Q4Prologue ps;
                     ps.kind = 2;
@@ -338,7 +341,7 @@ int main(int argc, char **argv) try {
                         },
                         iters, gs);
                     const double fus2 = timer.us_graph(
-                        [&](int i) { q4_fused(nullptr, M, 0, q4view(i), o16, p, ws.fused, gs, &ps); }, iters, gs);
+                        [&](int i) { q4_fused(nullptr, M, 0, q4view(i), o16, pp2, ws.fused, gs, &ps); }, iters, gs);
                     std::snprintf(buf, sizeof buf,
                                   " | rmsnorm+q4 %.1f fused %.1f (no stash %.1f), silu+q4 %.1f fused %.1f", sep, fus,
                                   fus_nostash, sep2, fus2);

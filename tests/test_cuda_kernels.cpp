@@ -322,17 +322,20 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
     Workspace W;
     // Zero point folded into a second mma (one-token tiles) or subtracted per weight; plans under the
     // default shared-memory cap and under a raised one (fewer, longer splits past 48 KB); the splits
-    // of an fp16 output added into fp32 sums with atomics (the default) or summed in order.
-    const char *variants[][3] = {{"1", "47", "1"}, {"0", "47", "1"}, {"1", "96", "1"}, {"1", "47", "0"}};
+    // of an fp16 output added into fp32 sums with atomics (the default) or summed in order; 9-16
+    // rows with activations read directly (the default) or staged.
+    const char *variants[][4] = {{"1", "47", "1", "1"}, {"0", "47", "1", "1"}, {"1", "96", "1", "0"},
+                                 {"1", "47", "0", "1"}, {"1", "47", "1", "0"}};
     for (const auto &v : variants)
     for (const LayerCase &c : kCases) {
         const char *fold = v[0];
         setenv("GPTQ_Q4_FOLD", fold, 1);
         setenv("GPTQ_Q4_SMEM_KB", v[1], 1);
+        setenv("GPTQ_Q4_XDIRECT", v[3], 1);
         q4_set_atomic_accumulate(v[2][0] == '1');
         GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
         auto d = upload_layer(L);
-        for (int M : {1, 3, 16, 17, 32, 40, 64}) {
+        for (int M : {1, 3, 9, 16, 17, 32, 40, 64}) {
             auto x = random_f16(size_t(M) * L.K, rng, -1.0f, 1.0f);
             auto ref = ref_matmul(L, x, M);
             const bool one_pass = M <= kQ4FusedMaxM;  // explicit plans only for a single pass
@@ -348,7 +351,8 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
                 double e = rel_err(ref, y);
                 INFO("K=" << L.K << " N=" << L.N << " gs=" << c.gs << " act=" << c.act_order << " asym=" << c.asym
                           << " M=" << M << " splits=" << (p ? p->splits : -1) << " stage " << (p ? p->stage_batch : 0)
-                          << " fold " << fold << " smem cap KB " << v[1] << " atomics " << v[2]);
+                          << " fold " << fold << " smem cap KB " << v[1] << " atomics " << v[2] << " direct x "
+                          << (p ? p->x_direct : -1));
                 CHECK(e < 3e-3);
             }
         }
@@ -356,6 +360,7 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
     q4_set_atomic_accumulate(true);
     unsetenv("GPTQ_Q4_FOLD");
     unsetenv("GPTQ_Q4_SMEM_KB");
+    unsetenv("GPTQ_Q4_XDIRECT");
     // Every launch left the fp32 sums of its fp16 splits at zero for the next one.
     auto sums = W.sums->download();
     CHECK(std::count(sums.begin(), sums.end(), 0.0f) == long(sums.size()));

@@ -14,11 +14,15 @@
 //   dequantizes each step into 16 half2 B fragments in registers and issues 8·MT mma.m16n8k16.
 //
 // x rows are read with one 16-byte load per row per two k-steps (the K order inside 32-row blocks
-// is arranged for it, see q4_layout.cuh); rows >= M are zeros, never loaded. The two K halves of
-// a block meet in shared memory. With several splits, each writes fp32 partials and the last
-// block to finish a strip (an atomic counter per strip) sums them, four columns per thread and
-// several loads in flight, runs the epilogue (bias, fp16 store or fp32 residual accumulate) and
-// resets its counter to zero for the next launch.
+// is arranged for it, see q4_layout.cuh); rows >= M are zeros, never loaded. The block stages its
+// rows of x over its K range in shared memory first (computing them there when a prologue asks),
+// except for 9-16 rows of x as given (Q4Plan::x_direct), read from global memory at each batch:
+// 16 staged rows fill shared memory fast enough to cut the K range into many short splits. The
+// two K halves of a block meet in shared memory. With several splits, each adds its share into
+// fp32 (the output, or sums the last block rounds to fp16) with atomics, or writes fp32 partials
+// that the last block to finish a strip (an atomic counter per strip) sums in order; that block
+// runs the epilogue (bias, fp16 store or fp32 residual accumulate) and resets its counter to zero
+// for the next launch.
 //
 // Large M goes through q4_dequant_f16 (tile -> fp16 via shared memory, coalesced 16-byte stores)
 // and cuBLAS.
@@ -166,13 +170,23 @@ __device__ __forceinline__ void flush_group(Acc<NTOK> &A, const uint4 &sv) {
     }
 }
 
-// Dequantizes one tile pair (two k-steps) to exact q - z and issues its mma instructions.
-// xp: this lane's activation chunk of the pair for token g (8 halves at 8c), tokens 8t + g at
-// xp + t * xstride; rows at or past M read as zeros (xok).
+// This lane's activations of one tile pair: token 8t + g's chunk 8c..8c+7 (xp + t * xstride);
+// rows at or past M read as zeros (xok). XG: xp points into global memory (the activations were not
+// staged; read through L1, where the block's other warps and the SM's other blocks find them).
+template <int NTOK, bool XG>
+__device__ __forceinline__ void load_x(uint4 (&xv)[NTOK], const __half *xp, int xstride, uint32_t xok) {
+#pragma unroll
+    for (int t = 0; t < NTOK; ++t) {
+        const uint4 *src = reinterpret_cast<const uint4 *>(xp + t * xstride);
+        xv[t] = (xok >> t) & 1u ? (XG ? __ldg(src) : *src) : make_uint4(0u, 0u, 0u, 0u);
+    }
+}
+
+// Dequantizes one tile pair (two k-steps) to exact q - z and issues its mma instructions against
+// the pair's activations xv (load_x).
 template <int NTOK, bool ZT, bool FOLD>
-__device__ __forceinline__ void compute_pair(const uint4 &q0, const uint4 &q1, Acc<NTOK> &A, const __half *xp,
-                                             int xstride, uint32_t xok, const uint4 &zv, __half2 zau, __half2 zbu,
-                                             uint32_t magic) {
+__device__ __forceinline__ void compute_pair(const uint4 &q0, const uint4 &q1, Acc<NTOK> &A, const uint4 (&xv)[NTOK],
+                                             const uint4 &zv, __half2 zau, __half2 zbu, uint32_t magic) {
     static_assert(!(FOLD && ZT), "the folded zero point needs uniform zeros");
     const __half2 sixteenth = __float2half2_rn(0.0625f);
     __half2 za[8], zb[8];
@@ -191,10 +205,6 @@ __device__ __forceinline__ void compute_pair(const uint4 &q0, const uint4 &q1, A
             zb[2 * i] = zb[2 * i + 1] = zbu;
         }
     }
-    uint4 xv[NTOK];  // token 8t + g: k chunk 8c..8c+7 of the pair
-#pragma unroll
-    for (int t = 0; t < NTOK; ++t)
-        xv[t] = (xok >> t) & 1u ? *reinterpret_cast<const uint4 *>(xp + t * xstride) : make_uint4(0u, 0u, 0u, 0u);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
         const uint4 q = h ? q1 : q0;
@@ -262,10 +272,18 @@ struct GroupCursor {
     uint4 s, z;
 };
 
-template <int NTOK, bool ZT, int MODE, bool FOLD>
+// xs: this lane's activations of pair xbase (shared memory, or global memory when XD; see load_x).
+template <int NTOK, bool ZT, int MODE, bool FOLD, bool XD>
 __device__ __forceinline__ void compute_w(const WBatch &b, Acc<NTOK> &A, GroupCursor &gc, int p, int pend,
-                                          const __half *xs, int p0, int xstride, uint32_t xok, __half2 zau,
+                                          const __half *xs, int xbase, int xstride, uint32_t xok, __half2 zau,
                                           __half2 zbu, uint32_t magic) {
+    // From global memory the whole batch's activations are loaded first: one wait per batch.
+    uint4 xg[XD ? kQ4PairsPerBatch : 1][NTOK];
+    if constexpr (XD) {
+#pragma unroll
+        for (int u = 0; u < kQ4PairsPerBatch; ++u)
+            load_x<NTOK, true>(xg[u], xs + (p + u - xbase) * kQ4PairK, xstride, p + u < pend ? xok : 0u);
+    }
 #pragma unroll
     for (int u = 0; u < kQ4PairsPerBatch; ++u) {
         const int pair = p + u;
@@ -281,8 +299,13 @@ __device__ __forceinline__ void compute_w(const WBatch &b, Acc<NTOK> &A, GroupCu
             gc.s = *reinterpret_cast<const uint4 *>(gc.sp);
             if constexpr (ZT) gc.z = *reinterpret_cast<const uint4 *>(gc.sp + gc.zoff);
         }
-        compute_pair<NTOK, ZT, FOLD>(b.q[2 * u], b.q[2 * u + 1], A, xs + (pair - p0) * kQ4PairK, xstride, xok, gc.z, zau,
-                               zbu, magic);
+        if constexpr (XD) {
+            compute_pair<NTOK, ZT, FOLD>(b.q[2 * u], b.q[2 * u + 1], A, xg[u], gc.z, zau, zbu, magic);
+        } else {
+            uint4 xv[NTOK];
+            load_x<NTOK, false>(xv, xs + (pair - xbase) * kQ4PairK, xstride, xok);
+            compute_pair<NTOK, ZT, FOLD>(b.q[2 * u], b.q[2 * u + 1], A, xv, gc.z, zau, zbu, magic);
+        }
     }
 }
 
@@ -575,7 +598,10 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
 }
 
 // grid (strips of kQ4WarpsN column tiles, splits); block: kQ4WarpsN x kQ4WarpsK warps.
-template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false>
+// XD (Q4Plan::x_direct, 16-token kernel, x as given): the activations are read from global memory
+// at each batch instead of staged into shared memory over the split's K range, so no shared-memory
+// cap cuts the K range into short splits.
+template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, bool XD = false>
 __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__restrict__ x, int M, int ldx, Q4Dev w,
                                                               int pairs_per_split, float *__restrict__ partial,
                                                               unsigned *__restrict__ counters, Q4Out out,
@@ -613,7 +639,8 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     // The block's scales (and zeros) are constants too: to shared memory before the wait.
     extern __shared__ __align__(16) __half fsm[];
     const int g0 = (2 * p0) / w.group_kt;
-    const FusedSmem f = fused_smem(M, p1 - p0, groups_spanned(p0, p1, w.group_kt), ZT);
+    static_assert(!XD || !FOLD, "direct activations: as given, zero point not folded");
+    const FusedSmem f = fused_smem(XD ? 0 : M, p1 - p0, groups_spanned(p0, p1, w.group_kt), ZT);
     for (int idx = threadIdx.x; idx < kQ4WarpsN * f.ng * 8; idx += kQ4Threads) {
         const int t = idx / (f.ng * 8), gi = (idx / 8) % f.ng, ch = idx % 8;
         const int tile = blockIdx.x * kQ4WarpsN + t;
@@ -636,7 +663,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     }
     // Everything below reads or writes what earlier kernels in the stream touch.
     pdl_enter();
-    stage_activations<SB, FOLD>(x, M, ldx, w.K, p0, p1, f.ldxs, fsm, pro, wst);
+    if constexpr (!XD) stage_activations<SB, FOLD>(x, M, ldx, w.K, p0, p1, f.ldxs, fsm, pro, wst);
     __syncthreads();
 
     if (active) {
@@ -654,14 +681,15 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         gc.s = *reinterpret_cast<const uint4 *>(gc.sp);
         gc.z = make_uint4(0u, 0u, 0u, 0u);
         if constexpr (ZT) gc.z = *reinterpret_cast<const uint4 *>(gc.sp + gc.zoff);
-        // Lane (g, c) reads token 8t + g's chunk 8c..8c+7 of each pair; pair P starts at (P - p0) * 32.
-        const __half *xs = fsm + size_t(g) * f.ldxs + 8 * c;
-        const int xstride = 8 * f.ldxs;
+        // Lane (g, c) reads token 8t + g's chunk 8c..8c+7 of each pair; pair P starts at (P - xbase) * 32.
+        const __half *xs = XD ? x + size_t(g) * ldx + 8 * c : fsm + size_t(g) * f.ldxs + 8 * c;
+        const int xstride = XD ? 8 * ldx : 8 * f.ldxs;
+        const int xbase = XD ? 0 : p0;
         uint32_t xok = 0;
 #pragma unroll
         for (int t = 0; t < NTOK; ++t) xok |= (8 * t + g < M ? 1u : 0u) << t;
         constexpr int B = kQ4PairsPerBatch;
-#define Q4_COMPUTE(r, pp) compute_w<NTOK, ZT, MODE, FOLD>(r, A, gc, pp, q1, xs, p0, xstride, xok, zau, zbu, magic)
+#define Q4_COMPUTE(r, pp) compute_w<NTOK, ZT, MODE, FOLD, XD>(r, A, gc, pp, q1, xs, xbase, xstride, xok, zau, zbu, magic)
         // Three batches rotate through r0, r1, r2: two in flight while one is computed.
         for (int p = q0; p < q1; p += 3 * B) {
             if (p > q0) load_w<MODE>(r2, qp, p + 2 * B, q1);
@@ -894,12 +922,12 @@ size_t q4_smem_cap() {
 
 namespace {
 
-template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false>
+template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, bool XD = false>
 void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
                   const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
     dim3 grid(plan.strips, plan.splits);
     const size_t red = size_t(kQ4WarpsN) * NTOK * 16 * 32 * sizeof(float);  // the K-slice reduction reuses it
-    size_t smem = std::max(plan_smem(M, plan.pairs_per_split, w), red);
+    size_t smem = std::max(plan_smem(XD ? 0 : M, plan.pairs_per_split, w), red);
     if (smem > device_smem().per_block)
         fail(GPTQ_ERR_BACKEND, "q4_fused: plan needs %zu bytes of shared memory", smem);
     Q4Prologue p = pro;
@@ -919,15 +947,20 @@ void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
     // (12) 7.1 vs 11.2, of down 10.8 vs 14.7; 16 rows of o_proj (5 splits) 12.7 vs 17.7, of down (9)
     // 17.6 vs 27.6, of 70B down (21) 73.0 vs 93.5, of 70B gate|up (7) 145.9 vs 156.1; but 16 rows of
     // 7B gate|up (4 splits, one wave) 30.5 vs 26.6 (every block then waits for its atomics to land
-    // before it counts itself done, which reading back four slices does not outweigh).
+    // before it counts itself done, which reading back four slices does not outweigh). The direct
+    // activations' plans (XD) from 2 splits on, against this rule, eager-timed in one run: 16 rows
+    // of 7B q|k|v (4 splits) 19.2 vs 20.1 us (a later run: 20.2 under the rule, i.e. within the
+    // spread), 7B gate|up (2) 30.8 vs 27.6, 70B gate|up (2) 134.9 vs 128.4.
+    // GPTQ_Q4_SUMS_SPLITS overrides the threshold above 8 rows (measurements).
     int atomic_out = 0;
     if (plan.splits > 1 && q4_atomic_enabled()) {
+        const int sums_from = env_int("GPTQ_Q4_SUMS_SPLITS", 5);
         if (out.out32) atomic_out = 1;
-        else if (out.out16 && (M <= 8 || plan.splits >= 5) && sc.sums && sc.sums_floats >= plan.sums_floats)
+        else if (out.out16 && (M <= 8 || plan.splits >= sums_from) && sc.sums && sc.sums_floats >= plan.sums_floats)
             atomic_out = 2;
     }
-    allow_dynamic_smem(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD>, smem);
-    launch(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD>, grid, kQ4Threads, smem, stream, x, M, ldx, w, plan.pairs_per_split,
+    allow_dynamic_smem(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD>, smem);
+    launch(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD>, grid, kQ4Threads, smem, stream, x, M, ldx, w, plan.pairs_per_split,
            atomic_out == 2 ? sc.sums : sc.partial, sc.counters, out, p, atomic_out);
     CUDA_CHECK_LAUNCH();
 }
@@ -943,6 +976,13 @@ void launch_fused_z(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out
             if (w.zeros) launch_fused<1, true, 0, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
             else if (fold) launch_fused<1, false, 0, 2, true>(x, M, ldx, w, out, plan, sc, stream, pro);
             else launch_fused<1, false, 0, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+            return;
+        }
+    }
+    if constexpr (NTOK == 2) {
+        if (plan.x_direct) {
+            if (w.zeros) launch_fused<2, true, 0, 4, false, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+            else launch_fused<2, false, 0, 4, false, true>(x, M, ldx, w, out, plan, sc, stream, pro);
             return;
         }
     }
@@ -966,10 +1006,12 @@ namespace {
 // Resident blocks per SM of the fused kernel for M rows (registers bound it; the shared memory of
 // a small-M plan is a few KB).
 // The one-token entries ask the instantiation that runs (folded zero point or not).
-int fused_blocks_per_sm(int M, int stage_batch = 4) {
+int fused_blocks_per_sm(int M, int stage_batch = 4, bool x_direct = false) {
     const bool fold = M <= 8 && q4_fold_enabled();
-    int i;  // 0 / 3: one token, staging batch 4 / 2; 4 / 5: the same folded; 1, 2: 16, 32 rows
-    if (M > 8) i = M <= 16 ? 1 : 2;
+    int i;  // 0 / 3: one token, staging batch 4 / 2; 4 / 5: the same folded; 1, 2: 16, 32 rows;
+            // 6: 16 rows with direct activations (Q4Plan::x_direct)
+    if (M > 8 && M <= 16 && x_direct) i = 6;
+    else if (M > 8) i = M <= 16 ? 1 : 2;
     else if (stage_batch == 2) i = fold ? 5 : 3;
     else i = fold ? 4 : 0;
     return once_per_device<int>(uintptr_t(i), 1, [i](int) {
@@ -981,6 +1023,7 @@ int fused_blocks_per_sm(int M, int stage_batch = 4) {
         else if (i == 2) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<4, false, 0>, kQ4Threads, smem);
         else if (i == 3) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<1, false, 0, 2>, kQ4Threads, smem);
         else if (i == 4) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<1, false, 0, 4, true>, kQ4Threads, smem);
+        else if (i == 6) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<2, false, 0, 4, false, true>, kQ4Threads, smem);
         else e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<1, false, 0, 2, true>, kQ4Threads, smem);
         if (e != cudaSuccess) {
             cudaGetLastError();
@@ -1002,28 +1045,45 @@ int stage_batch_mode() {
     return v == 2 || v == 4 ? v : -1;
 }
 
+// Q4Plan::x_direct for M rows of w under prologue kind `prologue`: the 16-token kernel only, x as
+// given, and whole tile pairs of K in x (no zero fill past K). GPTQ_Q4_XDIRECT=0 (read at every
+// plan; the tests switch it) stages them instead.
+bool x_direct_for(int M, const Q4Dev &w, int prologue) {
+    if (M <= 8 || M > 16 || prologue != 0 || w.K % kQ4PairK != 0) return false;
+    return env_int("GPTQ_Q4_XDIRECT", 1) != 0;
+}
+
 } // namespace
 
 void q4_set_split_fit(int mode) { split_fit_switch() = mode < 0 ? -1 : (mode ? 1 : 0); }
 void q4_set_atomic_accumulate(bool on) { atomic_switch() = on ? 1 : 0; }
 
-Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target) {
+Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, int prologue_kind) {
     Q4Plan p;
     const int KP = w.KT / 2;
     p.strips = (w.NT + kQ4WarpsN - 1) / kQ4WarpsN;
+    p.x_direct = x_direct_for(M, w, prologue_kind);
+    // Rows of activations a block stages (none when it reads them directly).
+    const int staged = p.x_direct ? 0 : M;
     // Measured (bench-kernels run 16): 3 blocks per SM suits M <= 8; from 9 rows on fewer splits
     // win (the partial sums grow with M). Atomic fp32 outputs had 2 while 3 still made a second
     // wave; under the one-wave fit 3 is better for them too (lead's run of 2026-11-23: decode
     // b=1 410.2 tok/s at 3 against 389.5 at 2).
     const bool default_target = blocks_per_sm_target <= 0;
-    if (default_target) blocks_per_sm_target = M <= 8 ? 3 : 1;
+    // Direct activations (16 rows) plan as one token does: no staged rows make splits costly.
+    if (default_target) blocks_per_sm_target = M <= 8 || p.x_direct ? 3 : 1;
     int splits;
     const int fit_mode = split_fit_switch().load(std::memory_order_relaxed);
     const int sb_mode = stage_batch_mode();
-    if (fit_mode == 1 || (fit_mode < 0 && M <= 8)) {
+    if (fit_mode == 1 || (fit_mode < 0 && (M <= 8 || p.x_direct))) {
         // Whole blocks in one wave: never more blocks than can be resident at once.
-        const int resident = std::max(1, sm_count) * std::min(blocks_per_sm_target, fused_blocks_per_sm(M));
+        const int resident =
+            std::max(1, sm_count) * std::min(blocks_per_sm_target, fused_blocks_per_sm(M, 4, p.x_direct));
         splits = std::max(1, resident / p.strips);
+        // Direct activations, more strips than resident blocks (16 rows of 70B gate|up: 448 strips,
+        // 396 blocks): the second wave would be a few blocks of the full K range; a split per wave
+        // of strips shortens it.
+        if (p.x_direct && p.strips > resident) splits = (p.strips + resident - 1) / resident;
         // More strips than resident blocks (one split each; the 70B gate|up at one token): the
         // leaner staging fits one more block per SM, and with it perhaps the whole plan in one wave.
         if (M <= 8 && sb_mode < 0 && p.strips > resident &&
@@ -1034,19 +1094,21 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target) {
         splits = std::max(1, (target + p.strips - 1) / p.strips);
     }
     if (M <= 8 && sb_mode == 2) p.stage_batch = 2;
+    const int forced = env_int("GPTQ_Q4_SPLITS", 0);  // measurements: a split count forced
+    if (forced > 0) splits = forced;
     // Keep at least two batches per warp so that loads overlap compute.
     splits = std::min(splits, std::max(1, KP / (2 * kQ4WarpsK * kQ4PairsPerBatch)));
     p.pairs_per_split = (KP + splits - 1) / splits;
     // The block's activations and scales must fit in its shared memory.
     const size_t cap = q4_smem_cap();
-    while (p.pairs_per_split > 1 && plan_smem(M, p.pairs_per_split, w) > cap)
+    while (p.pairs_per_split > 1 && plan_smem(staged, p.pairs_per_split, w) > cap)
         p.pairs_per_split = std::max(1, p.pairs_per_split * 7 / 8);
     p.splits = (KP + p.pairs_per_split - 1) / p.pairs_per_split;
     // Many rows, and the shared-memory cap left more blocks than fit at once (16 rows of 7B gate|up:
     // 4 splits of 172 strips = 688 blocks for 396 slots, two waves): as many splits as one wave
     // holds, with more shared memory per block, as long as the SM still holds the resident count
     // (H200: 33.5 -> 26.5 us; q|k|v and down, already in one wave, keep their plans).
-    if (default_target && M > 8 && fit_mode < 0) {
+    if (default_target && M > 8 && !p.x_direct && fit_mode < 0) {
         const int per_sm = fused_blocks_per_sm(M);
         const int resident = std::max(1, sm_count) * per_sm;
         if (p.strips * p.splits > resident && p.strips <= resident) {
@@ -1096,6 +1158,9 @@ void q4_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
             fail(GPTQ_ERR_BACKEND, "q4_fused: scratch too small (%zu floats / %d counters; need %zu / %d)",
                  sc.partial_floats, sc.n_counters, plan.partial_floats, plan.strips);
     }
+    if (plan.x_direct && (M <= 8 || M > 16 || pro.kind != 0 || w.K % kQ4PairK))
+        fail(GPTQ_ERR_BACKEND, "q4_fused: direct activations need 9..16 rows, x as given and K %% 32 == 0 (M %d, K %d)",
+             M, w.K);
     if (M <= 8)
         launch_fused_z<1>(x, M, ldx, w, out, plan, sc, stream, pro);
     else if (M <= 16)
@@ -1119,6 +1184,10 @@ void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev 
         else if (mode == 2 && fold) launch_fused<1, false, 2, 4, true>(x, M, ldx, w, out, plan, sc, stream, pro);
         else if (mode == 2) launch_fused<1, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
         else launch_fused<1, false, 0>(x, M, ldx, w, out, plan, sc, stream, pro);
+    } else if (plan.x_direct) {
+        if (mode == 1) launch_fused<2, false, 1, 4, false, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 2) launch_fused<2, false, 2, 4, false, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else launch_fused<2, false, 0, 4, false, true>(x, M, ldx, w, out, plan, sc, stream, pro);
     } else {
         if (mode == 1) launch_fused<2, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
         else if (mode == 2) launch_fused<2, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
@@ -1126,7 +1195,9 @@ void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev 
     }
 }
 
-Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws) { return q4_plan(M, w, ws.sm_count); }
+Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws, int prologue_kind) {
+    return q4_plan(M, w, ws.sm_count, 0, prologue_kind);
+}
 
 namespace {
 
@@ -1143,7 +1214,7 @@ int fused_passes(const __half *x, int ldx, const Q4Prologue *pro, int M, const Q
         Q4Prologue p = pro ? *pro : Q4Prologue();
         if (p.x32) p.x32 += size_t(m0) * p.ldx32;
         if (p.gu) p.gu += size_t(m0) * p.ldgu;
-        const Q4Plan plan = q4_default_plan(mc, w, ws);
+        const Q4Plan plan = q4_default_plan(mc, w, ws, pro ? pro->kind : 0);
         q4_fused(x ? x + size_t(m0) * ldx : nullptr, mc, ldx, w, o, plan, ws.fused, stream, pro ? &p : nullptr);
         splits = plan.splits;
     }

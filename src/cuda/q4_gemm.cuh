@@ -89,6 +89,10 @@ struct Q4Plan {
     size_t partial_floats = 0;  // scratch the call needs (splits * M * NT*64 when splits > 1)
     size_t sums_floats = 0;     // ... and, into fp16 with atomics on, the fp32 sums (M * NT*64)
     int stage_batch = 4;        // activation loads in flight per thread in the prologue (4, or 2 at M <= 8)
+    // 9..16 rows of x as given: the kernel reads each batch's activations from global memory
+    // (through L1) instead of staging the split's K range in shared memory; without that cap on a
+    // split's length, 16 rows take one-token plans.
+    bool x_direct = false;
 };
 
 constexpr int kQ4FusedMaxM = 32;      // rows one fused pass handles (2 m16 tiles)
@@ -109,11 +113,12 @@ constexpr size_t kQ4SmemMaxBytes = 200 * 1024;
 // run 2); GPTQ_Q4_SPLIT_FIT=0/1 or q4_set_split_fit(0/1) force it, q4_set_split_fit(-1) restores.
 // At M <= 8 a plan whose strips alone exceed one wave takes the leaner activation staging
 // (stage_batch 2: one more resident block per SM); GPTQ_Q4_STAGE_BATCH=2/4 forces either.
-Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target = 0);
+// prologue_kind: the Q4Prologue the call will run (the direct activations take kind 0 only).
+Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target = 0, int prologue_kind = 0);
 void q4_set_split_fit(int mode);
 // The plan q4_matmul / q4_matmul_pro use for one pass of M rows (the same for every kind of output).
 struct Q4Workspace;
-Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws);
+Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws, int prologue_kind = 0);
 
 // fp32 outputs (out32, accumulated into) of split calls: on (default), each split adds its share
 // with atomics (no partial sums, no last-block pass: shorter tail), so the order of the fp32
