@@ -93,8 +93,6 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
     const int p = pos[t], s = seq[t];
     const int per = range_len(p, S), used = ranges_used(p, S);
     const bool merge_later = fz.merge_used != nullptr;  // the consumer merges the ranges
-    // (Written after the wait: the previous step's consumer has read the count by then.)
-    if (merge_later && blockIdx.x % (Hkv * HG) == 0 && r == 0 && threadIdx.x == 0 && !early) fz.merge_used[t] = used;
     if (r >= used) return;
     const int k0 = r * per, k1 = min(k0 + per, p + 1);
     const bool has_p = k1 == p + 1;
@@ -124,7 +122,9 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
     const bool kb_early = early && warp + kWarps < nb;
     if (kb_early) load(warp + kWarps, kb, vb);
     if (early) pdl_enter();
-    if (merge_later && blockIdx.x % (Hkv * HG) == 0 && r == 0 && threadIdx.x == 0 && early) fz.merge_used[t] = used;
+    // The token's range count for the consumer, from its first block (r = 0 always gets here), after
+    // the wait in either mode: the previous step's consumer has read the old count by then.
+    if (merge_later && blockIdx.x % (Hkv * HG) == 0 && r == 0 && threadIdx.x == 0) fz.merge_used[t] = used;
 
     // The block's queries (scaled, fp32) and, in the range holding p when early, p's key and value.
     if (!fz.inv_freq) {
