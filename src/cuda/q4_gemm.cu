@@ -632,9 +632,10 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     const bool active = nt < w.NT && q0 < q1;
     // Batches of weights in the register ring: three (two in flight while one is computed), or two
     // for 16 rows read directly (one in flight): 150 instead of 164 registers, and measured faster
-    // on every 16-row product (H200 graph-timed, two vs three: 7B q|k|v 19.3 vs 19.7 µs, o_proj 11.3
-    // vs 11.4, gate+up 26.0 vs 27.2, down 15.9 vs 16.6, 70B gate+up 118.4 vs 126.6, 70B down 50.7
-    // vs 53.3; decode b=16 3804.5 vs 3763.6 tok/s), though both run 3 blocks per SM.
+    // on every 16-row product (H200 graph-timed, two calls, two vs three: 7B q|k|v 19.3 vs 19.7 µs,
+    // o_proj 11.3 vs 11.4, gate+up 26.0 vs 27.2, down 15.9 vs 16.6, 70B gate+up 118.4 vs 126.6, 70B
+    // down 50.7 vs 53.3; decode b=16 3804.5 vs 3763.6 tok/s), though both run 3 blocks per SM. Two
+    // for the one-row products too was slower (gate+up 18.6 vs 16.7 µs, decode b=1 560.8 vs 581.4).
     constexpr int kRing = XD ? 2 : 3;
     WBatch r0, r1, r2;
     if (active) {  // the whole ring: small layers are then in flight before the wait
