@@ -323,9 +323,10 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
     // Zero point folded into a second mma (one-token tiles) or subtracted per weight; plans under the
     // default shared-memory cap and under a raised one (fewer, longer splits past 48 KB); the splits
     // of an fp16 output added into fp32 sums with atomics (the default) or summed in order; 9-16
-    // rows with activations read directly (the default) or staged.
-    const char *variants[][4] = {{"1", "47", "1", "1"}, {"0", "47", "1", "1"}, {"1", "96", "1", "0"},
-                                 {"1", "47", "0", "1"}, {"1", "47", "1", "0"}};
+    // rows with activations read directly (-1: the kernel the plan picks; 1; 2: weights scaled in
+    // fp16) or staged (0).
+    const char *variants[][4] = {{"1", "47", "1", "-1"}, {"0", "47", "1", "1"}, {"1", "96", "1", "0"},
+                                 {"1", "47", "0", "2"},  {"1", "47", "1", "0"}, {"1", "47", "1", "2"}};
     for (const auto &v : variants)
     for (const LayerCase &c : kCases) {
         const char *fold = v[0];

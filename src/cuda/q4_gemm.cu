@@ -184,10 +184,15 @@ __device__ __forceinline__ void load_x(uint4 (&xv)[NTOK], const __half *xp, int 
 
 // Dequantizes one tile pair (two k-steps) to exact q - z and issues its mma instructions against
 // the pair's activations xv (load_x).
-template <int NTOK, bool ZT, bool FOLD>
+// SI: the weights are scaled in fp16 here (the group's scales sv) and the mma adds into acc, instead
+// of summing x·(q - z) per group into tmp for flush_group to scale: 32 fewer registers.
+template <int NTOK, bool ZT, bool FOLD, bool SI = false>
 __device__ __forceinline__ void compute_pair(const uint4 &q0, const uint4 &q1, Acc<NTOK> &A, const uint4 (&xv)[NTOK],
-                                             const uint4 &zv, __half2 zau, __half2 zbu, uint32_t magic) {
+                                             const uint4 &zv, __half2 zau, __half2 zbu, uint32_t magic,
+                                             const uint4 &sv = uint4{}) {
     static_assert(!(FOLD && ZT), "the folded zero point needs uniform zeros");
+    static_assert(!(FOLD && SI), "the folded zero point sums per group");
+    const uint32_t su[4] = {sv.x, sv.y, sv.z, sv.w};
     const __half2 sixteenth = __float2half2_rn(0.0625f);
     __half2 za[8], zb[8];
     const uint32_t zu[4] = {zv.x, zv.y, zv.z, zv.w};
@@ -224,10 +229,17 @@ __device__ __forceinline__ void compute_pair(const uint4 &q0, const uint4 &q1, A
                 a[2] = h2u(__hfma2(u2h(and_or<0x00F000F0u>(lo, magic)), sixteenth, zb[2 * i]));      // col g,   k 2c+8..
                 a[3] = h2u(__hfma2(u2h(and_or<0x00F000F0u>(hi, magic)), sixteenth, zb[2 * i + 1]));  // col g+8, k 2c+8..
             }
+            if constexpr (SI) {  // column g takes the scale of sub-tile 2i, column g + 8 that of 2i + 1
+                const __half2 sc = u2h(su[i]), slo = __low2half2(sc), shi = __high2half2(sc);
+                a[0] = h2u(__hmul2(u2h(a[0]), slo));
+                a[1] = h2u(__hmul2(u2h(a[1]), shi));
+                a[2] = h2u(__hmul2(u2h(a[2]), slo));
+                a[3] = h2u(__hmul2(u2h(a[3]), shi));
+            }
 #pragma unroll
             for (int t = 0; t < NTOK; ++t) {
                 const uint32_t b0 = h ? xv[t].z : xv[t].x, b1 = h ? xv[t].w : xv[t].y;
-                mma_16816(A.tmp[t][i], a, b0, b1);
+                mma_16816(SI ? A.acc[t][i] : A.tmp[t][i], a, b0, b1);
             }
         }
         if constexpr (FOLD) {  // the offsets: 1024 + z (low rows), 1024 + 16 z (high rows), every column
@@ -273,13 +285,14 @@ struct GroupCursor {
 };
 
 // xs: this lane's activations of pair xbase (shared memory, or global memory when XD; see load_x).
-template <int NTOK, bool ZT, int MODE, bool FOLD, bool XD>
+// XD = 2: the weights are scaled in fp16 (compute_pair's SI), no group sums to flush.
+template <int NTOK, bool ZT, int MODE, bool FOLD, int XD>
 __device__ __forceinline__ void compute_w(const WBatch &b, Acc<NTOK> &A, GroupCursor &gc, int p, int pend,
                                           const __half *xs, int xbase, int xstride, uint32_t xok, __half2 zau,
                                           __half2 zbu, uint32_t magic) {
     // From global memory the whole batch's activations are loaded first: one wait per batch.
     uint4 xg[XD ? kQ4PairsPerBatch : 1][NTOK];
-    if constexpr (XD) {
+    if constexpr (XD != 0) {
 #pragma unroll
         for (int u = 0; u < kQ4PairsPerBatch; ++u)
             load_x<NTOK, true>(xg[u], xs + (p + u - xbase) * kQ4PairK, xstride, p + u < pend ? xok : 0u);
@@ -293,14 +306,14 @@ __device__ __forceinline__ void compute_w(const WBatch &b, Acc<NTOK> &A, GroupCu
             continue;
         }
         if (pair == gc.next) {  // the finished group's sums, scaled, into acc; the next group's scales
-            flush_group<NTOK, FOLD>(A, gc.s);
+            if constexpr (XD != 2) flush_group<NTOK, FOLD>(A, gc.s);
             gc.next += gc.pairs;
             gc.sp += 64;
             gc.s = *reinterpret_cast<const uint4 *>(gc.sp);
             if constexpr (ZT) gc.z = *reinterpret_cast<const uint4 *>(gc.sp + gc.zoff);
         }
-        if constexpr (XD) {
-            compute_pair<NTOK, ZT, FOLD>(b.q[2 * u], b.q[2 * u + 1], A, xg[u], gc.z, zau, zbu, magic);
+        if constexpr (XD != 0) {
+            compute_pair<NTOK, ZT, FOLD, XD == 2>(b.q[2 * u], b.q[2 * u + 1], A, xg[u], gc.z, zau, zbu, magic, gc.s);
         } else {
             uint4 xv[NTOK];
             load_x<NTOK, false>(xv, xs + (pair - xbase) * kQ4PairK, xstride, xok);
@@ -600,8 +613,9 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
 // grid (strips of kQ4WarpsN column tiles, splits); block: kQ4WarpsN x kQ4WarpsK warps.
 // XD (Q4Plan::x_direct, 16-token kernel, x as given): the activations are read from global memory
 // at each batch instead of staged into shared memory over the split's K range, so no shared-memory
-// cap cuts the K range into short splits.
-template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, bool XD = false>
+// cap cuts the K range into short splits. XD = 2 also scales the weights in fp16 (128 registers
+// instead of 150: 4 blocks per SM instead of 3).
+template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, int XD = 0>
 __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__restrict__ x, int M, int ldx, Q4Dev w,
                                                               int pairs_per_split, float *__restrict__ partial,
                                                               unsigned *__restrict__ counters, Q4Out out,
@@ -715,7 +729,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
             }
         }
 #undef Q4_COMPUTE
-        flush_group<NTOK, FOLD>(A, gc.s);
+        if constexpr (XD != 2) flush_group<NTOK, FOLD>(A, gc.s);
     }
 
     // The K-slices of a column tile meet in shared memory (reusing the activation area); slice 0
@@ -937,7 +951,7 @@ size_t q4_smem_cap() {
 
 namespace {
 
-template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, bool XD = false>
+template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, int XD = 0>
 void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
                   const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
     dim3 grid(plan.strips, plan.splits);
@@ -996,8 +1010,11 @@ void launch_fused_z(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out
     }
     if constexpr (NTOK == 2) {
         if (plan.x_direct) {
-            if (w.zeros) launch_fused<2, true, 0, 4, false, true>(x, M, ldx, w, out, plan, sc, stream, pro);
-            else launch_fused<2, false, 0, 4, false, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+            if (plan.x_direct == 2) {
+                if (w.zeros) launch_fused<2, true, 0, 4, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+                else launch_fused<2, false, 0, 4, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+            } else if (w.zeros) launch_fused<2, true, 0, 4, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
+            else launch_fused<2, false, 0, 4, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
             return;
         }
     }
@@ -1021,11 +1038,11 @@ namespace {
 // Resident blocks per SM of the fused kernel for M rows (registers bound it; the shared memory of
 // a small-M plan is a few KB).
 // The one-token entries ask the instantiation that runs (folded zero point or not).
-int fused_blocks_per_sm(int M, int stage_batch = 4, bool x_direct = false) {
+int fused_blocks_per_sm(int M, int stage_batch = 4, int x_direct = 0) {
     const bool fold = M <= 8 && q4_fold_enabled();
     int i;  // 0 / 3: one token, staging batch 4 / 2; 4 / 5: the same folded; 1, 2: 16, 32 rows;
-            // 6: 16 rows with direct activations (Q4Plan::x_direct)
-    if (M > 8 && M <= 16 && x_direct) i = 6;
+            // 6 / 7: 16 rows with direct activations (Q4Plan::x_direct 1 / 2)
+    if (M > 8 && M <= 16 && x_direct) i = x_direct == 2 ? 7 : 6;
     else if (M > 8) i = M <= 16 ? 1 : 2;
     else if (stage_batch == 2) i = fold ? 5 : 3;
     else i = fold ? 4 : 0;
@@ -1038,7 +1055,8 @@ int fused_blocks_per_sm(int M, int stage_batch = 4, bool x_direct = false) {
         else if (i == 2) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<4, false, 0>, kQ4Threads, smem);
         else if (i == 3) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<1, false, 0, 2>, kQ4Threads, smem);
         else if (i == 4) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<1, false, 0, 4, true>, kQ4Threads, smem);
-        else if (i == 6) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<2, false, 0, 4, false, true>, kQ4Threads, smem);
+        else if (i == 6) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<2, false, 0, 4, false, 1>, kQ4Threads, smem);
+        else if (i == 7) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<2, false, 0, 4, false, 2>, kQ4Threads, smem);
         else e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q4_fused_kernel<1, false, 0, 2, true>, kQ4Threads, smem);
         if (e != cudaSuccess) {
             cudaGetLastError();
@@ -1061,11 +1079,12 @@ int stage_batch_mode() {
 }
 
 // Q4Plan::x_direct for M rows of w under prologue kind `prologue`: the 16-token kernel only, x as
-// given, and whole tile pairs of K in x (no zero fill past K). GPTQ_Q4_XDIRECT=0 (read at every
-// plan; the tests switch it) stages them instead.
-bool x_direct_for(int M, const Q4Dev &w, int prologue) {
-    if (M <= 8 || M > 16 || prologue != 0 || w.K % kQ4PairK != 0) return false;
-    return env_int("GPTQ_Q4_XDIRECT", 1) != 0;
+// given, and whole tile pairs of K in x (no zero fill past K); -1: direct, the kernel chosen by the
+// plan. GPTQ_Q4_XDIRECT=0 / 1 / 2 (read at every plan; the tests switch it) forces staged / either.
+int x_direct_for(int M, const Q4Dev &w, int prologue) {
+    if (M <= 8 || M > 16 || prologue != 0 || w.K % kQ4PairK != 0) return 0;
+    const int v = env_int("GPTQ_Q4_XDIRECT", -1);
+    return v >= 0 && v <= 2 ? v : -1;
 }
 
 } // namespace
@@ -1078,6 +1097,15 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, in
     const int KP = w.KT / 2;
     p.strips = (w.NT + kQ4WarpsN - 1) / kQ4WarpsN;
     p.x_direct = x_direct_for(M, w, prologue_kind);
+    if (p.x_direct < 0) {
+        // The fp16-scaling kernel pays ALU for a fourth block per SM; measured (H200, graph-timed,
+        // 16 rows, against 3 blocks): 70B gate|up 95.7 vs 118.4 µs, but 7B q|k|v 21.6 vs 19.4,
+        // gate|up 30.3 vs 26.2, 70B down 59.5 vs 50.5, decode b=16 3754 vs 3813 tok/s. So it runs
+        // where its fourth block is what puts every strip in one wave.
+        const int sms = std::max(1, sm_count);
+        p.x_direct = p.strips > sms * fused_blocks_per_sm(M, 4, 1) && p.strips <= sms * fused_blocks_per_sm(M, 4, 2)
+                         ? 2 : 1;
+    }
     // Rows of activations a block stages (none when it reads them directly).
     const int staged = p.x_direct ? 0 : M;
     // Measured (bench-kernels run 16): 3 blocks per SM suits M <= 8; from 9 rows on fewer splits
@@ -1085,8 +1113,9 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, in
     // wave; under the one-wave fit 3 is better for them too (lead's run of 2026-11-23: decode
     // b=1 410.2 tok/s at 3 against 389.5 at 2).
     const bool default_target = blocks_per_sm_target <= 0;
-    // Direct activations (16 rows) plan as one token does: no staged rows make splits costly.
-    if (default_target) blocks_per_sm_target = M <= 8 || p.x_direct ? 3 : 1;
+    // Direct activations (16 rows) plan as one token does (no staged rows make splits costly), with
+    // as many blocks per SM as their kernel fits (3, or 4 with the fp16 scaling).
+    if (default_target) blocks_per_sm_target = M <= 8 ? 3 : p.x_direct ? 4 : 1;
     int splits;
     const int fit_mode = split_fit_switch().load(std::memory_order_relaxed);
     const int sb_mode = stage_batch_mode();
@@ -1200,9 +1229,12 @@ void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev 
         else if (mode == 2) launch_fused<1, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
         else launch_fused<1, false, 0>(x, M, ldx, w, out, plan, sc, stream, pro);
     } else if (plan.x_direct) {
-        if (mode == 1) launch_fused<2, false, 1, 4, false, true>(x, M, ldx, w, out, plan, sc, stream, pro);
-        else if (mode == 2) launch_fused<2, false, 2, 4, false, true>(x, M, ldx, w, out, plan, sc, stream, pro);
-        else launch_fused<2, false, 0, 4, false, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+        if (mode == 1 && plan.x_direct == 2) launch_fused<2, false, 1, 4, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 2 && plan.x_direct == 2) launch_fused<2, false, 2, 4, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (plan.x_direct == 2) launch_fused<2, false, 0, 4, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 1) launch_fused<2, false, 1, 4, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 2) launch_fused<2, false, 2, 4, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else launch_fused<2, false, 0, 4, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
     } else {
         if (mode == 1) launch_fused<2, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
         else if (mode == 2) launch_fused<2, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);

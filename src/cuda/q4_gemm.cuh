@@ -91,8 +91,9 @@ struct Q4Plan {
     int stage_batch = 4;        // activation loads in flight per thread in the prologue (4, or 2 at M <= 8)
     // 9..16 rows of x as given: the kernel reads each batch's activations from global memory
     // (through L1) instead of staging the split's K range in shared memory; without that cap on a
-    // split's length, 16 rows take one-token plans.
-    bool x_direct = false;
+    // split's length, 16 rows take one-token plans. 2: the kernel that scales the weights in fp16,
+    // for a fourth block per SM (q4_plan says when); 0: staged.
+    int x_direct = 0;
 };
 
 constexpr int kQ4FusedMaxM = 32;      // rows one fused pass handles (2 m16 tiles)
