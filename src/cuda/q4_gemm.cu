@@ -184,8 +184,9 @@ __device__ __forceinline__ void load_x(uint4 (&xv)[NTOK], const __half *xp, int 
 
 // Dequantizes one tile pair (two k-steps) to exact q - z and issues its mma instructions against
 // the pair's activations xv (load_x).
-// SI: the weights are scaled in fp16 here (the group's scales sv) and the mma adds into acc, instead
-// of summing x·(q - z) per group into tmp for flush_group to scale: 32 fewer registers.
+// SI: the weights are scaled in fp16 here (the group's scales sv: fp16((q - z) * s), the rounding
+// of the format's own dequantization) and the mma adds into acc, instead of summing x·(q - z) per
+// group into tmp for flush_group to scale in fp32: 32 fewer registers, one multiply per pair more.
 template <int NTOK, bool ZT, bool FOLD, bool SI = false>
 __device__ __forceinline__ void compute_pair(const uint4 &q0, const uint4 &q1, Acc<NTOK> &A, const uint4 (&xv)[NTOK],
                                              const uint4 &zv, __half2 zau, __half2 zbu, uint32_t magic,
@@ -1098,10 +1099,11 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, in
     p.strips = (w.NT + kQ4WarpsN - 1) / kQ4WarpsN;
     p.x_direct = x_direct_for(M, w, prologue_kind);
     if (p.x_direct < 0) {
-        // The fp16-scaling kernel pays ALU for a fourth block per SM; measured (H200, graph-timed,
-        // 16 rows, against 3 blocks): 70B gate|up 95.7 vs 118.4 µs, but 7B q|k|v 21.6 vs 19.4,
-        // gate|up 30.3 vs 26.2, 70B down 59.5 vs 50.5, decode b=16 3754 vs 3813 tok/s. So it runs
-        // where its fourth block is what puts every strip in one wave.
+        // The fp16-scaling kernel pays a multiply per weight pair for a fourth block per SM; measured
+        // (H200, graph-timed, 16 rows, against the 3-block kernel): 70B gate|up 92.0 µs over one
+        // split in one wave (95.5 over two) vs 118.4, but 7B q|k|v 21.6 vs 19.4, gate|up 30.3 vs
+        // 26.2, 70B down 59.5 vs 50.5, decode b=16 3754 vs 3813 tok/s. So it runs where its fourth
+        // block is what puts every strip in one wave.
         const int sms = std::max(1, sm_count);
         p.x_direct = p.strips > sms * fused_blocks_per_sm(M, 4, 1) && p.strips <= sms * fused_blocks_per_sm(M, 4, 2)
                          ? 2 : 1;
@@ -1124,9 +1126,9 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, in
         const int resident =
             std::max(1, sm_count) * std::min(blocks_per_sm_target, fused_blocks_per_sm(M, 4, p.x_direct));
         splits = std::max(1, resident / p.strips);
-        // Direct activations, more strips than resident blocks (16 rows of 70B gate|up: 448 strips,
-        // 396 blocks): the second wave would be a few blocks of the full K range; a split per wave
-        // of strips shortens it.
+        // Direct activations, more strips than resident blocks (16 rows of 70B gate|up on the
+        // 3-block kernel: 448 strips, 396 blocks; measured S1 144.3, S2 127.0 µs): the second wave
+        // would be a few blocks of the full K range; a split per wave of strips shortens it.
         if (p.x_direct && p.strips > resident) splits = (p.strips + resident - 1) / resident;
         // More strips than resident blocks (one split each; the 70B gate|up at one token): the
         // leaner staging fits one more block per SM, and with it perhaps the whole plan in one wave.
