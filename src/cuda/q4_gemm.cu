@@ -37,6 +37,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 namespace gptq {
 namespace cuda {
@@ -981,12 +982,11 @@ void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
     // activations' plans (XD) from 2 splits on, against this rule, eager-timed in one run: 16 rows
     // of 7B q|k|v (4 splits) 19.2 vs 20.1 us (a later run: 20.2 under the rule, i.e. within the
     // spread), 7B gate|up (2) 30.8 vs 27.6, 70B gate|up (2) 134.9 vs 128.4.
-    // GPTQ_Q4_SUMS_SPLITS overrides the threshold above 8 rows (measurements).
+    constexpr int kSumsMinSplits = 5;  // above 8 rows
     int atomic_out = 0;
     if (plan.splits > 1 && q4_atomic_enabled()) {
-        const int sums_from = env_int("GPTQ_Q4_SUMS_SPLITS", 5);
         if (out.out32) atomic_out = 1;
-        else if (out.out16 && (M <= 8 || plan.splits >= sums_from) && sc.sums && sc.sums_floats >= plan.sums_floats)
+        else if (out.out16 && (M <= 8 || plan.splits >= kSumsMinSplits) && sc.sums && sc.sums_floats >= plan.sums_floats)
             atomic_out = 2;
     }
     allow_dynamic_smem(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD>, smem);
@@ -1230,17 +1230,16 @@ void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev 
         else if (mode == 2 && fold) launch_fused<1, false, 2, 4, true>(x, M, ldx, w, out, plan, sc, stream, pro);
         else if (mode == 2) launch_fused<1, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
         else launch_fused<1, false, 0>(x, M, ldx, w, out, plan, sc, stream, pro);
-    } else if (plan.x_direct) {
-        if (mode == 1 && plan.x_direct == 2) launch_fused<2, false, 1, 4, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
-        else if (mode == 2 && plan.x_direct == 2) launch_fused<2, false, 2, 4, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
-        else if (plan.x_direct == 2) launch_fused<2, false, 0, 4, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
-        else if (mode == 1) launch_fused<2, false, 1, 4, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
-        else if (mode == 2) launch_fused<2, false, 2, 4, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
-        else launch_fused<2, false, 0, 4, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
-    } else {
-        if (mode == 1) launch_fused<2, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
-        else if (mode == 2) launch_fused<2, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
-        else launch_fused<2, false, 0>(x, M, ldx, w, out, plan, sc, stream, pro);
+    } else {  // the 16-row kernel the plan names: staged, direct, or direct with fp16 scaling
+        auto run = [&](auto xd) {
+            constexpr int XD = decltype(xd)::value;
+            if (mode == 1) launch_fused<2, false, 1, 4, false, XD>(x, M, ldx, w, out, plan, sc, stream, pro);
+            else if (mode == 2) launch_fused<2, false, 2, 4, false, XD>(x, M, ldx, w, out, plan, sc, stream, pro);
+            else launch_fused<2, false, 0, 4, false, XD>(x, M, ldx, w, out, plan, sc, stream, pro);
+        };
+        if (plan.x_direct == 2) run(std::integral_constant<int, 2>{});
+        else if (plan.x_direct == 1) run(std::integral_constant<int, 1>{});
+        else run(std::integral_constant<int, 0>{});
     }
 }
 
