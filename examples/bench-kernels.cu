@@ -13,6 +13,7 @@
 //   bench-kernels [--quick | --decode | --only SHAPE M]   (--only: one shape (index) at one M, for a
 //   profiler; --quick: fewer shapes, for a smoke run; --decode: the 7B
 //                                        shapes at M = 1 and 16 only, graph-timed split sweeps)
+#include "bench_timer.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/elementwise.cuh"
 #include "cuda/q4_gemm.cuh"
@@ -30,70 +31,9 @@
 
 using namespace gptq;
 using namespace gptq::cuda;
+using namespace gptq::bench;
 
 namespace {
-
-template <class T> T *dev_alloc(size_t n) {
-    T *p = nullptr;
-    CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)));
-    return p;
-}
-
-struct Timer {
-    cudaEvent_t a, b;
-    Timer() {
-        CUDA_CHECK(cudaEventCreate(&a));
-        CUDA_CHECK(cudaEventCreate(&b));
-    }
-    ~Timer() {
-        cudaEventDestroy(a);
-        cudaEventDestroy(b);
-    }
-    // Mean microseconds per call over iters back-to-back calls; median of 3 such runs.
-    double us(const std::function<void(int)> &fn, int iters) {
-        for (int i = 0; i < 3; ++i) fn(i);
-        CUDA_CHECK(cudaDeviceSynchronize());
-        double r[3];
-        for (int rep = 0; rep < 3; ++rep) {
-            CUDA_CHECK(cudaEventRecord(a));
-            for (int i = 0; i < iters; ++i) fn(i);
-            CUDA_CHECK(cudaEventRecord(b));
-            CUDA_CHECK(cudaEventSynchronize(b));
-            float ms = 0;
-            CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-            r[rep] = 1000.0 * ms / iters;
-        }
-        std::sort(r, r + 3);
-        return r[1];
-    }
-    // The same with the iters calls captured as one CUDA graph (as the backend's decode step runs
-    // them: no host launch cost, programmatic dependent launch between neighbours); fn launches
-    // on stream s. Median of 3 replays after one warm-up replay.
-    double us_graph(const std::function<void(int)> &fn, int iters, cudaStream_t s) {
-        cudaGraph_t g = nullptr;
-        CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-        for (int i = 0; i < iters; ++i) fn(i);
-        CUDA_CHECK(cudaStreamEndCapture(s, &g));
-        cudaGraphExec_t ge = nullptr;
-        CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
-        CUDA_CHECK(cudaGraphDestroy(g));
-        CUDA_CHECK(cudaGraphLaunch(ge, s));
-        CUDA_CHECK(cudaStreamSynchronize(s));
-        double r[3];
-        for (int rep = 0; rep < 3; ++rep) {
-            CUDA_CHECK(cudaEventRecord(a, s));
-            CUDA_CHECK(cudaGraphLaunch(ge, s));
-            CUDA_CHECK(cudaEventRecord(b, s));
-            CUDA_CHECK(cudaEventSynchronize(b));
-            float ms = 0;
-            CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-            r[rep] = 1000.0 * ms / iters;
-        }
-        CUDA_CHECK(cudaGraphExecDestroy(ge));
-        std::sort(r, r + 3);
-        return r[1];
-    }
-};
 
 // Relative L2 difference of two fp16 device arrays (a against the reference b).
 double rel_l2_f16(const __half *a, const __half *b, size_t n) {
@@ -107,16 +47,6 @@ double rel_l2_f16(const __half *a, const __half *b, size_t n) {
         den += double(__half2float(hb[i])) * __half2float(hb[i]);
     }
     return std::sqrt(num / std::max(den, 1e-300));
-}
-
-double copy_bandwidth(Timer &t) {
-    const size_t bytes = size_t(1) << 30;
-    char *src = dev_alloc<char>(bytes), *dst = dev_alloc<char>(bytes);
-    CUDA_CHECK(cudaMemset(src, 1, bytes));
-    double us = t.us([&](int) { CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice)); }, 10);
-    CUDA_CHECK(cudaFree(src));
-    CUDA_CHECK(cudaFree(dst));
-    return 2.0 * bytes / (us * 1e-6);  // bytes read + written per second
 }
 
 struct Shape {

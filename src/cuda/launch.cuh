@@ -85,16 +85,22 @@ inline int device_attribute(cudaDeviceAttr attr, int fallback) {
     });
 }
 
-// Lets `kernel` launch with `bytes` of dynamic shared memory on the current device. Past 48 KB a
-// kernel must opt in, per device: done once, up to all the block may have (the device's limit less
-// the kernel's static shared memory; the opt-in only permits, a launch's occupancy follows the
-// bytes it asks for). More than that is an error status, not a failed launch.
+// Lets `kernel` launch with `bytes` of dynamic shared memory on the current device. A block whose
+// static and dynamic shared memory together pass 48 KB must opt in, per kernel and device: done
+// once, up to all the block may have (the device's limit less the kernel's static shared memory;
+// the opt-in only permits, a launch's occupancy follows the bytes it asks for). More than that is
+// an error status, not a failed launch.
 template <typename... KArgs> void allow_dynamic_smem(void (*kernel)(KArgs...), size_t bytes) {
-    if (bytes <= 48 * 1024) return;
-    const int limit = once_per_device<int>(reinterpret_cast<uintptr_t>(kernel), 0, [&](int) {
+    if (bytes == 0) return;
+    const uintptr_t key = reinterpret_cast<uintptr_t>(kernel);
+    const int static_bytes = once_per_device<int>(key, 0, [&](int) {
         cudaFuncAttributes fa = {};
         CUDA_CHECK(cudaFuncGetAttributes(&fa, kernel));
-        const int cap = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 * 1024) - int(fa.sharedSizeBytes);
+        return int(fa.sharedSizeBytes);
+    });
+    if (bytes + size_t(static_bytes) <= 48 * 1024) return;
+    const int limit = once_per_device<int>(key, 0, [&](int) {
+        const int cap = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 * 1024) - static_bytes;
         CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, cap));
         return cap;
     });

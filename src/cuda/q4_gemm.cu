@@ -32,6 +32,7 @@
 #include "cuda_check.cuh"
 #include "half_bits.cuh"
 #include "launch.cuh"
+#include "mem_ops.cuh"
 
 #include <algorithm>
 #include <atomic>
@@ -43,14 +44,6 @@ namespace gptq {
 namespace cuda {
 
 namespace {
-
-__device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
-    uint4 r;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-        : "l"(p));
-    return r;
-}
 
 __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "

@@ -31,6 +31,7 @@
 #include "cuda_check.cuh"
 #include "half_bits.cuh"
 #include "launch.cuh"
+#include "mem_ops.cuh"
 #include "wgmma_ops.cuh"
 
 #include <algorithm>
@@ -65,35 +66,6 @@ constexpr int kSlabStride = 20;
 
 // Everything below up to the kernel is used by the sm_90a kernel body only.
 #if GPTQ_WGMMA_DEVICE
-
-__device__ __forceinline__ uint32_t smem_addr(const void *p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// mbarriers (shared::cta, 64-bit) and the bulk copy engine: a copy of `bytes` (multiple of 16)
-// from global to shared memory that reports its bytes to an mbarrier when it lands.
-__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-    asm volatile(
-        "{\n.reg .pred done;\nwait_%=:\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-        "@!done bra wait_%=;\n}\n" ::"r"(bar),
-        "r"(parity)
-        : "memory");
-}
-__device__ __forceinline__ void bulk_copy(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
-                 "l"(src), "r"(bytes), "r"(bar)
-                 : "memory");
-}
 
 __device__ __forceinline__ void wgmma_fence() {
     asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
@@ -217,7 +189,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             mbar_init(smem_addr(&full_bar[b]), kProducerWarps);
             mbar_init(smem_addr(&empty_bar[b]), kConsumerThreads / 32);
         }
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        mbar_init_fence();
     }
     __syncthreads();
 
