@@ -309,6 +309,16 @@ int main(int argc, char **argv) try {
                     std::snprintf(buf, sizeof buf, " | graph: loads-only %.1f compute-only %.1f; empty launch %.1f",
                                   td[1], td[2], td[3]);
                     notes += buf;
+                    if (M == 1) {  // the loads-only kernel without its staging, then without its epilogue
+                        double tl[3];
+                        for (int mode = 4; mode <= 6; ++mode)
+                            tl[mode - 4] = timer.us_graph(
+                                [&](int i) { q4_fused_diagnostic(mode, x, M, K, q4view(i), o16, p, ws.fused, gs); },
+                                iters, gs);
+                        std::snprintf(buf, sizeof buf, "; loads-only w/o scales %.1f w/o staging %.1f w/o epilogue %.1f",
+                                      tl[0], tl[1], tl[2]);
+                        notes += buf;
+                    }
                 }
                 best = tdef;
             } else {

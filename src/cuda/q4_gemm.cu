@@ -296,7 +296,7 @@ __device__ __forceinline__ void compute_w(const WBatch &b, Acc<NTOK> &A, GroupCu
     for (int u = 0; u < kQ4PairsPerBatch; ++u) {
         const int pair = p + u;
         if (pair >= pend) break;
-        if (MODE == 1) {  // diagnostics: consume the loads, no dequantization or mma
+        if (MODE == 1 || MODE >= 3) {  // diagnostics: consume the loads, no dequantization or mma
             A.acc[0][0][0] += float((b.q[2 * u].x ^ b.q[2 * u + 1].w) & 1u);
             continue;
         }
@@ -657,7 +657,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     const int g0 = (2 * p0) / w.group_kt;
     static_assert(!XD || !FOLD, "direct activations: as given, zero point not folded");
     const FusedSmem f = fused_smem(XD ? 0 : M, p1 - p0, groups_spanned(p0, p1, w.group_kt), ZT);
-    for (int idx = threadIdx.x; idx < kQ4WarpsN * f.ng * 8; idx += kQ4Threads) {
+    for (int idx = threadIdx.x; MODE < 3 && idx < kQ4WarpsN * f.ng * 8; idx += kQ4Threads) {
         const int t = idx / (f.ng * 8), gi = (idx / 8) % f.ng, ch = idx % 8;
         const int tile = blockIdx.x * kQ4WarpsN + t;
         if (tile >= w.NT) continue;
@@ -679,7 +679,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     }
     // Everything below reads or writes what earlier kernels in the stream touch.
     pdl_enter();
-    if constexpr (!XD) stage_activations<SB, FOLD>(x, M, ldx, w.K, p0, p1, f.ldxs, fsm, pro, wst);
+    if constexpr (!XD && MODE < 4) stage_activations<SB, FOLD>(x, M, ldx, w.K, p0, p1, f.ldxs, fsm, pro, wst);
     __syncthreads();
 
     if (active) {
@@ -727,6 +727,10 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         if constexpr (XD != 2) flush_group<NTOK, FOLD>(A, gc.s);
     }
 
+    if constexpr (MODE == 5) {  // diagnostics: the loop alone, no epilogue
+        if (A.acc[0][0][0] == -1.0f) out.out16[0] = __float2half(0.0f);
+        return;
+    }
     // The K-slices of a column tile meet in shared memory (reusing the activation area); slice 0
     // keeps the sum.
     float *red = reinterpret_cast<float *>(fsm) + size_t(wn) * NTOK * 16 * 32;  // [NTOK*16][32 lanes]
@@ -1220,6 +1224,9 @@ void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev 
         CUDA_CHECK_LAUNCH();
     } else if (M <= 8) {
         if (mode == 1) launch_fused<1, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 4) launch_fused<1, false, 3>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 5) launch_fused<1, false, 4>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 6) launch_fused<1, false, 5>(x, M, ldx, w, out, plan, sc, stream, pro);
         else if (mode == 2 && fold) launch_fused<1, false, 2, 4, true>(x, M, ldx, w, out, plan, sc, stream, pro);
         else if (mode == 2) launch_fused<1, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
         else launch_fused<1, false, 0>(x, M, ldx, w, out, plan, sc, stream, pro);

@@ -181,7 +181,8 @@ struct Q4Workspace {
 };
 
 // For the benchmark: mode 0 = q4_fused, 1 = its weight loads only, 2 = its compute only (no
-// weight loads), 3 = an empty kernel. M <= 16, uniform zeros.
+// weight loads), 3 = an empty kernel; at M <= 8 also the loads only without the scales' staging
+// (4), without any staging (5), and without staging or epilogue (6). M <= 16, uniform zeros.
 void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
                          const Q4Plan &plan, const Q4Scratch &sc, cudaStream_t stream);
 
