@@ -324,15 +324,18 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
     // default shared-memory cap and under a raised one (fewer, longer splits past 48 KB); the splits
     // of an fp16 output added into fp32 sums with atomics (the default) or summed in order; 9-16
     // rows with activations read directly (-1: the kernel the plan picks; 1; 2: weights scaled in
-    // fp16) or staged (0).
-    const char *variants[][4] = {{"1", "47", "1", "-1"}, {"0", "47", "1", "1"}, {"1", "96", "1", "0"},
-                                 {"1", "47", "0", "2"},  {"1", "47", "1", "0"}, {"1", "47", "1", "2"}};
+    // fp16) or staged (0); the splits of a strip as a cluster summed in shared memory for up to 2
+    // splits (the default) or up to 8 (sm_90).
+    const char *variants[][5] = {{"1", "47", "1", "-1", "2"}, {"0", "47", "1", "1", "2"},  {"1", "96", "1", "0", "8"},
+                                 {"1", "47", "0", "2", "8"},  {"1", "47", "1", "0", "2"}, {"1", "47", "1", "2", "8"},
+                                 {"1", "47", "1", "-1", "8"}};
     for (const auto &v : variants)
     for (const LayerCase &c : kCases) {
         const char *fold = v[0];
         setenv("GPTQ_Q4_FOLD", fold, 1);
         setenv("GPTQ_Q4_SMEM_KB", v[1], 1);
         setenv("GPTQ_Q4_XDIRECT", v[3], 1);
+        setenv("GPTQ_Q4_CLUSTER", v[4], 1);
         q4_set_atomic_accumulate(v[2][0] == '1');
         GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
         auto d = upload_layer(L);
@@ -353,7 +356,7 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
                 INFO("K=" << L.K << " N=" << L.N << " gs=" << c.gs << " act=" << c.act_order << " asym=" << c.asym
                           << " M=" << M << " splits=" << (p ? p->splits : -1) << " stage " << (p ? p->stage_batch : 0)
                           << " fold " << fold << " smem cap KB " << v[1] << " atomics " << v[2] << " direct x "
-                          << (p ? p->x_direct : -1));
+                          << (p ? p->x_direct : -1) << " cluster up to " << v[4]);
                 CHECK(e < 3e-3);
             }
         }
@@ -362,6 +365,7 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
     unsetenv("GPTQ_Q4_FOLD");
     unsetenv("GPTQ_Q4_SMEM_KB");
     unsetenv("GPTQ_Q4_XDIRECT");
+    unsetenv("GPTQ_Q4_CLUSTER");
     // Every launch left the fp32 sums of its fp16 splits at zero for the next one.
     auto sums = W.sums->download();
     CHECK(std::count(sums.begin(), sums.end(), 0.0f) == long(sums.size()));

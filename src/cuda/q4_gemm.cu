@@ -18,7 +18,9 @@
 // rows of x over its K range in shared memory first (computing them there when a prologue asks),
 // except for 9-16 rows of x as given (Q4Plan::x_direct), read from global memory at each batch:
 // 16 staged rows fill shared memory fast enough to cut the K range into many short splits. The
-// two K halves of a block meet in shared memory. With several splits, each adds its share into
+// two K halves of a block meet in shared memory. Two splits into fp16 form a thread-block cluster
+// (sm_90) whose split 0 adds the other's sums from its shared memory. Otherwise, with several
+// splits, each adds its share into
 // fp32 (the output, or sums the last block rounds to fp16) with atomics, or writes fp32 partials
 // that the last block to finish a strip (an atomic counter per strip) sums in order; that block
 // runs the epilogue (bias, fp16 store or fp32 residual accumulate) and resets its counter to zero
@@ -610,7 +612,10 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
 // at each batch instead of staged into shared memory over the split's K range, so no shared-memory
 // cap cuts the K range into short splits. XD = 2 also scales the weights in fp16 (128 registers
 // instead of 150: 4 blocks per SM instead of 3).
-template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, int XD = 0>
+// CL: the launch groups the S splits of a strip into a thread-block cluster (1, S, 1) whose rank 0
+// sums them from the others' shared memory (sm_90; a variant of its own: the branch in every
+// kernel cost the 16-row fp16-scaled kernel ~5%, 70B gate|up 92.8-94.0 -> 97.2-98.9 µs).
+template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, int XD = 0, bool CL = false>
 __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__restrict__ x, int M, int ldx, Q4Dev w,
                                                               int pairs_per_split, float *__restrict__ partial,
                                                               unsigned *__restrict__ counters, Q4Out out,
@@ -761,6 +766,44 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         for_each_output(A, nt, g, c, [&](int row, int col, float v) {
             if (row < M) __stcg(out.defer + (size_t(split) * M + row) * NP + col, v);
         });
+        return;
+    }
+
+    if constexpr (CL) {  // the splits of a strip are one cluster (1, S, 1): rank 0 adds the others' sums
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        // Each lane's NTOK x 16 sums as float4s in the K-slice exchange area of its warp (only slice
+        // 0's warp read it last, in another layout: the warp's own barrier orders that first).
+        float4 *mine = reinterpret_cast<float4 *>(red) + size_t(lane) * NTOK * 4;
+        __syncwarp();
+        if (wk == 0) {
+#pragma unroll
+            for (int t = 0; t < NTOK; ++t)
+#pragma unroll
+                for (int i = 0; i < 4; ++i)
+                    mine[t * 4 + i] = make_float4(A.acc[t][i][0], A.acc[t][i][1], A.acc[t][i][2], A.acc[t][i][3]);
+        }
+        cluster_sync();
+        if (cluster_rank() == 0 && wk == 0 && nt < w.NT) {
+            for (int r = 1; r < S; ++r) {  // in split order: the same sum on every run
+                float4 v[NTOK * 4];
+#pragma unroll
+                for (int q = 0; q < NTOK * 4; ++q) v[q] = ld_cluster_f4(mine + q, uint32_t(r));
+#pragma unroll
+                for (int t = 0; t < NTOK; ++t)
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        A.acc[t][i][0] += v[t * 4 + i].x;
+                        A.acc[t][i][1] += v[t * 4 + i].y;
+                        A.acc[t][i][2] += v[t * 4 + i].z;
+                        A.acc[t][i][3] += v[t * 4 + i].w;
+                    }
+            }
+            for_each_output(A, nt, g, c, [&](int row, int col, float v) {
+                if (row < M && col < w.N) store1(out, row, col, v);
+            });
+        }
+        cluster_sync();  // the others' shared memory stays until rank 0 has read it
+#endif
         return;
     }
 
@@ -985,6 +1028,28 @@ void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
         if (out.out32) atomic_out = 1;
         else if (out.out16 && (M <= 8 || plan.splits >= kSumsMinSplits) && sc.sums && sc.sums_floats >= plan.sums_floats)
             atomic_out = 2;
+    }
+    // Two splits into fp16 (sm_90): the strip's two blocks form a thread-block cluster and split 0
+    // adds the other's sums from its shared memory (no atomics, counter or scratch; the same sum on
+    // every run). Measured (H200, graph-timed, one binary): 7B gate|up (2 splits) one row 16.6 ->
+    // 15.3 µs, 16 rows 26.2 -> 23.1, decode b=16 3848-3850 -> 3932-3938 tok/s; but clusters of 4
+    // and 6 were far slower than the atomic sums (q|k|v one row 11.2 -> 17.8, 16 rows 19.3 -> 26.0;
+    // 70B down 33.5 -> 52.4; decode b=16 3791-3806 -> 3661-3710), so two splits only.
+    // GPTQ_Q4_CLUSTER=0 never, =N up to N <= 8 splits (measurements, tests; read at every launch).
+    // The variant exists for the kernels of the 7B shapes' two-split plans: one token (folded zero
+    // point) and 9-16 rows read directly.
+    constexpr bool kClusterable = MODE == 0 && !ZT && ((NTOK == 1 && FOLD && SB == 4) || (NTOK == 2 && XD == 1));
+    if constexpr (kClusterable) {
+        const int cluster_max = std::min(8, env_int("GPTQ_Q4_CLUSTER", 2));
+        if (plan.splits > 1 && plan.splits <= cluster_max && out.out16 && !out.defer &&
+            device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9) {
+            auto kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, true>;
+            allow_dynamic_smem(kernel, smem);
+            launch_clustered(kernel, grid, kQ4Threads, smem, stream, dim3(1, plan.splits, 1), x, M, ldx, w,
+                             plan.pairs_per_split, sc.partial, sc.counters, out, p, 0);
+            CUDA_CHECK_LAUNCH();
+            return;
+        }
     }
     allow_dynamic_smem(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD>, smem);
     launch(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD>, grid, kQ4Threads, smem, stream, x, M, ldx, w, plan.pairs_per_split,
