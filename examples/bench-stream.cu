@@ -38,25 +38,23 @@ namespace {
 // the loads cannot be optimized away and nothing is written.
 constexpr uint32_t kNever = 0x9e3779b9u;
 
-// Grid-stride reader: each step issues U loads per thread, then folds them. wait_first: the PDL
-// wait before any load; otherwise after the first step's loads are issued.
+// Reads p[i], p[i + step], ... below `end`, U loads in flight per step, and folds them; the PDL
+// wait before any load (wait_first) or once the first step's loads are issued.
 template <int U>
-__global__ void __launch_bounds__(256) ldg_reader(const uint4 *__restrict__ p, size_t n16, int wait_first,
-                                                  uint32_t *sink) {
-    const size_t stride = size_t(gridDim.x) * blockDim.x;
-    size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+__device__ __forceinline__ void read_strided(const uint4 *__restrict__ p, size_t i, size_t end, size_t step,
+                                             bool wait_first, uint32_t *sink) {
     bool waited = false;
     if (wait_first) {
         pdl_enter();
         waited = true;
     }
     uint32_t acc = 0;
-    for (; i < n16; i += U * stride) {
+    for (; i < end; i += U * step) {
         uint4 v[U];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-            const size_t j = i + u * stride;
-            v[u] = j < n16 ? ld_stream(p + j) : make_uint4(0u, 0u, 0u, 0u);
+            const size_t j = i + u * step;
+            v[u] = j < end ? ld_stream(p + j) : make_uint4(0u, 0u, 0u, 0u);
         }
         if (!waited) {
             pdl_enter();
@@ -69,34 +67,24 @@ __global__ void __launch_bounds__(256) ldg_reader(const uint4 *__restrict__ p, s
     if (acc == kNever) *sink = acc;
 }
 
+// Grid-stride reader: consecutive threads read consecutive 16 bytes, the grid sweeps the buffer.
+template <int U>
+__global__ void __launch_bounds__(256) ldg_reader(const uint4 *__restrict__ p, size_t n16, int wait_first,
+                                                  uint32_t *sink) {
+    read_strided<U>(p, size_t(blockIdx.x) * blockDim.x + threadIdx.x, n16, size_t(gridDim.x) * blockDim.x,
+                    wait_first != 0, sink);
+}
+
 // Region reader, the 4-bit kernel's access pattern: every warp reads its own contiguous region of
-// `region` bytes (a multiple of 512) front to back, U 512-byte warp loads in flight per step; the
+// region16 uint4s (a multiple of 32) front to back, U 512-byte warp loads in flight per step; the
 // regions of the warps in flight at once lie far apart (the fused kernel's warps each stream one
 // column tile's K range). The PDL wait after the first step's loads.
 template <int U>
 __global__ void __launch_bounds__(128) region_reader(const uint4 *__restrict__ p, size_t n16, size_t region16,
                                                      uint32_t *sink) {
-    const int lane = threadIdx.x & 31;
     const size_t warp = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
-    const size_t begin = warp * region16, end = min(n16, begin + region16);
-    bool waited = false;
-    uint32_t acc = 0;
-    for (size_t i = begin + lane; i < end; i += U * 32) {
-        uint4 v[U];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const size_t j = i + u * 32;
-            v[u] = j < end ? ld_stream(p + j) : make_uint4(0u, 0u, 0u, 0u);
-        }
-        if (!waited) {
-            pdl_enter();
-            waited = true;
-        }
-#pragma unroll
-        for (int u = 0; u < U; ++u) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
-    }
-    if (!waited) pdl_enter();
-    if (acc == kNever) *sink = acc;
+    const size_t begin = warp * region16;
+    read_strided<U>(p, begin + (threadIdx.x & 31), min(n16, begin + region16), 32, false, sink);
 }
 
 // Bulk-copy reader: block b takes chunks b, b + grid, ... of `chunk` bytes; its thread 0 keeps D of
