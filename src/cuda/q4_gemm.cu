@@ -18,13 +18,12 @@
 // rows of x over its K range in shared memory first (computing them there when a prologue asks),
 // except for 9-16 rows of x as given (Q4Plan::x_direct), read from global memory at each batch:
 // 16 staged rows fill shared memory fast enough to cut the K range into many short splits. The
-// two K halves of a block meet in shared memory. Two splits into fp16 form a thread-block cluster
-// (sm_90) whose split 0 adds the other's sums from its shared memory. Otherwise, with several
-// splits, each adds its share into
+// two K halves of a block meet in shared memory. With several splits, each adds its share into
 // fp32 (the output, or sums the last block rounds to fp16) with atomics, or writes fp32 partials
 // that the last block to finish a strip (an atomic counter per strip) sums in order; that block
 // runs the epilogue (bias, fp16 store or fp32 residual accumulate) and resets its counter to zero
-// for the next launch.
+// for the next launch. Two splits into fp16 (sm_90, the 7B shapes' kernels) instead form a
+// thread-block cluster whose split 0 adds the other's sums from its shared memory.
 //
 // Large M goes through q4_dequant_f16 (tile -> fp16 via shared memory, coalesced 16-byte stores)
 // and cuBLAS.
