@@ -6,7 +6,9 @@
 // A bulk copy (cp.async.bulk) moves `bytes` (a multiple of 16) from global to shared memory without
 // registers or threads and reports the bytes to an mbarrier when they land; a thread that armed the
 // barrier with the expected bytes waits on its phase parity. Used by the wgmma kernel's producer
-// and by bench-stream. sm_90 and newer only: callers compile them under __CUDA_ARCH__ >= 900.
+// and by bench-stream. With them, the cluster barrier and distributed shared-memory loads of the
+// fused kernel's two-split sum. sm_90 and newer only: callers compile them under
+// __CUDA_ARCH__ >= 900.
 #pragma once
 
 #include <cstdint>
