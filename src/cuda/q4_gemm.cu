@@ -1038,21 +1038,20 @@ void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
     // The variant exists for the kernels of the 7B shapes' two-split plans: one token (folded zero
     // point) and 9-16 rows read directly.
     constexpr bool kClusterable = MODE == 0 && !ZT && ((NTOK == 1 && FOLD && SB == 4) || (NTOK == 2 && XD == 1));
+    auto kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD>;
+    unsigned cluster = 1;  // blocks per cluster along the splits
     if constexpr (kClusterable) {
         const int cluster_max = std::min(8, env_int("GPTQ_Q4_CLUSTER", 2));
         if (plan.splits > 1 && plan.splits <= cluster_max && out.out16 && !out.defer &&
             device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9) {
-            auto kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, true>;
-            allow_dynamic_smem(kernel, smem);
-            launch_clustered(kernel, grid, kQ4Threads, smem, stream, dim3(1, plan.splits, 1), x, M, ldx, w,
-                             plan.pairs_per_split, sc.partial, sc.counters, out, p, 0);
-            CUDA_CHECK_LAUNCH();
-            return;
+            kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, true>;
+            cluster = unsigned(plan.splits);
+            atomic_out = 0;  // the cluster sums in shared memory: no atomics, partials or counters
         }
     }
-    allow_dynamic_smem(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD>, smem);
-    launch(q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD>, grid, kQ4Threads, smem, stream, x, M, ldx, w, plan.pairs_per_split,
-           atomic_out == 2 ? sc.sums : sc.partial, sc.counters, out, p, atomic_out);
+    allow_dynamic_smem(kernel, smem);
+    launch_clustered(kernel, grid, kQ4Threads, smem, stream, dim3(1, cluster, 1), x, M, ldx, w, plan.pairs_per_split,
+                     atomic_out == 2 ? sc.sums : sc.partial, sc.counters, out, p, atomic_out);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -1140,11 +1139,17 @@ int stage_batch_mode() {
     return v == 2 || v == 4 ? v : -1;
 }
 
-// Q4Plan::x_direct for M rows of w under prologue kind `prologue`: the 16-token kernel only, x as
-// given, and whole tile pairs of K in x (no zero fill past K); -1: direct, the kernel chosen by the
-// plan. GPTQ_Q4_XDIRECT=0 / 1 / 2 (read at every plan; the tests switch it) forces staged / either.
+// Whether a call may read its activations directly (Q4Plan::x_direct): the 16-token kernel only, x
+// as given, and whole tile pairs of K in x (no zero fill past K).
+bool x_direct_allowed(int M, const Q4Dev &w, int prologue) {
+    return M > 8 && M <= 16 && prologue == 0 && w.K % kQ4PairK == 0;
+}
+
+// Q4Plan::x_direct for M rows of w under prologue kind `prologue`: 0 where x_direct_allowed says
+// no; -1: direct, the kernel chosen by the plan. GPTQ_Q4_XDIRECT=0 / 1 / 2 (read at every plan; the
+// tests switch it) forces staged / either.
 int x_direct_for(int M, const Q4Dev &w, int prologue) {
-    if (M <= 8 || M > 16 || prologue != 0 || w.K % kQ4PairK != 0) return 0;
+    if (!x_direct_allowed(M, w, prologue)) return 0;
     const int v = env_int("GPTQ_Q4_XDIRECT", -1);
     return v >= 0 && v <= 2 ? v : -1;
 }
@@ -1265,7 +1270,7 @@ void q4_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
             fail(GPTQ_ERR_BACKEND, "q4_fused: scratch too small (%zu floats / %d counters; need %zu / %d)",
                  sc.partial_floats, sc.n_counters, plan.partial_floats, plan.strips);
     }
-    if (plan.x_direct && (M <= 8 || M > 16 || pro.kind != 0 || w.K % kQ4PairK))
+    if (plan.x_direct && !x_direct_allowed(M, w, pro.kind))
         fail(GPTQ_ERR_BACKEND, "q4_fused: direct activations need 9..16 rows, x as given and K %% 32 == 0 (M %d, K %d)",
              M, w.K);
     if (M <= 8)
