@@ -647,6 +647,32 @@ TEST_CASE("q4 wgmma kernel (sm_90a) matches the reference for every block tile, 
     }
 }
 
+TEST_CASE("q4 wgmma kernel stores fp16 rows whose stride takes no 16-byte stores") {
+    if (wgmma_unavailable()) return;
+    std::mt19937 rng(23);
+    Workspace W;
+    GptqLayer L = make_layer(1024, 3000, 32, false, true, 1, rng);
+    auto d = upload_layer(L);
+    const int M = 100, ldo = L.N + 2;  // even, but not a multiple of 8: the per-warp slab path
+    auto x = random_f16(size_t(M) * L.K, rng, -1.0f, 1.0f);
+    auto ref = ref_matmul(L, x, M);
+    Q4Workspace ws = W.ws;
+    ws.wgmma = true;
+    Dev<h16> dx(x);
+    Dev<h16> dy(size_t(M) * ldo);
+    dy.poison();
+    Q4Out out;
+    out.ldo = ldo;
+    out.out16 = reinterpret_cast<__half *>(dy.p);
+    q4_matmul(reinterpret_cast<const __half *>(dx.p), M, L.K, d->view, out, ws, 0);
+    CUDA_CHECK_LAUNCH();
+    auto h = dy.download();
+    std::vector<double> y(size_t(M) * L.N);
+    for (int m = 0; m < M; ++m)
+        for (int n = 0; n < L.N; ++n) y[size_t(m) * L.N + n] = f16d(h[size_t(m) * ldo + n]);
+    CHECK(rel_err(ref, y) < 3e-3);
+}
+
 TEST_CASE("q4 wgmma kernel into fp32 is bit-reproducible when atomics are off") {
     if (wgmma_unavailable()) return;
     std::mt19937 rng(23);
