@@ -647,7 +647,7 @@ TEST_CASE("q4 wgmma kernel (sm_90a) matches the reference for every block tile, 
     }
 }
 
-TEST_CASE("q4 wgmma kernel stores fp16 rows whose stride takes no 16-byte stores") {
+TEST_CASE("q4 wgmma kernel stores fp16 and fp32 rows whose stride takes no 16-byte accesses") {
     if (wgmma_unavailable()) return;
     std::mt19937 rng(23);
     Workspace W;
@@ -671,6 +671,19 @@ TEST_CASE("q4 wgmma kernel stores fp16 rows whose stride takes no 16-byte stores
     for (int m = 0; m < M; ++m)
         for (int n = 0; n < L.N; ++n) y[size_t(m) * L.N + n] = f16d(h[size_t(m) * ldo + n]);
     CHECK(rel_err(ref, y) < 3e-3);
+    // fp32 accumulation into rows of ldo floats (not a multiple of 4): added by the slab path.
+    std::vector<float> init(size_t(M) * ldo, 0.25f);
+    Dev<float> dy32(init);
+    Q4Out out32;
+    out32.ldo = ldo;
+    out32.out32 = dy32.p;
+    q4_matmul(reinterpret_cast<const __half *>(dx.p), M, L.K, d->view, out32, ws, 0);
+    CUDA_CHECK_LAUNCH();
+    auto h32 = dy32.download();
+    for (int m = 0; m < M; ++m)
+        for (int n = 0; n < L.N; ++n) y[size_t(m) * L.N + n] = h32[size_t(m) * ldo + n] - 0.25;
+    CHECK(rel_err(ref, y) < 1e-3);
+    CHECK(h32[size_t(M - 1) * ldo + L.N] == 0.25f);  // the padding between rows is left alone
 }
 
 TEST_CASE("q4 wgmma kernel into fp32 is bit-reproducible when atomics are off") {
