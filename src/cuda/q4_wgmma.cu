@@ -331,6 +331,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     // that is not the block's last (the pipeline's buffers are busy with the next one); fp32 outputs
     // take atomic adds, which need no load (a whole tile has no other writer: same result as a store).
     const int c = lane & 3;
+    // Barrier 1: the consumer warpgroups only (the producer warps have left or wait on mbarriers).
+    auto consumers_sync = [] { asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory"); };
     auto store_direct = [&](int nt0, int m0, bool add_bias) {
         const int t_end = min(BT, M - m0);
 #pragma unroll
@@ -359,7 +361,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // instead of 2- or 4-byte pieces 8 columns apart. Only for outputs whose rows are not 16-byte
     // aligned: store_tile16 and store_tile32 below move whole rows.
     auto store_slab = [&](int nt0, int m0, bool add_bias) {
-        asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");  // every consumer warp drained
+        consumers_sync();  // every consumer warp drained
         float *slab = reinterpret_cast<float *>(smem) + size_t(wg * 4 + warp) * BT * kSlabStride;  // [BT][kSlabStride]
         const int t_end = min(BT, M - m0);
 #pragma unroll
@@ -404,9 +406,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     // writes whole 16-byte pieces of rows. The per-warp slab above writes 2 bytes per lane per store
     // and walks the tile's tokens two at a time; it stays for outputs whose rows are not 16-byte
     // aligned. Measured (H200, M = 256, same run): 7B qkv 53.2 -> 48.2 us, gate+up 83.5 -> 78.3.
-    const bool vec_out = !OUT32 && (reinterpret_cast<uintptr_t>(out.out16) & 15) == 0 && out.ldo % 8 == 0;
+    const bool vec_out16 = !OUT32 && (reinterpret_cast<uintptr_t>(out.out16) & 15) == 0 && out.ldo % 8 == 0;
     auto store_tile16 = [&](int nt0, int m0, bool add_bias) {
-        asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");  // every consumer warp drained
+        consumers_sync();  // every consumer warp drained
         __half *tile = reinterpret_cast<__half *>(smem);
         const uint32_t tile_addr = smem_addr(tile);
         const int r = lane & 7, mi = lane >> 3;  // the row this lane addresses, of matrix mi
@@ -433,7 +435,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                 stmatrix_x4_trans(tile_addr + uint32_t((token * Sm::kTileRow + col0 + 8 * (mi & 1)) * 2), v[0], v[1], v[2], v[3]);
             }
         }
-        asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
+        consumers_sync();
         constexpr int kChunks = kTilesPerBlock * 8;  // 16-byte pieces per row
         const int t_end = min(BT, M - m0);
         const int n_base = nt0 * kQ4TileN;
@@ -452,7 +454,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // run-to-run spread (170-195 us either way).
     const bool vec_out32 = OUT32 && (reinterpret_cast<uintptr_t>(out.out32) & 15) == 0 && out.ldo % 4 == 0;
     auto store_tile32 = [&](int nt0, int m0, bool add_bias) {
-        asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");  // every consumer warp drained
+        consumers_sync();  // every consumer warp drained
         float *tile = reinterpret_cast<float *>(smem);
 #pragma unroll
         for (int u = 0; u < WGN; ++u) {
@@ -463,7 +465,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                 for (int e = 0; e < 4; ++e)
                     tile[(8 * j + 2 * c + (e & 1)) * Sm::kTile32Row + col0 + 8 * (e >> 1)] = acc[u][4 * j + e];
         }
-        asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
+        consumers_sync();
         constexpr int kQuads = kTilesPerBlock * 16;  // float4 per row
         const int t_end = min(BT, M - m0), n_base = nt0 * kQ4TileN;
         for (int q = tid; q < t_end * kQuads; q += kConsumerThreads) {
@@ -514,7 +516,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                 for (int q = 0; q < Op::kRegs / 4; ++q)
                     __stcg(slot + (v * Op::kRegs / 4 + q) * kConsumerThreads + tid,
                            make_float4(acc[v][4 * q], acc[v][4 * q + 1], acc[v][4 * q + 2], acc[v][4 * q + 3]));
-            asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
+            consumers_sync();
             if (tid == 0) st_release(wk.flags + blockIdx.x, 1u);
             continue;
         }
@@ -538,7 +540,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                 for_each_contributor([&](int b) {
                     while (__shfl_sync(0xFFFFFFFFu, lane == 0 ? ld_acquire(wk.flags + b) : 0u, 0) == 0) __nanosleep(64);
                 });
-            asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
+            consumers_sync();
             for_each_contributor([&](int b) {
                 const float4 *slot = reinterpret_cast<const float4 *>(wk.partial) + size_t(b) * kSlotFloat4s;
                 constexpr int kPerThread = kSlotFloat4s / kConsumerThreads;
@@ -553,10 +555,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                     float4 *staged = reinterpret_cast<float4 *>(smem);
 #pragma unroll
                     for (int i = 0; i < kPerThread; ++i)
-                        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_addr(staged + i * kConsumerThreads + tid)),
-                                     "l"(slot + i * kConsumerThreads + tid)
-                                     : "memory");
-                    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;" ::: "memory");
+                        cp_async16(smem_addr(staged + i * kConsumerThreads + tid), slot + i * kConsumerThreads + tid);
+                    cp_async_wait_all();
 #pragma unroll
                     for (int v = 0; v < WGN; ++v)
 #pragma unroll
@@ -581,7 +581,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         // Tiles are stored (fp16) or added with atomics (fp32: whole tiles, the classic grid's K
         // splits, stream-K's cut tiles); the bias comes with the tile's first stages.
         const bool add_bias = out.bias != nullptr && s0 == 0;
-        if (last && vec_out) store_tile16(nt0, m0, add_bias);
+        if (last && vec_out16) store_tile16(nt0, m0, add_bias);
         else if (last && vec_out32) store_tile32(nt0, m0, add_bias);
         else if (last) store_slab(nt0, m0, add_bias);
         else store_direct(nt0, m0, add_bias);
