@@ -13,6 +13,8 @@
 //   bench-kernels [--quick | --decode | --only SHAPE M]   (--only: one shape (index) at one M, for a
 //   profiler; --quick: fewer shapes, for a smoke run; --decode: the 7B
 //                                        shapes at M = 1 and 16 only, graph-timed split sweeps)
+//   GPTQ_BENCH_BRIEF=1 leaves out the split sweeps, prologue and diagnostic rows at small M (A/B runs
+//   of environment knobs, one short process each).
 #include "bench_timer.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/elementwise.cuh"
@@ -59,6 +61,8 @@ struct Shape {
 int main(int argc, char **argv) try {
     const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
     const bool decode = argc > 1 && std::strcmp(argv[1], "--decode") == 0;
+    // GPTQ_BENCH_BRIEF=1: at up to 32 rows only the default plan's times (no sweeps or diagnostics).
+    const bool brief = std::getenv("GPTQ_BENCH_BRIEF") != nullptr;
     int dev = 0;
     CUDA_CHECK(cudaSetDevice(dev));
     cudaDeviceProp prop;
@@ -208,6 +212,7 @@ int main(int argc, char **argv) try {
                 // Sweep the split heuristic: blocks per SM the split aims for.
                 int best_bps = 0;
                 for (int bps : {1, 2, 3, 4, 6, 8}) {
+                    if (brief) break;
                     Q4Plan p = q4_plan(M, q4view(0), ws.sm_count, bps);
                     double t = timer.us([&](int i) { q4_fused(x, M, K, q4view(i), o16, p, ws.fused, 0); }, iters);
                     char buf[64];
@@ -226,7 +231,7 @@ int main(int argc, char **argv) try {
                 std::snprintf(buf, sizeof buf, " | graph %.1f", tg);
                 notes += buf;
                 graph_us = tg;
-                for (int fit = 0; fit <= 1; ++fit) {
+                for (int fit = 0; fit <= 1 && !brief; ++fit) {
                     q4_set_split_fit(fit);
                     notes += fit ? " fit:" : " ceil:";
                     for (int bps : {1, 2, 3, 4}) {
@@ -239,7 +244,7 @@ int main(int argc, char **argv) try {
                 }
                 q4_set_split_fit(-1);
                 // Prologue fusions at the default plan: RMSNorm (fp32 rows) and SwiGLU (gate|up).
-                {
+                if (!brief) {
                     Q4Prologue pn;
                     pn.kind = 1;
                     pn.x32 = x32;
@@ -298,7 +303,7 @@ int main(int argc, char **argv) try {
                         notes += buf;
                     }
                 }
-                if (M == 1 || M == 16) {  // where the time goes: loads only, compute only (graph-timed), an empty launch
+                if ((M == 1 || M == 16) && !brief) {  // where the time goes: loads only, compute only (graph-timed), an empty launch
                     double td[4];
                     for (int mode = 1; mode <= 2; ++mode)
                         td[mode] = timer.us_graph(
