@@ -483,6 +483,7 @@ public:
                         sums = std::max(sums, p.sums_floats);
                         strips = std::max(strips, p.strips);
                     }
+            strips = std::max(strips, L.q.NT);  // any plan's strips (one column tile per block at most)
             deq = std::max(deq, L.dequant_elems());
             kx = std::max(kx, size_t(q4_wgmma_kx(L.q)));
         };

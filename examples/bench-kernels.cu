@@ -155,7 +155,7 @@ int main(int argc, char **argv) try {
         ws.fused.sums_floats = size_t(kQ4FusedMaxM) * NT * 64;
         ws.fused.sums = dev_alloc<float>(ws.fused.sums_floats);
         CUDA_CHECK(cudaMemset(ws.fused.sums, 0, ws.fused.sums_floats * sizeof(float)));
-        ws.fused.n_counters = (NT + kQ4WarpsN - 1) / kQ4WarpsN;
+        ws.fused.n_counters = NT;  // a strip per column tile at most
         ws.fused.counters = dev_alloc<unsigned>(ws.fused.n_counters);
         CUDA_CHECK(cudaMemset(ws.fused.counters, 0, ws.fused.n_counters * sizeof(unsigned)));
         ws.dequant_elems = size_t(KT) * 16 * NT * 64;

@@ -325,10 +325,13 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
     // of an fp16 output added into fp32 sums with atomics (the default) or summed in order; 9-16
     // rows with activations read directly (-1: the kernel the plan picks; 1; 2: weights scaled in
     // fp16) or staged (0); the splits of a strip as a cluster summed in shared memory for up to 2
-    // splits (the default) or up to 8 (sm_90).
-    const char *variants[][5] = {{"1", "47", "1", "-1", "2"}, {"0", "47", "1", "1", "2"},  {"1", "96", "1", "0", "8"},
-                                 {"1", "47", "0", "2", "8"},  {"1", "47", "1", "0", "2"}, {"1", "47", "1", "2", "8"},
-                                 {"1", "47", "1", "-1", "8"}};
+    // splits (the default) or up to 8 (sm_90); column tiles per block as planned (-1), or forced to
+    // one (four K slices per block; up to 16 rows) or two.
+    const char *variants[][6] = {
+        {"1", "47", "1", "-1", "2", "-1"}, {"0", "47", "1", "1", "2", "-1"}, {"1", "96", "1", "0", "8", "-1"},
+        {"1", "47", "0", "2", "8", "-1"},  {"1", "47", "1", "0", "2", "-1"}, {"1", "47", "1", "2", "8", "-1"},
+        {"1", "47", "1", "-1", "8", "-1"}, {"1", "47", "1", "-1", "2", "1"}, {"0", "47", "0", "1", "8", "1"},
+        {"1", "96", "1", "0", "2", "1"},   {"1", "47", "1", "2", "8", "1"},  {"0", "47", "1", "-1", "2", "2"}};
     for (const auto &v : variants)
     for (const LayerCase &c : kCases) {
         const char *fold = v[0];
@@ -336,6 +339,7 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
         setenv("GPTQ_Q4_SMEM_KB", v[1], 1);
         setenv("GPTQ_Q4_XDIRECT", v[3], 1);
         setenv("GPTQ_Q4_CLUSTER", v[4], 1);
+        setenv("GPTQ_Q4_BLOCK_TILES", v[5], 1);
         q4_set_atomic_accumulate(v[2][0] == '1');
         GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
         auto d = upload_layer(L);
@@ -356,7 +360,8 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
                 INFO("K=" << L.K << " N=" << L.N << " gs=" << c.gs << " act=" << c.act_order << " asym=" << c.asym
                           << " M=" << M << " splits=" << (p ? p->splits : -1) << " stage " << (p ? p->stage_batch : 0)
                           << " fold " << fold << " smem cap KB " << v[1] << " atomics " << v[2] << " direct x "
-                          << (p ? p->x_direct : -1) << " cluster up to " << v[4]);
+                          << (p ? p->x_direct : -1) << " cluster up to " << v[4] << " tiles per block "
+                          << (p ? p->tiles_per_block : -1) << " (asked " << v[5] << ")");
                 CHECK(e < 3e-3);
             }
         }
@@ -366,6 +371,7 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
     unsetenv("GPTQ_Q4_SMEM_KB");
     unsetenv("GPTQ_Q4_XDIRECT");
     unsetenv("GPTQ_Q4_CLUSTER");
+    unsetenv("GPTQ_Q4_BLOCK_TILES");
     // Every launch left the fp32 sums of its fp16 splits at zero for the next one.
     auto sums = W.sums->download();
     CHECK(std::count(sums.begin(), sums.end(), 0.0f) == long(sums.size()));

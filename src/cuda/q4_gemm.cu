@@ -4,6 +4,7 @@
 //
 //   grid  = (strips of 2 column tiles = 128 columns, splits along K)
 //   block = 2 x 2 warps: warp (wn, wk) owns column tile 2*strip + wn and half wk of the split's K
+//   (or, where q4_plan takes one tile per block, 1 x 4 warps: four quarters of the split's K)
 //
 //        K ─────────────────────────────────────────────►
 //   N  ┌──────── split 0 ─────────┬──────── split 1 ─────────┐   each warp streams its tile's
@@ -18,7 +19,7 @@
 // rows of x over its K range in shared memory first (computing them there when a prologue asks),
 // except for 9-16 rows of x as given (Q4Plan::x_direct), read from global memory at each batch:
 // 16 staged rows fill shared memory fast enough to cut the K range into many short splits. The
-// two K halves of a block meet in shared memory. With several splits, each adds its share into
+// K slices of a block meet in shared memory. With several splits, each adds its share into
 // fp32 (the output, or sums the last block rounds to fp16) with atomics, or writes fp32 partials
 // that the last block to finish a strip (an atomic counter per strip) sums in order; that block
 // runs the epilogue (bias, fp16 store or fp32 residual accumulate) and resets its counter to zero
@@ -82,29 +83,30 @@ __device__ __forceinline__ void load_group(const Q4Dev &w, int nt, int grp, int 
 }
 
 // Shared memory of one block: the activation rows < M over the block's K range (K order as
-// stored), then the scales (and zeros) of its two column tiles over the groups it touches.
+// stored), then the scales (and zeros) of its `tiles` column tiles over the groups it touches.
 struct FusedSmem {
     int ldxs;    // halves per activation row (span*32 + 8: rows 16 bytes apart in banks)
     int ng;      // groups covered
     size_t scale_off, zero_off, bytes;  // in halves / bytes
 };
-__host__ __device__ inline FusedSmem fused_smem(int M, int span_pairs, int ng, bool zt) {
+__host__ __device__ inline FusedSmem fused_smem(int M, int span_pairs, int ng, bool zt, int tiles) {
     FusedSmem f;
     f.ldxs = span_pairs * kQ4PairK + 8;
     f.ng = ng;
     f.scale_off = size_t(M) * f.ldxs;
-    f.zero_off = f.scale_off + size_t(kQ4WarpsN) * ng * 64;
-    f.bytes = (f.zero_off + (zt ? size_t(kQ4WarpsN) * ng * 64 : 0)) * sizeof(__half);
+    f.zero_off = f.scale_off + size_t(tiles) * ng * 64;
+    f.bytes = (f.zero_off + (zt ? size_t(tiles) * ng * 64 : 0)) * sizeof(__half);
     return f;
 }
 __host__ __device__ inline int groups_spanned(int p0, int p1, int group_kt) {
     return (2 * (p1 - 1)) / group_kt - (2 * p0) / group_kt + 1;
 }
 
-// Shared memory a plan of `pairs` tile pairs per split needs (the worst split: one more group).
+// Shared memory a plan of `pairs` tile pairs per split needs (the worst split: one more group;
+// two tiles' scales, whatever the plan's tiles per block).
 inline size_t plan_smem(int M, int pairs, const Q4Dev &w) {
     const int ng = std::min(w.G, groups_spanned(0, pairs, w.group_kt) + 1);
-    return fused_smem(M, pairs, ng, w.zeros != nullptr).bytes;
+    return fused_smem(M, pairs, ng, w.zeros != nullptr, kQ4MaxTilesPerBlock).bytes;
 }
 
 // Per-warp accumulators. The weights are the mma's A operand (16 output columns x 16 k: word i of
@@ -606,7 +608,7 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
     }
 }
 
-// grid (strips of kQ4WarpsN column tiles, splits); block: kQ4WarpsN x kQ4WarpsK warps.
+// grid (strips of WN column tiles, splits); block: WN column tiles x (kQ4Warps / WN) K slices.
 // XD (Q4Plan::x_direct, 16-token kernel, x as given): the activations are read from global memory
 // at each batch instead of staged into shared memory over the split's K range, so no shared-memory
 // cap cuts the K range into short splits. XD = 2 also scales the weights in fp16 (128 registers
@@ -614,19 +616,22 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
 // CL: the launch groups the S splits of a strip into a thread-block cluster (1, S, 1) whose rank 0
 // sums them from the others' shared memory (sm_90; a variant of its own: the branch in every
 // kernel cost the 16-row fp16-scaled kernel ~5%, 70B gate|up 92.8-94.0 -> 97.2-98.9 µs).
-template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, int XD = 0, bool CL = false>
+// WN (Q4Plan::tiles_per_block): column tiles per block, 1 or 2.
+template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, int XD = 0, int WN = 2, bool CL = false>
 __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__restrict__ x, int M, int ldx, Q4Dev w,
                                                               int pairs_per_split, float *__restrict__ partial,
                                                               unsigned *__restrict__ counters, Q4Out out,
                                                               Q4Prologue pro, int atomic_out) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, c = lane & 3;
-    const int wn = warp % kQ4WarpsN, wk = warp / kQ4WarpsN;
-    const int nt = blockIdx.x * kQ4WarpsN + wn;
+    static_assert(WN == 1 || WN == 2, "one or two column tiles per block");
+    constexpr int WK = kQ4Warps / WN;  // K slices
+    const int wn = warp % WN, wk = warp / WN;
+    const int nt = blockIdx.x * WN + wn;
     const int split = blockIdx.y, S = gridDim.y;
     const int KP = w.KT / 2;
     const int p0 = split * pairs_per_split, p1 = min(KP, p0 + pairs_per_split);
-    const int len = (p1 - p0 + kQ4WarpsK - 1) / kQ4WarpsK;
+    const int len = (p1 - p0 + WK - 1) / WK;
     const int q0 = p0 + wk * len, q1 = min(p1, q0 + len);
     const int NP = w.NT * kQ4TileN;
 
@@ -660,10 +665,10 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     extern __shared__ __align__(16) __half fsm[];
     const int g0 = (2 * p0) / w.group_kt;
     static_assert(!XD || !FOLD, "direct activations: as given, zero point not folded");
-    const FusedSmem f = fused_smem(XD ? 0 : M, p1 - p0, groups_spanned(p0, p1, w.group_kt), ZT);
-    for (int idx = threadIdx.x; MODE < 3 && idx < kQ4WarpsN * f.ng * 8; idx += kQ4Threads) {
+    const FusedSmem f = fused_smem(XD ? 0 : M, p1 - p0, groups_spanned(p0, p1, w.group_kt), ZT, WN);
+    for (int idx = threadIdx.x; MODE < 3 && idx < WN * f.ng * 8; idx += kQ4Threads) {
         const int t = idx / (f.ng * 8), gi = (idx / 8) % f.ng, ch = idx % 8;
-        const int tile = blockIdx.x * kQ4WarpsN + t;
+        const int tile = blockIdx.x * WN + t;
         if (tile >= w.NT) continue;
         const size_t src = (size_t(tile) * w.G + g0 + gi) * 64 + ch * 8;
         const size_t dst = (size_t(t) * f.ng + gi) * 64 + ch * 8;
@@ -735,29 +740,32 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         if (A.acc[0][0][0] == -1.0f) out.out16[0] = __float2half(0.0f);
         return;
     }
-    // The K-slices of a column tile meet in shared memory (reusing the activation area); slice 0
-    // keeps the sum.
-    float *red = reinterpret_cast<float *>(fsm) + size_t(wn) * NTOK * 16 * 32;  // [NTOK*16][32 lanes]
+    // The K slices of a column tile meet in shared memory (reusing the activation area): slices
+    // 1..WK-1 write their sums to areas of their own, one barrier, and slice 0 adds them in order.
+    // red: the first of column tile wn's WK - 1 areas of [NTOK*16][32 lanes] floats.
+    constexpr int kRedFloats = NTOK * 16 * 32;
+    float *red = reinterpret_cast<float *>(fsm) + size_t(wn) * (WK - 1) * kRedFloats;
+    __syncthreads();  // every warp is done with the activations
+    if (wk > 0) {
+        float *mine = red + size_t(wk - 1) * kRedFloats;
 #pragma unroll
-    for (int s = 1; s < kQ4WarpsK; ++s) {
-        __syncthreads();
-        if (wk == s) {
+        for (int t = 0; t < NTOK; ++t)
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) mine[((t * 4 + i) * 4 + e) * 32 + lane] = A.acc[t][i][e];
+    }
+    __syncthreads();
+    if (wk == 0) {
+#pragma unroll
+        for (int s = 0; s < WK - 1; ++s)
 #pragma unroll
             for (int t = 0; t < NTOK; ++t)
 #pragma unroll
                 for (int i = 0; i < 4; ++i)
 #pragma unroll
-                    for (int e = 0; e < 4; ++e) red[((t * 4 + i) * 4 + e) * 32 + lane] = A.acc[t][i][e];
-        }
-        __syncthreads();
-        if (wk == 0) {
-#pragma unroll
-            for (int t = 0; t < NTOK; ++t)
-#pragma unroll
-                for (int i = 0; i < 4; ++i)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) A.acc[t][i][e] += red[((t * 4 + i) * 4 + e) * 32 + lane];
-        }
+                    for (int e = 0; e < 4; ++e)
+                        A.acc[t][i][e] += red[size_t(s) * kRedFloats + ((t * 4 + i) * 4 + e) * 32 + lane];
     }
 
     if (out.defer) {  // deferred reduction: every split's share to its slice, the consumer sums
@@ -841,8 +849,8 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     __syncthreads();
     if (!s_last) return;
     __threadfence();
-    const int col0 = blockIdx.x * kQ4WarpsN * kQ4TileN;
-    const int w4 = min(kQ4WarpsN * kQ4TileN, w.N - col0) / 4;
+    const int col0 = blockIdx.x * WN * kQ4TileN;
+    const int w4 = min(WN * kQ4TileN, w.N - col0) / 4;
     const int items = M * w4;
     if (atomic_out == 2) {
         for (int idx = threadIdx.x; idx < items; idx += kQ4Threads) {
@@ -992,11 +1000,12 @@ size_t q4_smem_cap() {
 
 namespace {
 
-template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, int XD = 0>
-void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
-                  const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
+template <int NTOK, bool ZT, int MODE, int SB, bool FOLD, int XD, int WN>
+void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
+                        const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
     dim3 grid(plan.strips, plan.splits);
-    const size_t red = size_t(kQ4WarpsN) * NTOK * 16 * 32 * sizeof(float);  // the K-slice reduction reuses it
+    // The K-slice reduction reuses it: WN tiles x (slices - 1) areas of NTOK*16*32 floats.
+    const size_t red = size_t(kQ4Warps - WN) * NTOK * 16 * 32 * sizeof(float);
     size_t smem = std::max(plan_smem(XD ? 0 : M, plan.pairs_per_split, w), red);
     if (smem > device_smem().per_block)
         fail(GPTQ_ERR_BACKEND, "q4_fused: plan needs %zu bytes of shared memory", smem);
@@ -1038,13 +1047,13 @@ void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
     // The variant exists for the kernels of the 7B shapes' two-split plans: one token (folded zero
     // point) and 9-16 rows read directly.
     constexpr bool kClusterable = MODE == 0 && !ZT && ((NTOK == 1 && FOLD && SB == 4) || (NTOK == 2 && XD == 1));
-    auto kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD>;
+    auto kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN>;
     unsigned cluster = 1;  // blocks per cluster along the splits
     if constexpr (kClusterable) {
         const int cluster_max = std::min(8, env_int("GPTQ_Q4_CLUSTER", 2));
         if (plan.splits > 1 && plan.splits <= cluster_max && out.out16 && !out.defer &&
             device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9) {
-            kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, true>;
+            kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, true>;
             cluster = unsigned(plan.splits);
             atomic_out = 0;  // the cluster sums in shared memory: no atomics, partials or counters
         }
@@ -1053,6 +1062,19 @@ void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
     launch_clustered(kernel, grid, kQ4Threads, smem, stream, dim3(1, cluster, 1), x, M, ldx, w, plan.pairs_per_split,
                      atomic_out == 2 ? sc.sums : sc.partial, sc.counters, out, p, atomic_out);
     CUDA_CHECK_LAUNCH();
+}
+
+// The kernel for the plan's tiles per block (one tile: up to 16 rows).
+template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, int XD = 0>
+void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
+                  const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
+    if constexpr (NTOK <= 2) {
+        if (plan.tiles_per_block == 1) {
+            launch_fused_tiles<NTOK, ZT, MODE, SB, FOLD, XD, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
+            return;
+        }
+    }
+    launch_fused_tiles<NTOK, ZT, MODE, SB, FOLD, XD, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
 }
 
 template <int NTOK>
@@ -1139,6 +1161,13 @@ int stage_batch_mode() {
     return v == 2 || v == 4 ? v : -1;
 }
 
+// Q4Plan::tiles_per_block forced: GPTQ_Q4_BLOCK_TILES=1 or 2 (read at every plan; the tests
+// switch it); -1: as planned. One tile per block is taken for up to 16 rows only.
+int block_tiles_mode() {
+    const int v = env_int("GPTQ_Q4_BLOCK_TILES", -1);
+    return v == 1 || v == 2 ? v : -1;
+}
+
 // Whether a call may read its activations directly (Q4Plan::x_direct): the 16-token kernel only, x
 // as given, and whole tile pairs of K in x (no zero fill past K).
 bool x_direct_allowed(int M, const Q4Dev &w, int prologue) {
@@ -1162,7 +1191,9 @@ void q4_set_atomic_accumulate(bool on) { atomic_switch() = on ? 1 : 0; }
 Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, int prologue_kind) {
     Q4Plan p;
     const int KP = w.KT / 2;
-    p.strips = (w.NT + kQ4WarpsN - 1) / kQ4WarpsN;
+    const int tiles_mode = block_tiles_mode();
+    if (M <= 16 && tiles_mode == 1) p.tiles_per_block = 1;
+    p.strips = (w.NT + p.tiles_per_block - 1) / p.tiles_per_block;
     p.x_direct = x_direct_for(M, w, prologue_kind);
     if (p.x_direct < 0) {
         // The fp16-scaling kernel pays a multiply per weight pair for a fourth block per SM; measured
@@ -1191,6 +1222,20 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, in
         // Whole blocks in one wave: never more blocks than can be resident at once.
         const int resident =
             std::max(1, sm_count) * std::min(blocks_per_sm_target, fused_blocks_per_sm(M, 4, p.x_direct));
+        // One column tile per block, for x as given, where its strips fit in one wave, and at one
+        // token where that leaves a strip at most two splits (a cluster, or none: no global round
+        // trip at the end). Measured (H200, graph-timed, µs, two tiles -> one): one row of 7B q|k|v
+        // (4 splits -> 2) 11.6 -> 10.2, gate|up (2 -> 1) 15.4 -> 14.1, but in a trial build o_proj
+        // (12 -> 6) 7.1 -> 7.7, 70B down (6 -> 3) 33.5 -> 34.3, down 11.0 -> 11.0; 16 rows read
+        // directly: q|k|v 19.3 -> 13.4, o_proj 11.3 -> 9.6, gate|up 23.2 -> 20.0, down 16.0 -> 14.9,
+        // 70B down 50.8 -> 50.9; 70B gate|up's 896 tiles (more than one wave) 90.4 -> 122.2 in the
+        // trial. Decode (bench-e2e): b=16 3919 -> 4247 tok/s; b=1 584 -> 542 with its prologues and
+        // deferred outputs (no split epilogue to save, twice the K range to stage per block), so
+        // not with a prologue.
+        if (M <= 16 && tiles_mode < 0 && prologue_kind == 0 && w.NT <= resident && (M > 8 || resident / w.NT <= 2)) {
+            p.tiles_per_block = 1;
+            p.strips = w.NT;
+        }
         splits = std::max(1, resident / p.strips);
         // Direct activations, more strips than resident blocks (16 rows of 70B gate|up on the
         // 3-block kernel: 448 strips, 396 blocks; measured S1 144.3, S2 127.0 µs): the second wave
@@ -1209,7 +1254,7 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, in
     const int forced = env_int("GPTQ_Q4_SPLITS", 0);  // measurements: a split count forced
     if (forced > 0) splits = forced;
     // Keep at least two batches per warp so that loads overlap compute.
-    splits = std::min(splits, std::max(1, KP / (2 * kQ4WarpsK * kQ4PairsPerBatch)));
+    splits = std::min(splits, std::max(1, KP / (2 * (kQ4Warps / p.tiles_per_block) * kQ4PairsPerBatch)));
     p.pairs_per_split = (KP + splits - 1) / splits;
     // The block's activations and scales must fit in its shared memory.
     const size_t cap = q4_smem_cap();
@@ -1270,6 +1315,8 @@ void q4_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
             fail(GPTQ_ERR_BACKEND, "q4_fused: scratch too small (%zu floats / %d counters; need %zu / %d)",
                  sc.partial_floats, sc.n_counters, plan.partial_floats, plan.strips);
     }
+    if (plan.tiles_per_block != 2 && !(plan.tiles_per_block == 1 && M <= 16))
+        fail(GPTQ_ERR_BACKEND, "q4_fused: %d column tiles per block (1 for up to 16 rows, or 2)", plan.tiles_per_block);
     if (plan.x_direct && !x_direct_allowed(M, w, pro.kind))
         fail(GPTQ_ERR_BACKEND, "q4_fused: direct activations need 9..16 rows, x as given and K %% 32 == 0 (M %d, K %d)",
              M, w.K);

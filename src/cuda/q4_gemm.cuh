@@ -80,10 +80,15 @@ struct Q4Prologue {
 int q4_prologue_norm_rows();
 int q4_prologue_silu_rows();
 
-// How the fused kernel splits one call: `splits` blocks along K per strip of kQ4WarpsN column
-// tiles; inside a block kQ4WarpsK warps split the block's K range again.
+// How the fused kernel splits one call: `splits` blocks along K per strip of tiles_per_block
+// column tiles; inside a block the kQ4Warps warps take one tile each and split the block's K range
+// again (two slices with two tiles per block, four with one).
 struct Q4Plan {
     int splits = 1;
+    // One column tile per block doubles the strips, so the blocks that fit at once take half the
+    // splits: where that leaves a strip one or two (a cluster), no global round trip ends the call
+    // (q4_plan says where). 1..16 rows only; 2 otherwise.
+    int tiles_per_block = 2;
     int pairs_per_split = 1;  // tile pairs (32 rows of K) per split
     int strips = 1;
     size_t partial_floats = 0;  // scratch the call needs (splits * M * NT*64 when splits > 1)
@@ -97,9 +102,9 @@ struct Q4Plan {
 };
 
 constexpr int kQ4FusedMaxM = 32;      // rows one fused pass handles (2 m16 tiles)
-constexpr int kQ4WarpsN = 2;          // column tiles per block
-constexpr int kQ4WarpsK = 2;          // K slices per block (reduced through shared memory)
-constexpr int kQ4Threads = 32 * kQ4WarpsN * kQ4WarpsK;
+constexpr int kQ4Warps = 4;           // warps per block: Q4Plan::tiles_per_block x K slices
+constexpr int kQ4Threads = 32 * kQ4Warps;
+constexpr int kQ4MaxTilesPerBlock = 2;
 constexpr int kQ4PairsPerBatch = 2;   // tile pairs per load batch (4 k-steps, 2 KB per warp)
 // Shared memory a block may take (activations of its K range for M rows + scales): 47 KB by
 // default (GPTQ_Q4_SMEM_KB overrides it, for measurements). A many-row plan that would run more
@@ -128,7 +133,8 @@ Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws, int prologu
 void q4_set_atomic_accumulate(bool on);
 
 // Scratch for the fused kernel: partial sums and per-strip arrival counters (zeroed once at
-// allocation; every launch leaves them zero again). One set per stream.
+// allocation; every launch leaves them zero again; a strip may be a single column tile, so NT
+// counters cover every plan of a layer). One set per stream.
 // sums: where split calls into fp16 add their shares with atomics (q4_set_atomic_accumulate) and
 // the last block of each strip rounds them, instead of one slice of partials per split that the
 // last block reads back in order; zeroed once at allocation, every launch leaves it zero. Null or
