@@ -1222,17 +1222,23 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, in
         // Whole blocks in one wave: never more blocks than can be resident at once.
         const int resident =
             std::max(1, sm_count) * std::min(blocks_per_sm_target, fused_blocks_per_sm(M, 4, p.x_direct));
-        // One column tile per block, for x as given, where its strips fit in one wave, and at one
-        // token where that leaves a strip at most two splits (a cluster, or none: no global round
-        // trip at the end). Measured (H200, graph-timed, µs, two tiles -> one): one row of 7B q|k|v
-        // (4 splits -> 2) 11.6 -> 10.2, gate|up (2 -> 1) 15.4 -> 14.1, but in a trial build o_proj
-        // (12 -> 6) 7.1 -> 7.7, 70B down (6 -> 3) 33.5 -> 34.3, down 11.0 -> 11.0; 16 rows read
-        // directly: q|k|v 19.3 -> 13.4, o_proj 11.3 -> 9.6, gate|up 23.2 -> 20.0, down 16.0 -> 14.9,
-        // 70B down 50.8 -> 50.9; 70B gate|up's 896 tiles (more than one wave) 90.4 -> 122.2 in the
-        // trial. Decode (bench-e2e): b=16 3919 -> 4247 tok/s; b=1 584 -> 542 with its prologues and
-        // deferred outputs (no split epilogue to save, twice the K range to stage per block), so
-        // not with a prologue.
-        if (M <= 16 && tiles_mode < 0 && prologue_kind == 0 && w.NT <= resident && (M > 8 || resident / w.NT <= 2)) {
+        // One column tile per block, for x as given, where its strips fit in one wave with the
+        // activations of their splits in shared memory (8 staged rows of gate|up's whole K do not:
+        // the cap would cut each strip into 2 splits, 688 blocks in two waves, 17.2 -> 22.8 µs), and
+        // at up to 8 rows only where that leaves a strip at most two splits (a cluster, or none: no
+        // global round trip at the end). Measured (H200, graph-timed, µs, two tiles -> one): one row
+        // of 7B q|k|v (4 splits -> 2) 11.6 -> 10.2, gate|up (2 -> 1) 15.4 -> 14.1, 4 rows 12.4 -> 10.9
+        // and 16.1 -> 15.8, 8 rows of q|k|v 13.4 -> 12.0; but one row of o_proj (12 -> 6) 7.2 -> 7.6,
+        // 70B down (6 -> 3) 33.7 -> 34.4, down 11.1 -> 10.9; 16 rows read directly: q|k|v 19.3 ->
+        // 13.4, o_proj 11.3 -> 9.6, gate|up 23.2 -> 20.0, down 16.0 -> 14.9, 70B down 50.8 -> 50.9;
+        // 70B gate|up's 896 tiles (more than one wave) 90.4 -> 122.2 in a trial build. Decode
+        // (bench-e2e): b=16 3905 -> 4204 tok/s; b=1 584 -> 542 with the rule applied to its
+        // prologues and deferred outputs (no split epilogue to save, twice the K range to stage
+        // per block), so not with a prologue.
+        const int single_splits = std::max(1, resident / std::max(1, w.NT));
+        if (M <= 16 && tiles_mode < 0 && prologue_kind == 0 && w.NT <= resident &&
+            plan_smem(staged, (KP + single_splits - 1) / single_splits, w) <= q4_smem_cap() &&
+            (M > 8 || single_splits <= 2)) {
             p.tiles_per_block = 1;
             p.strips = w.NT;
         }
