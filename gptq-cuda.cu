@@ -493,17 +493,20 @@ public:
         q4_partial_.alloc(partial * 4);
         q4_sums_.alloc(std::max<size_t>(sums, 1) * 4);
         CUDA_CHECK(cudaMemsetAsync(q4_sums_.as<void>(), 0, q4_sums_.bytes(), 0));
-        // Deferred shares of q|k|v (one token) and gate|up (up to kFuseMaxRows rows).
+        // Deferred shares of q|k|v (one token) and gate|up (up to kFuseMaxRows rows), for the plans
+        // of x as given and of the RMSNorm prologue (they may split differently: q4_plan).
         size_t qkv_part = 1, gu_part = 1;
-        for (const GpuLayer &L : b_.layers_) {
-            for (int m = 1; m <= std::min(nb_, kFuseMaxRows); ++m) {
-                if (L.gate_up.q4)
-                    gu_part = std::max(gu_part, size_t(q4_plan(m, L.gate_up.q, b_.sm_count_).splits) * m *
-                                                    L.gate_up.q.NT * kQ4TileN);
+        for (const GpuLayer &L : b_.layers_)
+            for (int kind : {0, 1}) {
+                for (int m = 1; m <= std::min(nb_, kFuseMaxRows); ++m) {
+                    if (L.gate_up.q4)
+                        gu_part = std::max(gu_part, size_t(q4_plan(m, L.gate_up.q, b_.sm_count_, 0, kind).splits) *
+                                                        m * L.gate_up.q.NT * kQ4TileN);
+                }
+                if (L.qkv.q4)
+                    qkv_part = std::max(qkv_part, size_t(q4_plan(1, L.qkv.q, b_.sm_count_, 0, kind).splits) *
+                                                      L.qkv.q.NT * kQ4TileN);
             }
-            if (L.qkv.q4)
-                qkv_part = std::max(qkv_part, size_t(q4_plan(1, L.qkv.q, b_.sm_count_).splits) * L.qkv.q.NT * kQ4TileN);
-        }
         qkv_part_.alloc(qkv_part * 4);
         gu_part_.alloc(gu_part * 4);
         q4_counters_.alloc(size_t(strips) * 4);
@@ -685,6 +688,7 @@ private:
             if (defer_qkv) {
                 qo = Q4Out();
                 qo.defer = qkv_part_.as<float>();
+                qo.defer_floats = qkv_part_.bytes() / sizeof(float);
             }
             // rmsnorm gathers the act-order permutation itself when the fused product has one.
             const int qkv_splits = norm_linear(L.qkv, x, n, L.attn_norm.as<const float>(), qo);
@@ -733,6 +737,7 @@ private:
             if (defer_gu) {
                 go = Q4Out();
                 go.defer = gu_part_.as<float>();
+                go.defer_floats = gu_part_.bytes() / sizeof(float);
             }
             const int gu_splits = norm_linear(L.gate_up, x, n, L.mlp_norm.as<const float>(), go);
             if (silu_in_down) {

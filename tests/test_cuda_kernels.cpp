@@ -509,6 +509,11 @@ TEST_CASE("q4 deferred reduction: the shares sum to the fp16 output, and the Swi
             Dev<float> shares(size_t(plan.splits) * M * NP);
             shares.poison();
             od.defer = shares.p;
+            od.defer_floats = shares.n - 1;  // one float short: refused before anything is written
+            CHECK_THROWS_AS(
+                q4_fused(reinterpret_cast<const __half *>(dx.p), M, gu_layer.K, dg->view, od, plan, W.ws.fused, 0),
+                Error);
+            od.defer_floats = shares.n;
             q4_fused(reinterpret_cast<const __half *>(dx.p), M, gu_layer.K, dg->view, od, plan, W.ws.fused, 0);
             CUDA_CHECK_LAUNCH();
             auto h16v = y16.download();

@@ -40,6 +40,7 @@ struct Q4Out {
     // rounds to fp16, giving exactly what out16 holds with atomics off (q4_set_atomic_accumulate).
     // No bias. q4_matmul returns the number of splits.
     float *defer = nullptr;
+    size_t defer_floats = 0;  // floats at defer: q4_fused refuses a plan whose shares need more
 };
 
 // What the fused kernel computes for its activations while it stages them into shared memory, so
