@@ -1120,7 +1120,9 @@ namespace {
 
 // Resident blocks per SM of the fused kernel for M rows (registers bound it; the shared memory of
 // a small-M plan is a few KB).
-// The one-token entries ask the instantiation that runs (folded zero point or not).
+// The one-token entries ask the instantiation that runs (folded zero point or not); all ask the
+// two-tile kernels, whose one-tile twins fit as many blocks (ptxas, sm_90a: 168 / 168 registers
+// for one token, 150 / 158 for 16 rows read directly, 128 / 128 for the fp16-scaled kernel).
 int fused_blocks_per_sm(int M, int stage_batch = 4, int x_direct = 0) {
     const bool fold = M <= 8 && q4_fold_enabled();
     int i;  // 0 / 3: one token, staging batch 4 / 2; 4 / 5: the same folded; 1, 2: 16, 32 rows;
