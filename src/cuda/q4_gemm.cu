@@ -608,6 +608,12 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
     }
 }
 
+// Where the K slices of a block meet (reusing the activation area): for each of the WN column
+// tiles, one area of [NTOK*16][32 lanes] floats per slice but the first. The launcher reserves it.
+template <int NTOK> constexpr int kKSliceAreaFloats = NTOK * 16 * 32;
+template <int NTOK, int WN>
+constexpr size_t kKSliceExchangeFloats = size_t(WN) * (kQ4Warps / WN - 1) * kKSliceAreaFloats<NTOK>;
+
 // grid (strips of WN column tiles, splits); block: WN column tiles x (kQ4Warps / WN) K slices.
 // XD (Q4Plan::x_direct, 16-token kernel, x as given): the activations are read from global memory
 // at each batch instead of staged into shared memory over the split's K range, so no shared-memory
@@ -740,10 +746,10 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         if (A.acc[0][0][0] == -1.0f) out.out16[0] = __float2half(0.0f);
         return;
     }
-    // The K slices of a column tile meet in shared memory (reusing the activation area): slices
-    // 1..WK-1 write their sums to areas of their own, one barrier, and slice 0 adds them in order.
-    // red: the first of column tile wn's WK - 1 areas of [NTOK*16][32 lanes] floats.
-    constexpr int kRedFloats = NTOK * 16 * 32;
+    // The K slices of a column tile meet in shared memory (kKSliceExchangeFloats): slices 1..WK-1
+    // write their sums to areas of their own, one barrier, and slice 0 adds them in order.
+    // red: the first of column tile wn's WK - 1 areas.
+    constexpr int kRedFloats = kKSliceAreaFloats<NTOK>;
     float *red = reinterpret_cast<float *>(fsm) + size_t(wn) * (WK - 1) * kRedFloats;
     __syncthreads();  // every warp is done with the activations
     if (wk > 0) {
@@ -1004,8 +1010,7 @@ template <int NTOK, bool ZT, int MODE, int SB, bool FOLD, int XD, int WN>
 void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
                         const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
     dim3 grid(plan.strips, plan.splits);
-    // The K-slice reduction reuses it: WN tiles x (slices - 1) areas of NTOK*16*32 floats.
-    const size_t red = size_t(kQ4Warps - WN) * NTOK * 16 * 32 * sizeof(float);
+    const size_t red = kKSliceExchangeFloats<NTOK, WN> * sizeof(float);  // the K slices meet there
     size_t smem = std::max(plan_smem(XD ? 0 : M, plan.pairs_per_split, w), red);
     if (smem > device_smem().per_block)
         fail(GPTQ_ERR_BACKEND, "q4_fused: plan needs %zu bytes of shared memory", smem);
@@ -1312,9 +1317,10 @@ void q4_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
     if ((out.out16 != nullptr) + (out.out32 != nullptr) + (out.defer != nullptr) != 1)
         fail(GPTQ_ERR_BACKEND, "q4_fused: exactly one output must be set");
     if (out.defer && out.bias) fail(GPTQ_ERR_BACKEND, "q4_fused: a deferred output takes no bias");
-    if (out.defer && size_t(plan.splits) * M * w.NT * kQ4TileN > out.defer_floats)
-        fail(GPTQ_ERR_BACKEND, "q4_fused: the deferred shares need %zu floats, the buffer has %zu",
-             size_t(plan.splits) * M * w.NT * kQ4TileN, out.defer_floats);
+    const size_t shares = size_t(plan.splits) * M * w.NT * kQ4TileN;  // floats of a deferred output
+    if (out.defer && shares > out.defer_floats)
+        fail(GPTQ_ERR_BACKEND, "q4_fused: the deferred shares need %zu floats, the buffer has %zu", shares,
+             out.defer_floats);
     if (pro.kind == 3 && (w.K % 8 || pro.ldgu % 4 || pro.gu_splits < 1 || (reinterpret_cast<uintptr_t>(pro.gu_part) & 15)))
         fail(GPTQ_ERR_BACKEND, "q4_fused: the deferred SwiGLU prologue needs K %% 8 == 0 and aligned shares (K %d)", w.K);
     if (pro.kind == 0 && (ldx % 8 || (reinterpret_cast<uintptr_t>(x) & 15)))
