@@ -1,4 +1,8 @@
-// q4_gemm.cuh — launchers for the 4-bit matrix kernels (q4_gemm.cu). Plain C++ header.
+// q4_gemm.cuh — launchers for the 4-bit matrix kernels. Plain C++ header.
+//
+// Sources: q4_matmul.cu (the path by M), q4_plan.cu (Q4Plan), q4_fused.cu (launches the fused
+// kernel of q4_fused_kernel.cuh), q4_wgmma.cu (many rows, Hopper), q4_dequant.cu and
+// dense_gemm.cu (fp16 expansion, cuBLAS, bias, act-order gather).
 //
 //   y[M, N] = x[M, K] · W[K, N]   with W in the tiled layout of q4_layout.cuh, x and y fp16
 //   (or y accumulated into fp32: the residual stream), fp32 accumulation inside the kernels.
@@ -70,7 +74,7 @@ struct Q4Prologue {
     int ldgu = 0;
     const float *gu_part = nullptr;
     int gu_splits = 0;
-    int stash = 0;  // set by the launcher (kind 1 without perm): see q4_gemm.cu stage_activations
+    int stash = 0;  // set by the launcher (kind 1 without perm): see q4_fused_stage.cuh
     const float *attn_o = nullptr, *attn_ml = nullptr;
     const int *attn_used = nullptr;
     int attn_stride = 0, attn_heads = 0, attn_d = 0;

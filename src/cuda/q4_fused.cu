@@ -1,0 +1,270 @@
+// q4_fused.cu — launching the fused 4-bit kernel (q4_fused_kernel.cuh): the checks a call must
+// pass, the kernel variant for its rows, zeros and plan, how its splits meet (atomics, ordered
+// partials, a cluster), and the switches that measurements and tests turn.
+#include "q4_fused_kernel.cuh"
+#include "q4_internal.cuh"
+
+#include "cuda_check.cuh"
+#include "launch.cuh"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+
+namespace gptq {
+namespace cuda {
+
+using fused::q4_fused_kernel;
+
+namespace {
+
+std::atomic<int> &atomic_switch() {
+    static std::atomic<int> on{[] {
+        const char *e = std::getenv("GPTQ_CUDA_DETERMINISTIC");
+        return (e && std::strcmp(e, "1") == 0) ? 0 : 1;
+    }()};
+    return on;
+}
+
+// The RMSNorm stash (one global round trip after the wait instead of two); GPTQ_Q4_NORM_STASH=0
+// switches it off (measurements), read at every launch.
+bool q4_norm_stash_enabled() {
+    const char *e = std::getenv("GPTQ_Q4_NORM_STASH");
+    return !(e && std::strcmp(e, "0") == 0);
+}
+
+// Whether uniform-zero layers take the folded zero point (q4_fused_math.cuh Acc): GPTQ_Q4_FOLD=0/1,
+// read at every launch (the tests run both).
+bool q4_fold_enabled() { return env_int("GPTQ_Q4_FOLD", 1) != 0; }
+
+} // namespace
+
+bool q4_atomic_enabled() { return atomic_switch().load(std::memory_order_relaxed) != 0; }
+void q4_set_atomic_accumulate(bool on) { atomic_switch() = on ? 1 : 0; }
+
+namespace {
+
+template <int NTOK, bool ZT, int MODE, int SB, bool FOLD, int XD, int WN>
+void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
+                        const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
+    dim3 grid(plan.strips, plan.splits);
+    const size_t red = kKSliceExchangeFloats<NTOK, WN> * sizeof(float);  // the K slices meet there
+    size_t smem = std::max(plan_smem(XD ? 0 : M, plan.pairs_per_split, w), red);
+    if (smem > q4_device_smem().per_block)
+        fail(GPTQ_ERR_BACKEND, "q4_fused: plan needs %zu bytes of shared memory", smem);
+    Q4Prologue p = pro;
+    p.stash = 0;
+    if (p.kind == 1 && !p.perm && q4_norm_stash_enabled()) {  // room for the RMSNorm stash?
+        const size_t with = (plan_smem(M, plan.pairs_per_split, w) + 15) / 16 * 16 +
+                            (size_t(M) + 1) * plan.pairs_per_split * kQ4PairK * sizeof(float);
+        if (with <= q4_smem_cap()) {
+            p.stash = 1;
+            smem = std::max(smem, with);
+        }
+    }
+    // 1: fp32 output, the splits add into it; 2: fp16 output, the splits add into sc.sums and the
+    // last block rounds; 0: partials summed in order by the last block. Into fp16 the sums pay at up
+    // to 8 rows and, above, from 5 splits on; measured against the ordered partials in one run
+    // (H200, graph-timed, fp16 outputs): one row of 7B q|k|v (4 splits) 11.1 vs 11.9 us, of o_proj
+    // (12) 7.1 vs 11.2, of down 10.8 vs 14.7; 16 rows of o_proj (5 splits) 12.7 vs 17.7, of down (9)
+    // 17.6 vs 27.6, of 70B down (21) 73.0 vs 93.5, of 70B gate|up (7) 145.9 vs 156.1; but 16 rows of
+    // 7B gate|up (4 splits, one wave) 30.5 vs 26.6 (every block then waits for its atomics to land
+    // before it counts itself done, which reading back four slices does not outweigh). The direct
+    // activations' plans (XD) from 2 splits on, against this rule, eager-timed in one run: 16 rows
+    // of 7B q|k|v (4 splits) 19.2 vs 20.1 us (a later run: 20.2 under the rule, i.e. within the
+    // spread), 7B gate|up (2) 30.8 vs 27.6, 70B gate|up (2) 134.9 vs 128.4.
+    constexpr int kSumsMinSplits = 5;  // above 8 rows
+    int atomic_out = 0;
+    if (plan.splits > 1 && q4_atomic_enabled()) {
+        if (out.out32) atomic_out = 1;
+        else if (out.out16 && (M <= 8 || plan.splits >= kSumsMinSplits) && sc.sums && sc.sums_floats >= plan.sums_floats)
+            atomic_out = 2;
+    }
+    // Two splits into fp16 (sm_90): the strip's two blocks form a thread-block cluster and split 0
+    // adds the other's sums from its shared memory (no atomics, counter or scratch; the same sum on
+    // every run). Measured (H200, graph-timed, one binary): 7B gate|up (2 splits) one row 16.6 ->
+    // 15.3 µs, 16 rows 26.2 -> 23.1, decode b=16 3848-3850 -> 3932-3938 tok/s; but clusters of 4
+    // and 6 were far slower than the atomic sums (q|k|v one row 11.2 -> 17.8, 16 rows 19.3 -> 26.0;
+    // 70B down 33.5 -> 52.4; decode b=16 3791-3806 -> 3661-3710), so two splits only.
+    // GPTQ_Q4_CLUSTER=0 never, =N up to N <= 8 splits (measurements, tests; read at every launch).
+    // The variant exists for the kernels of the 7B shapes' two-split plans: one token (folded zero
+    // point) and 9-16 rows read directly.
+    constexpr bool kClusterable = MODE == 0 && !ZT && ((NTOK == 1 && FOLD && SB == 4) || (NTOK == 2 && XD == 1));
+    auto kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN>;
+    unsigned cluster = 1;  // blocks per cluster along the splits
+    if constexpr (kClusterable) {
+        const int cluster_max = std::min(8, env_int("GPTQ_Q4_CLUSTER", 2));
+        if (plan.splits > 1 && plan.splits <= cluster_max && out.out16 && !out.defer &&
+            device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9) {
+            kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, true>;
+            cluster = unsigned(plan.splits);
+            atomic_out = 0;  // the cluster sums in shared memory: no atomics, partials or counters
+        }
+    }
+    allow_dynamic_smem(kernel, smem);
+    launch_clustered(kernel, grid, kQ4Threads, smem, stream, dim3(1, cluster, 1), x, M, ldx, w, plan.pairs_per_split,
+                     atomic_out == 2 ? sc.sums : sc.partial, sc.counters, out, p, atomic_out);
+    CUDA_CHECK_LAUNCH();
+}
+
+// The kernel for the plan's tiles per block (one tile: up to 16 rows).
+template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, int XD = 0>
+void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
+                  const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
+    if constexpr (NTOK <= 2) {
+        if (plan.tiles_per_block == 1) {
+            launch_fused_tiles<NTOK, ZT, MODE, SB, FOLD, XD, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
+            return;
+        }
+    }
+    launch_fused_tiles<NTOK, ZT, MODE, SB, FOLD, XD, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+}
+
+template <int NTOK>
+void launch_fused_z(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
+                    const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
+    // Folded zero point for up to 8 rows only: measured (H200) decode b=1 569 vs 556 tok/s with it,
+    // but 16-row products ~1% slower (the extra mma weighs more at two token tiles).
+    const bool fold = NTOK == 1 && q4_fold_enabled();
+    if constexpr (NTOK == 1) {
+        if (plan.stage_batch == 2) {
+            if (w.zeros) launch_fused<1, true, 0, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+            else if (fold) launch_fused<1, false, 0, 2, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+            else launch_fused<1, false, 0, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+            return;
+        }
+    }
+    if constexpr (NTOK == 2) {
+        if (plan.x_direct) {
+            if (plan.x_direct == 2) {
+                if (w.zeros) launch_fused<2, true, 0, 4, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+                else launch_fused<2, false, 0, 4, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+            } else if (w.zeros) launch_fused<2, true, 0, 4, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
+            else launch_fused<2, false, 0, 4, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
+            return;
+        }
+    }
+    if (w.zeros) {
+        launch_fused<NTOK, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+        return;
+    }
+    if constexpr (NTOK == 1) {
+        if (fold) {
+            launch_fused<1, false, 0, 4, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+            return;
+        }
+    }
+    launch_fused<NTOK, false>(x, M, ldx, w, out, plan, sc, stream, pro);
+}
+
+} // namespace
+
+// Resident blocks per SM of the fused kernel for M rows (registers bound it; the shared memory of
+// a small-M plan is a few KB).
+// The one-token entries ask the instantiation that runs (folded zero point or not); all ask the
+// two-tile kernels, whose one-tile twins fit as many blocks (ptxas, sm_90a: 168 / 168 registers
+// for one token, 150 / 158 for 16 rows read directly, 128 / 128 for the fp16-scaled kernel).
+int q4_fused_blocks_per_sm(int M, int stage_batch, int x_direct) {
+    const bool fold = M <= 8 && q4_fold_enabled();
+    int i;  // 0 / 3: one token, staging batch 4 / 2; 4 / 5: the same folded; 1, 2: 16, 32 rows;
+            // 6 / 7: 16 rows with direct activations (Q4Plan::x_direct 1 / 2)
+    if (M > 8 && M <= 16 && x_direct) i = x_direct == 2 ? 7 : 6;
+    else if (M > 8) i = M <= 16 ? 1 : 2;
+    else if (stage_batch == 2) i = fold ? 5 : 3;
+    else i = fold ? 4 : 0;
+    return once_per_device<int>(uintptr_t(i), 1, [i](int) {
+        using Kernel = decltype(&q4_fused_kernel<1, false, 0>);  // every instantiation's parameters
+        static const Kernel kernels[] = {  // indexed by i above
+            q4_fused_kernel<1, false, 0>,          q4_fused_kernel<2, false, 0>,
+            q4_fused_kernel<4, false, 0>,          q4_fused_kernel<1, false, 0, 2>,
+            q4_fused_kernel<1, false, 0, 4, true>, q4_fused_kernel<1, false, 0, 2, true>,
+            q4_fused_kernel<2, false, 0, 4, false, 1>, q4_fused_kernel<2, false, 0, 4, false, 2>};
+        int n = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernels[i], kQ4Threads, 8 * 1024) != cudaSuccess) {
+            cudaGetLastError();
+            n = 1;
+        }
+        return std::max(1, n);
+    });
+}
+
+void q4_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
+              const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue *pro_in) {
+    const Q4Prologue pro = pro_in ? *pro_in : Q4Prologue();
+    if (pro.kind == 1 && (w.K % 4 || pro.ldx32 % 4 || (reinterpret_cast<uintptr_t>(pro.x32) & 15) || !pro.norm_w ||
+                          (!pro.perm && (reinterpret_cast<uintptr_t>(pro.norm_w) & 15))))
+        fail(GPTQ_ERR_BACKEND, "q4_fused: the RMSNorm prologue needs K %% 4 == 0 and 16-byte aligned rows (K %d)", w.K);
+    if (pro.kind == 2 && (w.K % 8 || pro.ldgu % 8 || (reinterpret_cast<uintptr_t>(pro.gu) & 15)))
+        fail(GPTQ_ERR_BACKEND, "q4_fused: the SwiGLU prologue needs K %% 8 == 0 and 16-byte aligned rows (K %d)", w.K);
+    if (pro.kind < 0 || pro.kind > 4) fail(GPTQ_ERR_BACKEND, "q4_fused: unknown prologue %d", pro.kind);
+    if (pro.kind == 4 && (w.K % 8 || pro.attn_d % 8 || pro.attn_d <= 0 || w.perm || !pro.attn_o || !pro.attn_ml ||
+                          !pro.attn_used || w.K != pro.attn_heads * pro.attn_d))
+        fail(GPTQ_ERR_BACKEND, "q4_fused: the attention-merge prologue needs K = heads * D, K %% 8 == 0 and no perm (K %d)",
+             w.K);
+    if (M < 1 || M > kQ4FusedMaxM) fail(GPTQ_ERR_BACKEND, "q4_fused: M = %d outside 1..%d", M, kQ4FusedMaxM);
+    if ((out.out16 != nullptr) + (out.out32 != nullptr) + (out.defer != nullptr) != 1)
+        fail(GPTQ_ERR_BACKEND, "q4_fused: exactly one output must be set");
+    if (out.defer && out.bias) fail(GPTQ_ERR_BACKEND, "q4_fused: a deferred output takes no bias");
+    const size_t shares = size_t(plan.splits) * M * w.NT * kQ4TileN;  // floats of a deferred output
+    if (out.defer && shares > out.defer_floats)
+        fail(GPTQ_ERR_BACKEND, "q4_fused: the deferred shares need %zu floats, the buffer has %zu", shares,
+             out.defer_floats);
+    if (pro.kind == 3 && (w.K % 8 || pro.ldgu % 4 || pro.gu_splits < 1 || (reinterpret_cast<uintptr_t>(pro.gu_part) & 15)))
+        fail(GPTQ_ERR_BACKEND, "q4_fused: the deferred SwiGLU prologue needs K %% 8 == 0 and aligned shares (K %d)", w.K);
+    if (pro.kind == 0 && (ldx % 8 || (reinterpret_cast<uintptr_t>(x) & 15)))
+        fail(GPTQ_ERR_BACKEND, "q4_fused: x must be 16-byte aligned with ldx %% 8 == 0 (ldx %d)", ldx);
+    if (out.ldo % 2)
+        fail(GPTQ_ERR_BACKEND, "q4_fused: ldo must be even (ldo %d)", out.ldo);
+    if (plan.splits > 1) {
+        if (plan.partial_floats > sc.partial_floats || plan.strips > sc.n_counters)
+            fail(GPTQ_ERR_BACKEND, "q4_fused: scratch too small (%zu floats / %d counters; need %zu / %d)",
+                 sc.partial_floats, sc.n_counters, plan.partial_floats, plan.strips);
+    }
+    if (plan.tiles_per_block != 2 && !(plan.tiles_per_block == 1 && M <= 16))
+        fail(GPTQ_ERR_BACKEND, "q4_fused: %d column tiles per block (1 for up to 16 rows, or 2)", plan.tiles_per_block);
+    if (plan.x_direct && !q4_x_direct_allowed(M, w, pro.kind))
+        fail(GPTQ_ERR_BACKEND, "q4_fused: direct activations need 9..16 rows, x as given and K %% 32 == 0 (M %d, K %d)",
+             M, w.K);
+    if (M <= 8)
+        launch_fused_z<1>(x, M, ldx, w, out, plan, sc, stream, pro);
+    else if (M <= 16)
+        launch_fused_z<2>(x, M, ldx, w, out, plan, sc, stream, pro);
+    else
+        launch_fused_z<4>(x, M, ldx, w, out, plan, sc, stream, pro);
+}
+
+__global__ void empty_kernel() {}
+
+void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
+                         const Q4Plan &plan, const Q4Scratch &sc, cudaStream_t stream) {
+    if (M > 16 || w.zeros) fail(GPTQ_ERR_BACKEND, "q4_fused_diagnostic: M <= 16 and uniform zeros only");
+    const Q4Prologue pro;
+    const bool fold = q4_fold_enabled();
+    if (mode == 3) {
+        empty_kernel<<<1, 32, 0, stream>>>();
+        CUDA_CHECK_LAUNCH();
+    } else if (M <= 8) {
+        if (mode == 1) launch_fused<1, false, 1>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 4) launch_fused<1, false, 3>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 5) launch_fused<1, false, 4>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 6) launch_fused<1, false, 5>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 2 && fold) launch_fused<1, false, 2, 4, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 2) launch_fused<1, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else launch_fused<1, false, 0>(x, M, ldx, w, out, plan, sc, stream, pro);
+    } else {  // the 16-row kernel the plan names: staged, direct, or direct with fp16 scaling
+        auto run = [&](auto xd) {
+            constexpr int XD = decltype(xd)::value;
+            if (mode == 1) launch_fused<2, false, 1, 4, false, XD>(x, M, ldx, w, out, plan, sc, stream, pro);
+            else if (mode == 2) launch_fused<2, false, 2, 4, false, XD>(x, M, ldx, w, out, plan, sc, stream, pro);
+            else launch_fused<2, false, 0, 4, false, XD>(x, M, ldx, w, out, plan, sc, stream, pro);
+        };
+        if (plan.x_direct == 2) run(std::integral_constant<int, 2>{});
+        else if (plan.x_direct == 1) run(std::integral_constant<int, 1>{});
+        else run(std::integral_constant<int, 0>{});
+    }
+}
+
+} // namespace cuda
+} // namespace gptq

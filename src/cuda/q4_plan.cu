@@ -1,0 +1,176 @@
+// q4_plan.cu — how the fused 4-bit kernel cuts one call (Q4Plan): column tiles per block, splits
+// along K, the staging batch and direct activations, by rows, layer shape and the blocks the GPU
+// holds at once; and the shared memory a block may take.
+#include "q4_fused_smem.cuh"
+#include "q4_internal.cuh"
+
+#include "launch.cuh"
+
+#include <algorithm>
+#include <atomic>
+
+namespace gptq {
+namespace cuda {
+
+DeviceSmem q4_device_smem() {
+    DeviceSmem d;
+    d.per_sm = size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor, 48 * 1024));
+    d.per_block = std::min(kQ4SmemMaxBytes, size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 * 1024)));
+    return d;
+}
+
+size_t q4_smem_cap() {
+    const int kb = env_int("GPTQ_Q4_SMEM_KB", 47);
+    return std::min(q4_device_smem().per_block, size_t(std::max(16, kb)) * 1024);
+}
+
+namespace {
+
+std::atomic<int> &split_fit_switch() {  // -1: by M (the default), 0: off, 1: on
+    static std::atomic<int> on{env_int("GPTQ_Q4_SPLIT_FIT", -1)};
+    return on;
+}
+
+// The staging batch at M <= 8: -1 chooses per plan (the default), 2 or 4 forces
+// (GPTQ_Q4_STAGE_BATCH; read at every plan, as the tests switch it).
+int stage_batch_mode() {
+    const int v = env_int("GPTQ_Q4_STAGE_BATCH", -1);
+    return v == 2 || v == 4 ? v : -1;
+}
+
+// Q4Plan::tiles_per_block forced: GPTQ_Q4_BLOCK_TILES=1 or 2 (read at every plan; the tests
+// switch it); -1: as planned. One tile per block is taken for up to 16 rows only.
+int block_tiles_mode() {
+    const int v = env_int("GPTQ_Q4_BLOCK_TILES", -1);
+    return v == 1 || v == 2 ? v : -1;
+}
+
+// Q4Plan::x_direct for M rows of w under prologue kind `prologue`: 0 where q4_x_direct_allowed says
+// no; -1: direct, the kernel chosen by the plan. GPTQ_Q4_XDIRECT=0 / 1 / 2 (read at every plan; the
+// tests switch it) forces staged / either.
+int x_direct_for(int M, const Q4Dev &w, int prologue) {
+    if (!q4_x_direct_allowed(M, w, prologue)) return 0;
+    const int v = env_int("GPTQ_Q4_XDIRECT", -1);
+    return v >= 0 && v <= 2 ? v : -1;
+}
+
+} // namespace
+
+bool q4_x_direct_allowed(int M, const Q4Dev &w, int prologue) {
+    return M > 8 && M <= 16 && prologue == 0 && w.K % kQ4PairK == 0;
+}
+
+void q4_set_split_fit(int mode) { split_fit_switch() = mode < 0 ? -1 : (mode ? 1 : 0); }
+
+Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, int prologue_kind) {
+    Q4Plan p;
+    const int KP = w.KT / 2;
+    const int tiles_mode = block_tiles_mode();
+    if (M <= 16 && tiles_mode == 1) p.tiles_per_block = 1;
+    p.strips = (w.NT + p.tiles_per_block - 1) / p.tiles_per_block;
+    p.x_direct = x_direct_for(M, w, prologue_kind);
+    if (p.x_direct < 0) {
+        // The fp16-scaling kernel pays a multiply per weight pair for a fourth block per SM; measured
+        // (H200, graph-timed, 16 rows, against the 3-block kernel): 70B gate|up 92.0 µs over one
+        // split in one wave (95.5 over two) vs 118.4, but 7B q|k|v 21.6 vs 19.4, gate|up 30.3 vs
+        // 26.2, 70B down 59.5 vs 50.5, decode b=16 3754 vs 3813 tok/s. So it runs where its fourth
+        // block is what puts every strip in one wave.
+        const int sms = std::max(1, sm_count);
+        p.x_direct = p.strips > sms * q4_fused_blocks_per_sm(M, 4, 1) &&
+                             p.strips <= sms * q4_fused_blocks_per_sm(M, 4, 2)
+                         ? 2 : 1;
+    }
+    // Rows of activations a block stages (none when it reads them directly).
+    const int staged = p.x_direct ? 0 : M;
+    // Measured (bench-kernels run 16): 3 blocks per SM suits M <= 8; from 9 rows on fewer splits
+    // win (the partial sums grow with M). Atomic fp32 outputs had 2 while 3 still made a second
+    // wave; under the one-wave fit 3 is better for them too (lead's run of 2026-11-23: decode
+    // b=1 410.2 tok/s at 3 against 389.5 at 2).
+    const bool default_target = blocks_per_sm_target <= 0;
+    // Direct activations (16 rows) plan as one token does (no staged rows make splits costly), with
+    // as many blocks per SM as their kernel fits (3, or 4 with the fp16 scaling).
+    if (default_target) blocks_per_sm_target = M <= 8 ? 3 : p.x_direct ? 4 : 1;
+    int splits;
+    const int fit_mode = split_fit_switch().load(std::memory_order_relaxed);
+    const int sb_mode = stage_batch_mode();
+    if (fit_mode == 1 || (fit_mode < 0 && (M <= 8 || p.x_direct))) {
+        // Whole blocks in one wave: never more blocks than can be resident at once.
+        const int resident =
+            std::max(1, sm_count) * std::min(blocks_per_sm_target, q4_fused_blocks_per_sm(M, 4, p.x_direct));
+        // One column tile per block, for x as given, where its strips fit in one wave with the
+        // activations of their splits in shared memory (8 staged rows of gate|up's whole K do not:
+        // the cap would cut each strip into 2 splits, 688 blocks in two waves, 17.2 -> 22.8 µs), and
+        // at up to 8 rows only where that leaves a strip at most two splits (a cluster, or none: no
+        // global round trip at the end). Measured (H200, graph-timed, µs, two tiles -> one): one row
+        // of 7B q|k|v (4 splits -> 2) 11.6 -> 10.2, gate|up (2 -> 1) 15.4 -> 14.1, 4 rows 12.4 -> 10.9
+        // and 16.1 -> 15.8, 8 rows of q|k|v 13.4 -> 12.0; but one row of o_proj (12 -> 6) 7.2 -> 7.6,
+        // 70B down (6 -> 3) 33.7 -> 34.4, down 11.1 -> 10.9; 16 rows read directly: q|k|v 19.3 ->
+        // 13.4, o_proj 11.3 -> 9.6, gate|up 23.2 -> 20.0, down 16.0 -> 14.9, 70B down 50.8 -> 50.9;
+        // 70B gate|up's 896 tiles (more than one wave) 90.4 -> 122.2 in a trial build. Decode
+        // (bench-e2e): b=16 3905 -> 4204 tok/s; b=1 584 -> 542 with the rule applied to its
+        // prologues and deferred outputs (no split epilogue to save, twice the K range to stage
+        // per block), so not with a prologue.
+        const int single_splits = std::max(1, resident / std::max(1, w.NT));
+        if (M <= 16 && tiles_mode < 0 && prologue_kind == 0 && w.NT <= resident &&
+            plan_smem(staged, (KP + single_splits - 1) / single_splits, w) <= q4_smem_cap() &&
+            (M > 8 || single_splits <= 2)) {
+            p.tiles_per_block = 1;
+            p.strips = w.NT;
+        }
+        splits = std::max(1, resident / p.strips);
+        // Direct activations, more strips than resident blocks (16 rows of 70B gate|up on the
+        // 3-block kernel: 448 strips, 396 blocks; measured S1 144.3, S2 127.0 µs): the second wave
+        // would be a few blocks of the full K range; a split per wave of strips shortens it.
+        if (p.x_direct && p.strips > resident) splits = (p.strips + resident - 1) / resident;
+        // More strips than resident blocks (one split each; the 70B gate|up at one token): the
+        // leaner staging fits one more block per SM, and with it perhaps the whole plan in one wave.
+        if (M <= 8 && sb_mode < 0 && p.strips > resident &&
+            p.strips <= std::max(1, sm_count) * q4_fused_blocks_per_sm(M, 2))
+            p.stage_batch = 2;
+    } else {
+        const int target = std::max(1, sm_count) * blocks_per_sm_target;
+        splits = std::max(1, (target + p.strips - 1) / p.strips);
+    }
+    if (M <= 8 && sb_mode == 2) p.stage_batch = 2;
+    const int forced = env_int("GPTQ_Q4_SPLITS", 0);  // measurements: a split count forced
+    if (forced > 0) splits = forced;
+    // Keep at least two batches per warp so that loads overlap compute.
+    splits = std::min(splits, std::max(1, KP / (2 * (kQ4Warps / p.tiles_per_block) * kQ4PairsPerBatch)));
+    p.pairs_per_split = (KP + splits - 1) / splits;
+    // The block's activations and scales must fit in its shared memory.
+    const size_t cap = q4_smem_cap();
+    while (p.pairs_per_split > 1 && plan_smem(staged, p.pairs_per_split, w) > cap)
+        p.pairs_per_split = std::max(1, p.pairs_per_split * 7 / 8);
+    p.splits = (KP + p.pairs_per_split - 1) / p.pairs_per_split;
+    // Many rows, and the shared-memory cap left more blocks than fit at once (16 rows of 7B gate|up:
+    // 4 splits of 172 strips = 688 blocks for 396 slots, two waves): as many splits as one wave
+    // holds, with more shared memory per block, as long as the SM still holds the resident count
+    // (H200: 33.5 -> 26.5 us; q|k|v and down, already in one wave, keep their plans).
+    if (default_target && M > 8 && !p.x_direct && fit_mode < 0) {
+        const int per_sm = q4_fused_blocks_per_sm(M);
+        const int resident = std::max(1, sm_count) * per_sm;
+        if (p.strips * p.splits > resident && p.strips <= resident) {
+            const int ws = std::max(1, resident / p.strips);
+            const int pps = (KP + ws - 1) / ws;
+            const DeviceSmem d = q4_device_smem();
+            const size_t room = d.per_sm / size_t(per_sm) - 1024;  // the driver keeps 1 KB per block
+            if (ws < p.splits && plan_smem(M, pps, w) <= std::min(room, d.per_block)) {
+                p.pairs_per_split = pps;
+                p.splits = ws;
+            }
+        }
+    }
+    // Even out the splits the shrinking left (16 rows of 7B q|k|v: 42, 42, 42, 2 pairs -> 4 x 32;
+    // the short last split made the strip wait on the long ones: 25.2 -> 21.7 us measured).
+    p.pairs_per_split = (KP + p.splits - 1) / p.splits;
+    p.partial_floats = p.splits > 1 ? size_t(p.splits) * M * w.NT * kQ4TileN : 0;
+    p.sums_floats = p.splits > 1 ? size_t(M) * w.NT * kQ4TileN : 0;
+    return p;
+}
+
+Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws, int prologue_kind) {
+    return q4_plan(M, w, ws.sm_count, 0, prologue_kind);
+}
+
+} // namespace cuda
+} // namespace gptq
