@@ -13,9 +13,17 @@
 
 extern "C" __attribute__((weak)) const char *gptq_test_requires(void) { return ""; }
 
+// Whether the space-separated list `req` names `word`.
+static bool requires_word(const char *req, const char *word) {
+    const size_t n = std::strlen(word);
+    for (const char *p = req; (p = std::strstr(p, word)) != nullptr; p += n)
+        if ((p == req || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' ')) return true;
+    return false;
+}
+
 int main(int argc, char **argv) {
     const char *req = gptq_test_requires();
-    if (std::strstr(req, "shared")) {
+    if (requires_word(req, "shared")) {
         struct stat st;
         std::string models = testutil::shared_path("models");
         if (stat(models.c_str(), &st) != 0) {
@@ -23,10 +31,16 @@ int main(int argc, char **argv) {
             return 77;
         }
     }
-    if (std::strstr(req, "cuda") && !gptq_cuda_available()) {
+    if (requires_word(req, "cuda") && !gptq_cuda_available()) {
         std::printf("SKIPPED: no CUDA device (or this build has no CUDA backend)\n");
         return 77;
     }
+#ifndef GPTQ_USE_CUDA
+    if (requires_word(req, "cuda-build")) {  // host code of the CUDA backend; no device needed
+        std::printf("SKIPPED: this build has no CUDA backend\n");
+        return 77;
+    }
+#endif
     doctest::Context ctx;
     ctx.applyCommandLine(argc, argv);
     return ctx.run();

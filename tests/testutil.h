@@ -4,7 +4,8 @@
 #include <string>
 #include <vector>
 
-// Declares what a test executable needs, e.g. GPTQ_TEST_REQUIRES("shared") or ("shared cuda").
+// Declares what a test executable needs, e.g. GPTQ_TEST_REQUIRES("shared") or ("shared cuda"):
+// "shared" the ../shared folder, "cuda" a CUDA device, "cuda-build" the CUDA backend compiled in.
 // When a requirement is missing the executable prints why and exits 77 (ctest: skipped).
 #define GPTQ_TEST_REQUIRES(what) \
     extern "C" const char *gptq_test_requires(void) { return what; }

@@ -35,11 +35,9 @@ bool q4_norm_stash_enabled() {
     return !(e && std::strcmp(e, "0") == 0);
 }
 
-// Whether uniform-zero layers take the folded zero point (q4_fused_math.cuh Acc): GPTQ_Q4_FOLD=0/1,
-// read at every launch (the tests run both).
-bool q4_fold_enabled() { return env_int("GPTQ_Q4_FOLD", 1) != 0; }
-
 } // namespace
+
+bool q4_fold_enabled() { return env_int("GPTQ_Q4_FOLD", 1) != 0; }
 
 bool q4_atomic_enabled() { return atomic_switch().load(std::memory_order_relaxed) != 0; }
 void q4_set_atomic_accumulate(bool on) { atomic_switch() = on ? 1 : 0; }
@@ -161,22 +159,15 @@ void launch_fused_z(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out
 
 } // namespace
 
-// Resident blocks per SM of the fused kernel for M rows (registers bound it; the shared memory of
-// a small-M plan is a few KB).
-// The one-token entries ask the instantiation that runs (folded zero point or not); all ask the
-// two-tile kernels, whose one-tile twins fit as many blocks (ptxas, sm_90a: 168 / 168 registers
-// for one token, 150 / 158 for 16 rows read directly, 128 / 128 for the fp16-scaled kernel).
-int q4_fused_blocks_per_sm(int M, int stage_batch, int x_direct) {
-    const bool fold = M <= 8 && q4_fold_enabled();
-    int i;  // 0 / 3: one token, staging batch 4 / 2; 4 / 5: the same folded; 1, 2: 16, 32 rows;
-            // 6 / 7: 16 rows with direct activations (Q4Plan::x_direct 1 / 2)
-    if (M > 8 && M <= 16 && x_direct) i = x_direct == 2 ? 7 : 6;
-    else if (M > 8) i = M <= 16 ? 1 : 2;
-    else if (stage_batch == 2) i = fold ? 5 : 3;
-    else i = fold ? 4 : 0;
+// Registers bound the fused kernel's resident blocks (the shared memory of a small-M plan is a few
+// KB). Each kind asks its two-tile kernel, whose one-tile twin fits as many blocks (ptxas, sm_90a:
+// 168 / 168 registers for one token, 150 / 158 for 16 rows read directly, 128 / 128 for the
+// fp16-scaled kernel).
+int q4_fused_occupancy(int kind) {
+    const int i = std::min(std::max(kind, 0), kQ4FusedKinds - 1);
     return once_per_device<int>(uintptr_t(i), 1, [i](int) {
         using Kernel = decltype(&q4_fused_kernel<1, false, 0>);  // every instantiation's parameters
-        static const Kernel kernels[] = {  // indexed by i above
+        static const Kernel kernels[kQ4FusedKinds] = {  // by q4_fused_kind
             q4_fused_kernel<1, false, 0>,          q4_fused_kernel<2, false, 0>,
             q4_fused_kernel<4, false, 0>,          q4_fused_kernel<1, false, 0, 2>,
             q4_fused_kernel<1, false, 0, 4, true>, q4_fused_kernel<1, false, 0, 2, true>,

@@ -125,7 +125,25 @@ constexpr size_t kQ4SmemMaxBytes = 200 * 1024;
 // At M <= 8 a plan whose strips alone exceed one wave takes the leaner activation staging
 // (stage_batch 2: one more resident block per SM); GPTQ_Q4_STAGE_BATCH=2/4 forces either.
 // prologue_kind: the Q4Prologue the call will run (the direct activations take kind 0 only).
+// lim: what the plan knows of the GPU (the overload taking sm_count asks the current device).
+struct Q4Limits;
+Q4Plan q4_plan(int M, const Q4Dev &w, const Q4Limits &lim, int blocks_per_sm_target = 0, int prologue_kind = 0);
 Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target = 0, int prologue_kind = 0);
+// The fused kernel's variants that differ in registers, hence in blocks per SM: 0 / 3 one token
+// (staging batch 4 / 2), 4 / 5 the same with the zero point folded, 1 / 2 16 / 32 rows staged,
+// 6 / 7 16 rows read directly (Q4Plan::x_direct 1 / 2).
+constexpr int kQ4FusedKinds = 8;
+int q4_fused_kind(int M, int stage_batch = 4, int x_direct = 0);
+// What q4_plan knows of a GPU. q4_limits(sm_count) describes the current device (sm_count as the
+// caller counts SMs); a test may describe any other.
+struct Q4Limits {
+    int sm_count = 1;
+    size_t smem_per_sm = 48 * 1024;     // shared memory of an SM
+    size_t smem_per_block = 48 * 1024;  // what one block may opt in to, at most kQ4SmemMaxBytes
+    size_t smem_cap = 47 * 1024;        // what a plan's block takes by default (q4_smem_cap)
+    int blocks_per_sm[kQ4FusedKinds] = {1, 1, 1, 1, 1, 1, 1, 1};  // resident blocks, by q4_fused_kind
+};
+Q4Limits q4_limits(int sm_count);
 void q4_set_split_fit(int mode);
 // The plan q4_matmul / q4_matmul_pro use for one pass of M rows (the same for every kind of output).
 struct Q4Workspace;

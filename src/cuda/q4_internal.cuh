@@ -16,8 +16,13 @@ struct DeviceSmem {
 };
 DeviceSmem q4_device_smem();
 
-// Resident blocks per SM of the fused kernel for M rows (q4_fused.cu; it names the kernels).
-int q4_fused_blocks_per_sm(int M, int stage_batch = 4, int x_direct = 0);
+// Resident blocks per SM of the fused kernel of one q4_fused_kind on the current device
+// (q4_fused.cu: it names the kernels).
+int q4_fused_occupancy(int kind);
+
+// Whether uniform-zero layers take the folded zero point (q4_fused_math.cuh Acc): GPTQ_Q4_FOLD=0/1,
+// read at every launch and plan (the tests run both).
+bool q4_fold_enabled();
 
 // Whether a call may read its activations directly (Q4Plan::x_direct): the 16-token kernel only, x
 // as given, and whole tile pairs of K in x (no zero fill past K).

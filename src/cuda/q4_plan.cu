@@ -19,10 +19,17 @@ DeviceSmem q4_device_smem() {
     return d;
 }
 
-size_t q4_smem_cap() {
+namespace {
+
+// GPTQ_Q4_SMEM_KB (47 by default; measurements) within what a block may opt in to.
+size_t smem_cap_within(size_t per_block) {
     const int kb = env_int("GPTQ_Q4_SMEM_KB", 47);
-    return std::min(q4_device_smem().per_block, size_t(std::max(16, kb)) * 1024);
+    return std::min(per_block, size_t(std::max(16, kb)) * 1024);
 }
+
+} // namespace
+
+size_t q4_smem_cap() { return smem_cap_within(q4_device_smem().per_block); }
 
 namespace {
 
@@ -62,8 +69,39 @@ bool q4_x_direct_allowed(int M, const Q4Dev &w, int prologue) {
 
 void q4_set_split_fit(int mode) { split_fit_switch() = mode < 0 ? -1 : (mode ? 1 : 0); }
 
+int q4_fused_kind(int M, int stage_batch, int x_direct) {
+    const bool fold = M <= 8 && q4_fold_enabled();
+    if (M > 8 && M <= 16 && x_direct) return x_direct == 2 ? 7 : 6;
+    if (M > 8) return M <= 16 ? 1 : 2;
+    if (stage_batch == 2) return fold ? 5 : 3;
+    return fold ? 4 : 0;
+}
+
+Q4Limits q4_limits(int sm_count) {
+    // Once per device: the plans of every call ask it (eager forwards plan each product).
+    Q4Limits lim = once_per_device<Q4Limits>(0, Q4Limits(), [](int) {
+        Q4Limits l;
+        const DeviceSmem d = q4_device_smem();
+        l.smem_per_sm = d.per_sm;
+        l.smem_per_block = d.per_block;
+        for (int k = 0; k < kQ4FusedKinds; ++k) l.blocks_per_sm[k] = q4_fused_occupancy(k);
+        return l;
+    });
+    lim.sm_count = sm_count;
+    lim.smem_cap = smem_cap_within(lim.smem_per_block);  // read at every plan
+    return lim;
+}
+
 Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, int prologue_kind) {
+    return q4_plan(M, w, q4_limits(sm_count), blocks_per_sm_target, prologue_kind);
+}
+
+Q4Plan q4_plan(int M, const Q4Dev &w, const Q4Limits &lim, int blocks_per_sm_target, int prologue_kind) {
     Q4Plan p;
+    const int sm_count = lim.sm_count;
+    auto blocks_per_sm = [&](int stage_batch, int x_direct) {
+        return std::max(1, lim.blocks_per_sm[q4_fused_kind(M, stage_batch, x_direct)]);
+    };
     const int KP = w.KT / 2;
     const int tiles_mode = block_tiles_mode();
     if (M <= 16 && tiles_mode == 1) p.tiles_per_block = 1;
@@ -76,9 +114,7 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, in
         // 26.2, 70B down 59.5 vs 50.5, decode b=16 3754 vs 3813 tok/s. So it runs where its fourth
         // block is what puts every strip in one wave.
         const int sms = std::max(1, sm_count);
-        p.x_direct = p.strips > sms * q4_fused_blocks_per_sm(M, 4, 1) &&
-                             p.strips <= sms * q4_fused_blocks_per_sm(M, 4, 2)
-                         ? 2 : 1;
+        p.x_direct = p.strips > sms * blocks_per_sm(4, 1) && p.strips <= sms * blocks_per_sm(4, 2) ? 2 : 1;
     }
     // Rows of activations a block stages (none when it reads them directly).
     const int staged = p.x_direct ? 0 : M;
@@ -96,7 +132,7 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, in
     if (fit_mode == 1 || (fit_mode < 0 && (M <= 8 || p.x_direct))) {
         // Whole blocks in one wave: never more blocks than can be resident at once.
         const int resident =
-            std::max(1, sm_count) * std::min(blocks_per_sm_target, q4_fused_blocks_per_sm(M, 4, p.x_direct));
+            std::max(1, sm_count) * std::min(blocks_per_sm_target, blocks_per_sm(4, p.x_direct));
         // One column tile per block, for x as given, where its strips fit in one wave with the
         // activations of their splits in shared memory (8 staged rows of gate|up's whole K do not:
         // the cap would cut each strip into 2 splits, 688 blocks in two waves, 17.2 -> 22.8 µs), and
@@ -112,7 +148,7 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, in
         // per block), so not with a prologue.
         const int single_splits = std::max(1, resident / std::max(1, w.NT));
         if (M <= 16 && tiles_mode < 0 && prologue_kind == 0 && w.NT <= resident &&
-            plan_smem(staged, (KP + single_splits - 1) / single_splits, w) <= q4_smem_cap() &&
+            plan_smem(staged, (KP + single_splits - 1) / single_splits, w) <= lim.smem_cap &&
             (M > 8 || single_splits <= 2)) {
             p.tiles_per_block = 1;
             p.strips = w.NT;
@@ -125,7 +161,7 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, in
         // More strips than resident blocks (one split each; the 70B gate|up at one token): the
         // leaner staging fits one more block per SM, and with it perhaps the whole plan in one wave.
         if (M <= 8 && sb_mode < 0 && p.strips > resident &&
-            p.strips <= std::max(1, sm_count) * q4_fused_blocks_per_sm(M, 2))
+            p.strips <= std::max(1, sm_count) * blocks_per_sm(2, 0))
             p.stage_batch = 2;
     } else {
         const int target = std::max(1, sm_count) * blocks_per_sm_target;
@@ -138,7 +174,7 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, in
     splits = std::min(splits, std::max(1, KP / (2 * (kQ4Warps / p.tiles_per_block) * kQ4PairsPerBatch)));
     p.pairs_per_split = (KP + splits - 1) / splits;
     // The block's activations and scales must fit in its shared memory.
-    const size_t cap = q4_smem_cap();
+    const size_t cap = lim.smem_cap;
     while (p.pairs_per_split > 1 && plan_smem(staged, p.pairs_per_split, w) > cap)
         p.pairs_per_split = std::max(1, p.pairs_per_split * 7 / 8);
     p.splits = (KP + p.pairs_per_split - 1) / p.pairs_per_split;
@@ -147,16 +183,15 @@ Q4Plan q4_plan(int M, const Q4Dev &w, int sm_count, int blocks_per_sm_target, in
     // holds, with more shared memory per block, as long as the SM still holds the resident count
     // (H200: 33.5 -> 26.5 us; q|k|v and down, already in one wave, keep their plans).
     if (default_target && M > 8 && !p.x_direct && fit_mode < 0) {
-        const int per_sm = q4_fused_blocks_per_sm(M);
+        const int per_sm = blocks_per_sm(4, 0);
         const int resident = std::max(1, sm_count) * per_sm;
         if (p.strips * p.splits > resident && p.strips <= resident) {
             const int ws = std::max(1, resident / p.strips);
             const int pps = (KP + ws - 1) / ws;
-            const DeviceSmem d = q4_device_smem();
-            const size_t room = d.per_sm / size_t(per_sm) - 1024;  // the driver keeps 1 KB per block
-            if (ws < p.splits && plan_smem(M, pps, w) <= std::min(room, d.per_block)) {
+            const size_t room = lim.smem_per_sm / size_t(per_sm) - 1024;  // the driver keeps 1 KB per block
+            if (ws < p.splits && plan_smem(M, pps, w) <= std::min(room, lim.smem_per_block)) {
                 p.pairs_per_split = pps;
-                p.splits = ws;
+                p.splits = (KP + pps - 1) / pps;  // not ws: 670 pairs in 29 splits of 24 leave the last empty
             }
         }
     }

@@ -1,0 +1,211 @@
+// test_q4_plan.cpp — the fused 4-bit kernel's planner (q4_plan) on GPUs described here, no device
+// needed: the plans behind the measured numbers of the Llama shapes (BENCHMARKS.md), and what every
+// plan must satisfy at odd shapes for its launch to succeed and cover the whole product.
+#include <doctest/doctest.h>
+
+#include "testutil.h"
+
+GPTQ_TEST_REQUIRES("cuda-build")
+
+#ifdef GPTQ_USE_CUDA
+
+#include "cuda/q4_fused_smem.cuh"
+#include "cuda/q4_gemm.cuh"
+
+#include <cstdlib>
+#include <random>
+
+using namespace gptq::cuda;
+
+namespace {
+
+// H100 / H200 SXM: 132 SMs, 228 KB of shared memory per SM (227 KB per block, capped at
+// kQ4SmemMaxBytes). Blocks per SM from the registers ptxas gives each kind for sm_90a (168 for one
+// token, 128 with the leaner staging, 168 / 247 for 16 / 32 staged rows, 150 / 128 for 16 direct
+// rows) at 128 threads.
+Q4Limits hopper() {
+    Q4Limits l;
+    l.sm_count = 132;
+    l.smem_per_sm = 228 * 1024;
+    l.smem_per_block = kQ4SmemMaxBytes;
+    l.smem_cap = 47 * 1024;
+    const int blocks[kQ4FusedKinds] = {3, 3, 2, 4, 3, 4, 3, 4};
+    for (int k = 0; k < kQ4FusedKinds; ++k) l.blocks_per_sm[k] = blocks[k];
+    return l;
+}
+
+// A smaller GPU (an sm_86 card's numbers): 46 SMs, 100 KB per SM, 99 KB per block, 2 blocks of
+// every kind.
+Q4Limits small_gpu() {
+    Q4Limits l;
+    l.sm_count = 46;
+    l.smem_per_sm = 100 * 1024;
+    l.smem_per_block = 99 * 1024;
+    l.smem_cap = 47 * 1024;
+    for (int &b : l.blocks_per_sm) b = 2;
+    return l;
+}
+
+// The layer as repack_q4 lays it out (q4_layout.cuh); only the shape, groups and zeros matter here.
+Q4Dev layer(int K, int N, int group_size, bool zeros) {
+    Q4Dev w;
+    w.K = K;
+    w.N = N;
+    w.KT = 2 * ((K + kQ4PairK - 1) / kQ4PairK);
+    w.NT = (N + kQ4TileN - 1) / kQ4TileN;
+    w.G = group_size > 0 ? (K + group_size - 1) / group_size : 1;
+    w.group_kt = group_size > 0 ? group_size / kQ4TileK : w.KT;
+    static const __half dummy[1] = {};
+    w.zeros = zeros ? dummy : nullptr;  // never read: only whether there are zeros
+    return w;
+}
+
+// The planner's switches, as a user who sets none has them.
+void clear_switches() {
+    for (const char *v : {"GPTQ_Q4_BLOCK_TILES", "GPTQ_Q4_SPLIT_FIT", "GPTQ_Q4_STAGE_BATCH", "GPTQ_Q4_XDIRECT",
+                          "GPTQ_Q4_SPLITS", "GPTQ_Q4_FOLD", "GPTQ_Q4_SMEM_KB"})
+        unsetenv(v);
+    q4_set_split_fit(-1);
+}
+
+struct Expect {
+    int tiles, strips, splits, pairs;
+};
+
+void check_plan(const Q4Plan &p, const Expect &e) {
+    CHECK(p.tiles_per_block == e.tiles);
+    CHECK(p.strips == e.strips);
+    CHECK(p.splits == e.splits);
+    CHECK(p.pairs_per_split == e.pairs);
+}
+
+// What every plan must satisfy: the splits and strips cover the layer with none empty, the block's
+// shared memory fits (the launcher refuses a plan that does not), and the scratch sizes match.
+void check_invariants(const Q4Plan &p, int M, const Q4Dev &w, int prologue, const Q4Limits &lim) {
+    const int KP = w.KT / 2;
+    REQUIRE(p.splits >= 1);
+    REQUIRE(p.pairs_per_split >= 1);
+    CHECK(size_t(p.splits) * p.pairs_per_split >= size_t(KP));
+    CHECK((p.splits - 1) * p.pairs_per_split < KP);
+    CHECK((p.tiles_per_block == 1 || p.tiles_per_block == 2));
+    CHECK(size_t(p.strips) * p.tiles_per_block >= size_t(w.NT));
+    CHECK((p.strips - 1) * p.tiles_per_block < w.NT);
+    if (p.tiles_per_block == 1) {
+        CHECK(M <= 16);
+        CHECK(prologue == 0);
+    }
+    if (p.x_direct) {
+        CHECK((M > 8 && M <= 16));
+        CHECK(prologue == 0);
+        CHECK(w.K % kQ4PairK == 0);
+    }
+    CHECK((p.stage_batch == 4 || (p.stage_batch == 2 && M <= 8)));
+    const int staged = p.x_direct ? 0 : M;
+    const int ntok = M <= 8 ? 1 : M <= 16 ? 2 : 4;
+    const size_t kslices = (p.tiles_per_block == 1 ? kKSliceExchangeFloats<1, 1> : kKSliceExchangeFloats<1, 2>) *
+                           ntok * sizeof(float);
+    const size_t smem = std::max(plan_smem(staged, p.pairs_per_split, w), kslices);
+    CHECK(smem <= lim.smem_per_block);
+    const size_t outputs = size_t(M) * w.NT * kQ4TileN;
+    CHECK(p.partial_floats == (p.splits > 1 ? p.splits * outputs : 0));
+    CHECK(p.sums_floats == (p.splits > 1 ? outputs : 0));
+}
+
+} // namespace
+
+TEST_CASE("q4_plan: the plans measured for the Llama shapes (H100 / H200)") {
+    clear_switches();
+    const Q4Limits lim = hopper();
+    const Q4Dev qkv = layer(4096, 12288, 128, false), o_proj = layer(4096, 4096, 128, false),
+                gate_up = layer(4096, 22016, 128, false), down = layer(11008, 4096, 128, false),
+                gate_up70 = layer(8192, 57344, 128, false), down70 = layer(28672, 8192, 128, false);
+    SUBCASE("one row") {
+        // One tile per block where its strips fit one wave in at most two splits: q|k|v's 192 tiles
+        // take 2 splits (a cluster), gate|up's 344 none (11.6 -> 10.2 and 15.4 -> 14.1 µs).
+        check_plan(q4_plan(1, qkv, lim), {1, 192, 2, 64});
+        check_plan(q4_plan(1, gate_up, lim), {1, 344, 1, 128});
+        // One tile would leave 6 splits and more: two tiles, 12 splits (7.2 vs 7.6 µs; 11.1 vs 10.9).
+        check_plan(q4_plan(1, o_proj, lim), {2, 32, 12, 11});
+        check_plan(q4_plan(1, down, lim), {2, 32, 12, 29});
+        check_plan(q4_plan(1, down70, lim), {2, 64, 6, 150});
+        // 448 strips exceed the 396 resident blocks: the leaner staging fits 528, one split each.
+        const Q4Plan p = q4_plan(1, gate_up70, lim);
+        check_plan(p, {2, 448, 1, 256});
+        CHECK(p.stage_batch == 2);
+        // With the RMSNorm prologue the tiles stay two (b=1 decode 584 -> 542 tok/s otherwise).
+        check_plan(q4_plan(1, qkv, lim, 0, 1), {2, 96, 4, 32});
+    }
+    SUBCASE("eight rows") {
+        check_plan(q4_plan(8, qkv, lim), {1, 192, 2, 64});
+        // One tile would stage 8 rows of the whole K (65.7 KB, over the cap): two tiles, 2 splits
+        // (17.2 µs; 22.8 with one tile and the splits the cap made).
+        check_plan(q4_plan(8, gate_up, lim), {2, 172, 2, 64});
+    }
+    SUBCASE("sixteen rows") {
+        // Read directly, planned as one token is: one tile where the strips fit one wave.
+        Q4Plan p = q4_plan(16, qkv, lim);
+        check_plan(p, {1, 192, 2, 64});
+        CHECK(p.x_direct == 1);
+        check_plan(q4_plan(16, o_proj, lim), {1, 64, 6, 22});
+        check_plan(q4_plan(16, gate_up, lim), {1, 344, 1, 128});
+        // 448 strips: more than 3 blocks per SM hold, not more than 4 — the fp16-scaling kernel.
+        p = q4_plan(16, gate_up70, lim);
+        check_plan(p, {2, 448, 1, 256});
+        CHECK(p.x_direct == 2);
+        // Staged (a prologue): q|k|v's splits evened out (42, 42, 42, 2 -> 4 x 32 pairs); gate|up's
+        // 4 splits x 172 strips would run two waves, so 2 splits with more shared memory each.
+        p = q4_plan(16, qkv, lim, 0, 1);
+        check_plan(p, {2, 96, 4, 32});
+        CHECK(p.x_direct == 0);
+        check_plan(q4_plan(16, gate_up, lim, 0, 1), {2, 172, 2, 64});
+    }
+}
+
+TEST_CASE("q4_plan: the switches force what they name") {
+    clear_switches();
+    const Q4Limits lim = hopper();
+    const Q4Dev qkv = layer(4096, 12288, 128, false);
+    setenv("GPTQ_Q4_BLOCK_TILES", "2", 1);
+    CHECK(q4_plan(1, qkv, lim).tiles_per_block == 2);
+    setenv("GPTQ_Q4_BLOCK_TILES", "1", 1);
+    CHECK(q4_plan(1, qkv, lim, 0, 1).tiles_per_block == 1);
+    CHECK(q4_plan(17, qkv, lim).tiles_per_block == 2);  // one tile for up to 16 rows only
+    unsetenv("GPTQ_Q4_BLOCK_TILES");
+    setenv("GPTQ_Q4_XDIRECT", "0", 1);
+    CHECK(q4_plan(16, qkv, lim).x_direct == 0);
+    unsetenv("GPTQ_Q4_XDIRECT");
+    setenv("GPTQ_Q4_SPLITS", "3", 1);
+    CHECK(q4_plan(1, qkv, lim).splits == 3);
+    unsetenv("GPTQ_Q4_SPLITS");
+    setenv("GPTQ_Q4_STAGE_BATCH", "2", 1);
+    CHECK(q4_plan(1, qkv, lim).stage_batch == 2);
+    CHECK(q4_plan(9, qkv, lim).stage_batch == 4);
+    clear_switches();
+}
+
+TEST_CASE("q4_plan: every plan covers the layer and fits the block, at odd shapes") {
+    clear_switches();
+    std::mt19937 rng(20261204);
+    std::uniform_int_distribution<int> dk(1, 30000), dn(1, 60000), dm(1, 32), dpro(0, 4), dg(0, 4), dz(0, 1);
+    const int groups[] = {0, 32, 64, 128, 256};
+    int cases = 0;
+    for (const Q4Limits &lim : {hopper(), small_gpu()}) {
+        for (int i = 0; i < 1500; ++i) {
+            int K = dk(rng), N = dn(rng);
+            const int group = groups[dg(rng)];
+            if (group) K = std::max(group, K / group * group);  // whole groups (repack_q4 asks it)
+            const Q4Dev w = layer(K, N, group, dz(rng) != 0);
+            const int M = dm(rng), prologue = dpro(rng);
+            CAPTURE(K);
+            CAPTURE(N);
+            CAPTURE(group);
+            CAPTURE(M);
+            CAPTURE(prologue);
+            check_invariants(q4_plan(M, w, lim, 0, prologue), M, w, prologue, lim);
+            ++cases;
+        }
+    }
+    CHECK(cases == 3000);
+}
+
+#endif
