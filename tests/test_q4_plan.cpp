@@ -1,6 +1,7 @@
-// test_q4_plan.cpp — the fused 4-bit kernel's planner (q4_plan) on GPUs described here, no device
-// needed: the plans behind the measured numbers of the Llama shapes (BENCHMARKS.md), and what every
-// plan must satisfy at odd shapes for its launch to succeed and cover the whole product.
+// test_q4_plan.cpp — the 4-bit kernels' planners (q4_plan for the fused kernel, q4_wgmma_plan for
+// the many-row one) on GPUs described here, no device needed: the plans behind the measured
+// numbers of the Llama shapes (BENCHMARKS.md), and what every plan must satisfy at odd shapes for
+// its launch to succeed, cover the whole product, and keep deterministic runs deterministic.
 #include <doctest/doctest.h>
 
 #include "testutil.h"
@@ -11,6 +12,7 @@ GPTQ_TEST_REQUIRES("cuda-build")
 
 #include "cuda/q4_fused_smem.cuh"
 #include "cuda/q4_gemm.cuh"
+#include "cuda/q4_wgmma.cuh"
 
 #include <cstdlib>
 #include <random>
@@ -63,7 +65,7 @@ Q4Dev layer(int K, int N, int group_size, bool zeros) {
 // The planner's switches, as a user who sets none has them.
 void clear_switches() {
     for (const char *v : {"GPTQ_Q4_BLOCK_TILES", "GPTQ_Q4_SPLIT_FIT", "GPTQ_Q4_STAGE_BATCH", "GPTQ_Q4_XDIRECT",
-                          "GPTQ_Q4_SPLITS", "GPTQ_Q4_FOLD", "GPTQ_Q4_SMEM_KB"})
+                          "GPTQ_Q4_SPLITS", "GPTQ_Q4_FOLD", "GPTQ_Q4_SMEM_KB", "GPTQ_Q4_WG"})
         unsetenv(v);
     q4_set_split_fit(-1);
 }
@@ -206,6 +208,63 @@ TEST_CASE("q4_plan: every plan covers the layer and fits the block, at odd shape
         }
     }
     CHECK(cases == 3000);
+}
+
+TEST_CASE("q4_wgmma_plan: the plans measured for the Llama shapes at 64-256 rows (H100 / H200)") {
+    // BENCHMARKS.md "backend µs (plan)": q|k|v and gate|up into fp16 under stream-K over the 132
+    // SMs (70B gate|up at 128 rows on the classic grid), o_proj and down into fp32 with K splits.
+    clear_switches();
+    struct Row {
+        int K, N;
+        bool out32;
+        int M, bt, wgn, splits, sk;
+    };
+    const Row rows[] = {
+        {4096, 12288, false, 64, 64, 2, 1, 132},  {4096, 12288, false, 128, 128, 1, 1, 132},
+        {4096, 12288, false, 256, 256, 1, 1, 132}, {4096, 4096, true, 64, 64, 1, 4, 0},
+        {4096, 4096, true, 128, 128, 1, 4, 0},     {4096, 4096, true, 256, 256, 1, 4, 0},
+        {4096, 22016, false, 64, 64, 2, 1, 132},   {4096, 22016, false, 128, 128, 1, 1, 132},
+        {4096, 22016, false, 256, 256, 1, 1, 132}, {11008, 4096, true, 64, 64, 1, 4, 0},
+        {11008, 4096, true, 128, 128, 1, 4, 0},    {11008, 4096, true, 256, 256, 1, 4, 0},
+        {8192, 57344, false, 64, 64, 2, 1, 132},   {8192, 57344, false, 128, 128, 2, 1, 0},
+        {8192, 57344, false, 256, 256, 1, 1, 132}, {28672, 8192, true, 64, 64, 2, 4, 0},
+        {28672, 8192, true, 128, 128, 2, 4, 0},    {28672, 8192, true, 256, 256, 1, 2, 0},
+    };
+    for (const Row &r : rows) {
+        CAPTURE(r.K);
+        CAPTURE(r.N);
+        CAPTURE(r.M);
+        const Q4WgmmaPlan p = q4_wgmma_plan(r.M, layer(r.K, r.N, 128, false), 132, r.out32, true);
+        CHECK(p.bt == r.bt);
+        CHECK(p.wgn == r.wgn);
+        CHECK(p.splits == r.splits);
+        CHECK(p.sk == r.sk);
+    }
+}
+
+TEST_CASE("q4_wgmma_plan: every plan is valid, and fp32 outputs in a fixed order take whole tiles") {
+    clear_switches();
+    std::mt19937 rng(4096);
+    std::uniform_int_distribution<int> dk(64, 30000), dn(64, 60000), dm(1, 512), dsm(1, 160), dbit(0, 1);
+    for (int i = 0; i < 3000; ++i) {
+        const int K = std::max(128, dk(rng) / 128 * 128), N = dn(rng), M = dm(rng), sms = dsm(rng);
+        const bool out32 = dbit(rng), allow_sk = dbit(rng), unordered = dbit(rng);
+        CAPTURE(K);
+        CAPTURE(N);
+        CAPTURE(M);
+        CAPTURE(sms);
+        const Q4WgmmaPlan p = q4_wgmma_plan(M, layer(K, N, 128, dbit(rng)), sms, out32, allow_sk, unordered);
+        CHECK(q4_wgmma_plan_valid(p, out32));
+        CHECK(p.splits >= 1);
+        CHECK((p.sk == 0 || p.sk == sms));
+        if (!allow_sk) CHECK(p.sk == 0);
+        if (!out32) CHECK(p.splits == 1);
+        // q4_set_atomic_accumulate(false): no partial sums added in whatever order they arrive.
+        if (out32 && !unordered) {
+            CHECK(p.splits == 1);
+            CHECK(p.sk == 0);
+        }
+    }
 }
 
 #endif
