@@ -32,5 +32,18 @@ template <uint32_t kMask> __device__ __forceinline__ uint32_t and_or(uint32_t a,
     return d;
 }
 
+// The zero terms of two columns from their stored 1024 + z (q4_layout.cuh zeros, one half each):
+// za = 1024 + z, subtracted from the low nibbles' 1024 + q; zb = -(64 + z), added to the high
+// nibbles' 1024 + 16 q scaled by 1/16 (64 + q). Exact in fp16. [0]: the first column, [1]: the
+// second, each in both halves.
+struct ZeroTerms {
+    __half2 za[2], zb[2];
+};
+__device__ __forceinline__ ZeroTerms zero_terms(uint32_t z2) {
+    const __half2 p = u2h(z2);
+    const __half2 nz = __hsub2(__float2half2_rn(960.0f), p);
+    return {{__low2half2(p), __high2half2(p)}, {__low2half2(nz), __high2half2(nz)}};
+}
+
 } // namespace cuda
 } // namespace gptq

@@ -28,12 +28,11 @@ __device__ __forceinline__ void load_group(const Q4Dev &w, int nt, int grp, int 
         const uint32_t zu[4] = {zv.x, zv.y, zv.z, zv.w};
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-            const __half2 p = u2h(zu[i]);                              // 1024 + z
-            const __half2 nz = __hsub2(__float2half2_rn(960.0f), p);  // -(64 + z), exact
-            za[2 * i] = __low2half2(p);
-            za[2 * i + 1] = __high2half2(p);
-            zb[2 * i] = __low2half2(nz);
-            zb[2 * i + 1] = __high2half2(nz);
+            const ZeroTerms zt = zero_terms(zu[i]);
+            za[2 * i] = zt.za[0];
+            za[2 * i + 1] = zt.za[1];
+            zb[2 * i] = zt.zb[0];
+            zb[2 * i + 1] = zt.zb[1];
         }
     }
 }

@@ -106,12 +106,11 @@ __device__ __forceinline__ void compute_pair(const uint4 &q0, const uint4 &q1, A
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
         if constexpr (ZT) {
-            const __half2 zp = u2h(zu[i]);                              // 1024 + z
-            const __half2 nz = __hsub2(__float2half2_rn(960.0f), zp);  // -(64 + z), exact
-            za[2 * i] = __low2half2(zp);
-            za[2 * i + 1] = __high2half2(zp);
-            zb[2 * i] = __low2half2(nz);
-            zb[2 * i + 1] = __high2half2(nz);
+            const ZeroTerms zt = zero_terms(zu[i]);
+            za[2 * i] = zt.za[0];
+            za[2 * i + 1] = zt.za[1];
+            zb[2 * i] = zt.zb[0];
+            zb[2 * i + 1] = zt.zb[1];
         } else {
             za[2 * i] = za[2 * i + 1] = zau;
             zb[2 * i] = zb[2 * i + 1] = zbu;

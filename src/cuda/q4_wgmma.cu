@@ -100,12 +100,10 @@ __device__ __forceinline__ void stmatrix_x4_trans(uint32_t addr, uint32_t r0, ui
 
 // One word of the layout -> this thread's A fragment: a[0], a[2] from column lo, a[1], a[3] from hi.
 __device__ __forceinline__ void dequant_fragment(uint32_t v, const ColGroup &cg, uint32_t magic, uint32_t (&a)[4]) {
-    const __half2 s2 = u2h(cg.s), z2 = u2h(cg.z);
+    const __half2 s2 = u2h(cg.s);
     const __half2 s_lo = __low2half2(s2), s_hi = __high2half2(s2);
-    const __half2 za_lo = __low2half2(z2), za_hi = __high2half2(z2);
-    // -(64 + z): the high nibbles come as 1024 + 16 q, scaled by 1/16 to 64 + q (exact).
-    const __half2 zb2 = __hsub2(__float2half2_rn(960.0f), z2);
-    const __half2 zb_lo = __low2half2(zb2), zb_hi = __high2half2(zb2);
+    const ZeroTerms zt = zero_terms(cg.z);
+    const __half2 za_lo = zt.za[0], za_hi = zt.za[1], zb_lo = zt.zb[0], zb_hi = zt.zb[1];
     const __half2 sixteenth = __float2half2_rn(0.0625f);
     const uint32_t h = v >> 8;
     a[0] = h2u(__hmul2(__hsub2(u2h(and_or<0x000F000Fu>(v, magic)), za_lo), s_lo));
