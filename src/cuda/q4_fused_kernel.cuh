@@ -76,6 +76,77 @@ __device__ __forceinline__ void store4(const Q4Out &out, int row, int col, const
     store2(out, row, col + 2, v.z, v.w);
 }
 
+// The K slices of a column tile meet in shared memory (kKSliceExchangeFloats): slices 1..WK-1
+// write their sums to areas of their own (red: the first of the tile's WK - 1), one barrier, and
+// slice 0 adds them in order.
+template <int NTOK, int WK>
+__device__ __forceinline__ void meet_k_slices(Acc<NTOK> &A, float *red, int wk, int lane) {
+    constexpr int kRedFloats = kKSliceAreaFloats<NTOK>;
+    __syncthreads();  // every warp is done with the activations
+    if (wk > 0) {
+        float *mine = red + size_t(wk - 1) * kRedFloats;
+#pragma unroll
+        for (int t = 0; t < NTOK; ++t)
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) mine[((t * 4 + i) * 4 + e) * 32 + lane] = A.acc[t][i][e];
+    }
+    __syncthreads();
+    if (wk == 0) {
+#pragma unroll
+        for (int s = 0; s < WK - 1; ++s)
+#pragma unroll
+            for (int t = 0; t < NTOK; ++t)
+#pragma unroll
+                for (int i = 0; i < 4; ++i)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        A.acc[t][i][e] += red[size_t(s) * kRedFloats + ((t * 4 + i) * 4 + e) * 32 + lane];
+    }
+}
+
+// The S splits of a strip as one thread-block cluster (1, S, 1): rank 0's first K slice adds the
+// others' sums from their shared memory, in split order (the same sum on every run), and calls
+// store() (for a column tile inside the layer) before the cluster's last barrier. Every thread of
+// every block calls it (two cluster barriers).
+template <int NTOK, class F>
+__device__ __forceinline__ void cluster_sum(Acc<NTOK> &A, float *red, bool first_slice, bool in_layer, int lane, int S,
+                                            F &&store) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    // Each lane's NTOK x 16 sums as float4s in the K-slice exchange area of its warp (only slice
+    // 0's warp read it last, in another layout: the warp's own barrier orders that first).
+    float4 *mine = reinterpret_cast<float4 *>(red) + size_t(lane) * NTOK * 4;
+    __syncwarp();
+    if (first_slice) {
+#pragma unroll
+        for (int t = 0; t < NTOK; ++t)
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                mine[t * 4 + i] = make_float4(A.acc[t][i][0], A.acc[t][i][1], A.acc[t][i][2], A.acc[t][i][3]);
+    }
+    cluster_sync();
+    if (cluster_rank() == 0 && first_slice && in_layer) {
+        for (int r = 1; r < S; ++r) {  // in split order
+            float4 v[NTOK * 4];
+#pragma unroll
+            for (int q = 0; q < NTOK * 4; ++q) v[q] = ld_cluster_f4(mine + q, uint32_t(r));
+#pragma unroll
+            for (int t = 0; t < NTOK; ++t)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    A.acc[t][i][0] += v[t * 4 + i].x;
+                    A.acc[t][i][1] += v[t * 4 + i].y;
+                    A.acc[t][i][2] += v[t * 4 + i].z;
+                    A.acc[t][i][3] += v[t * 4 + i].w;
+                }
+        }
+        store();
+    }
+    cluster_sync();  // the others' shared memory stays until rank 0 has read it
+#endif
+}
+
 // grid (strips of WN column tiles, splits); block: WN column tiles x (kQ4Warps / WN) K slices.
 // XD (Q4Plan::x_direct, 16-token kernel, x as given): the activations are read from global memory
 // at each batch instead of staged into shared memory over the split's K range, so no shared-memory
@@ -208,33 +279,9 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         if (A.acc[0][0][0] == -1.0f) out.out16[0] = __float2half(0.0f);
         return;
     }
-    // The K slices of a column tile meet in shared memory (kKSliceExchangeFloats): slices 1..WK-1
-    // write their sums to areas of their own, one barrier, and slice 0 adds them in order.
-    // red: the first of column tile wn's WK - 1 areas.
-    constexpr int kRedFloats = kKSliceAreaFloats<NTOK>;
-    float *red = reinterpret_cast<float *>(fsm) + size_t(wn) * (WK - 1) * kRedFloats;
-    __syncthreads();  // every warp is done with the activations
-    if (wk > 0) {
-        float *mine = red + size_t(wk - 1) * kRedFloats;
-#pragma unroll
-        for (int t = 0; t < NTOK; ++t)
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) mine[((t * 4 + i) * 4 + e) * 32 + lane] = A.acc[t][i][e];
-    }
-    __syncthreads();
-    if (wk == 0) {
-#pragma unroll
-        for (int s = 0; s < WK - 1; ++s)
-#pragma unroll
-            for (int t = 0; t < NTOK; ++t)
-#pragma unroll
-                for (int i = 0; i < 4; ++i)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e)
-                        A.acc[t][i][e] += red[size_t(s) * kRedFloats + ((t * 4 + i) * 4 + e) * 32 + lane];
-    }
+    // The K slices meet; red: the first of column tile wn's WK - 1 exchange areas.
+    float *red = reinterpret_cast<float *>(fsm) + size_t(wn) * (WK - 1) * kKSliceAreaFloats<NTOK>;
+    meet_k_slices<NTOK, WK>(A, red, wk, lane);
 
     if (out.defer) {  // deferred reduction: every split's share to its slice, the consumer sums
         if (wk != 0 || nt >= w.NT) return;
@@ -245,40 +292,11 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     }
 
     if constexpr (CL) {  // the splits of a strip are one cluster (1, S, 1): rank 0 adds the others' sums
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-        // Each lane's NTOK x 16 sums as float4s in the K-slice exchange area of its warp (only slice
-        // 0's warp read it last, in another layout: the warp's own barrier orders that first).
-        float4 *mine = reinterpret_cast<float4 *>(red) + size_t(lane) * NTOK * 4;
-        __syncwarp();
-        if (wk == 0) {
-#pragma unroll
-            for (int t = 0; t < NTOK; ++t)
-#pragma unroll
-                for (int i = 0; i < 4; ++i)
-                    mine[t * 4 + i] = make_float4(A.acc[t][i][0], A.acc[t][i][1], A.acc[t][i][2], A.acc[t][i][3]);
-        }
-        cluster_sync();
-        if (cluster_rank() == 0 && wk == 0 && nt < w.NT) {
-            for (int r = 1; r < S; ++r) {  // in split order: the same sum on every run
-                float4 v[NTOK * 4];
-#pragma unroll
-                for (int q = 0; q < NTOK * 4; ++q) v[q] = ld_cluster_f4(mine + q, uint32_t(r));
-#pragma unroll
-                for (int t = 0; t < NTOK; ++t)
-#pragma unroll
-                    for (int i = 0; i < 4; ++i) {
-                        A.acc[t][i][0] += v[t * 4 + i].x;
-                        A.acc[t][i][1] += v[t * 4 + i].y;
-                        A.acc[t][i][2] += v[t * 4 + i].z;
-                        A.acc[t][i][3] += v[t * 4 + i].w;
-                    }
-            }
+        cluster_sum(A, red, wk == 0, nt < w.NT, lane, S, [&] {
             for_each_output(A, nt, g, c, [&](int row, int col, float v) {
                 if (row < M && col < w.N) store1(out, row, col, v);
             });
-        }
-        cluster_sync();  // the others' shared memory stays until rank 0 has read it
-#endif
+        });
         return;
     }
 
