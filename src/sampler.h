@@ -31,8 +31,12 @@ private:
     SamplerParams p_;
     uint64_t state_;
     double next_uniform();     // [0, 1), xoshiro/splitmix-based, reproducible across platforms
-    std::vector<std::pair<float, int>> cand_;  // (logit, id) scratch, kept between calls
-    std::vector<double> weights_;              // their unnormalised probabilities
+    // Scratch kept between calls: the bits of the logits as ranked (NaN, +inf and the penalty
+    // applied), the (value, id) candidates, their unnormalised probabilities, the candidates' sort.
+    std::vector<uint32_t> bits_;
+    std::vector<std::pair<float, int>> cand_, sort_tmp_;
+    std::vector<double> weights_;
+    std::vector<uint32_t> keys_, keys_tmp_;
 };
 
 // Index of the largest value, the first of equal maxima; NaN is never chosen (0 when all are

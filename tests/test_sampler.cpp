@@ -4,9 +4,11 @@
 #include "common.h"
 #include "sampler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
+#include <random>
 #include <set>
 #include <vector>
 
@@ -54,7 +56,147 @@ std::vector<int> counts(const std::vector<int> &ids, size_t n_vocab) {
 
 const std::vector<float> kLogits = {1.0f, 2.5f, -0.5f, 2.0f, 0.0f, 1.5f, -3.0f, 0.7f};
 
+// The sampler as first written, kept as the reference the faster one must agree with draw for
+// draw: every candidate built and sorted (partially for top-k), every weight summed in order.
+class ReferenceSampler {
+public:
+    explicit ReferenceSampler(const SamplerParams &p) : p_(p), state_(p.seed) {}
+    int sample(const float *logits, int n_vocab, const std::vector<int> &history) {
+        const float ninf = -std::numeric_limits<float>::infinity();
+        std::vector<std::pair<float, int>> cand(static_cast<size_t>(n_vocab));
+        for (int i = 0; i < n_vocab; ++i) {
+            float v = logits[i];
+            if (std::isnan(v)) v = ninf;
+            else if (v == std::numeric_limits<float>::infinity()) v = std::numeric_limits<float>::max();
+            cand[size_t(i)] = {v, i};
+        }
+        if (p_.repeat_penalty != 1.0f && p_.repeat_last_n != 0 && !history.empty()) {
+            const size_t n = p_.repeat_last_n < 0 ? history.size() : std::min(history.size(), size_t(p_.repeat_last_n));
+            std::vector<int> recent(history.end() - std::ptrdiff_t(n), history.end());
+            std::sort(recent.begin(), recent.end());
+            recent.erase(std::unique(recent.begin(), recent.end()), recent.end());
+            for (int id : recent) {
+                if (id < 0 || id >= n_vocab) continue;
+                float &v = cand[size_t(id)].first;
+                v = v > 0.0f ? v / p_.repeat_penalty : v * p_.repeat_penalty;
+            }
+        }
+        auto before = [](const std::pair<float, int> &a, const std::pair<float, int> &b) {
+            return a.first > b.first || (a.first == b.first && a.second < b.second);
+        };
+        size_t best = 0;
+        for (size_t i = 1; i < cand.size(); ++i)
+            if (before(cand[i], cand[best])) best = i;
+        if (p_.temperature <= 0.0f || p_.top_k == 1) return cand[best].second;
+        auto unusable = [&](const std::pair<float, int> &c) { return c.first == ninf; };
+        cand.erase(std::remove_if(cand.begin(), cand.end(), unusable), cand.end());
+        if (p_.top_k > 0 && size_t(p_.top_k) < cand.size()) {
+            std::partial_sort(cand.begin(), cand.begin() + p_.top_k, cand.end(), before);
+            cand.resize(size_t(p_.top_k));
+        } else {
+            std::sort(cand.begin(), cand.end(), before);
+        }
+        const double top = cand[0].first;
+        std::vector<double> w(cand.size());
+        double sum = 0.0;
+        for (size_t i = 0; i < cand.size(); ++i)
+            sum += w[i] = std::exp((double(cand[i].first) - top) / double(p_.temperature));
+        size_t keep = cand.size();
+        if (p_.top_p < 1.0f) {
+            const double target = double(p_.top_p) * sum;
+            double cum = 0.0;
+            size_t i = 0;
+            while (i < keep) {
+                cum += w[i++];
+                if (cum >= target) break;
+            }
+            keep = std::max<size_t>(i, 1);
+        }
+        if (p_.min_p > 0.0f) {
+            size_t i = 1;
+            while (i < keep && w[i] >= double(p_.min_p)) ++i;
+            keep = i;
+        }
+        double total = 0.0;
+        for (size_t i = 0; i < keep; ++i) total += w[i];
+        state_ += 0x9e3779b97f4a7c15ull;  // splitmix64, as Sampler
+        uint64_t z = state_;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        const double u = double(z >> 11) * (1.0 / 9007199254740992.0) * total;
+        double cum = 0.0;
+        for (size_t i = 0; i < keep; ++i) {
+            cum += w[i];
+            if (u < cum) return cand[i].second;
+        }
+        return cand[keep - 1].second;
+    }
+
+private:
+    SamplerParams p_;
+    uint64_t state_;
+};
+
 } // namespace
+
+TEST_CASE("the sampler draws what sorting every candidate draws (the reference), draw for draw") {
+    std::mt19937 rng(77);
+    const int vocabs[] = {1, 2, 7, 100, 1500, 5000, 40000};
+    const float spreads[] = {0.3f, 3.0f, 25.0f};
+    const float temps[] = {0.05f, 0.7f, 1.0f, 1.5f, 100.0f};
+    const float top_ps[] = {1.0f, 0.9f, 0.5f};
+    const float min_ps[] = {0.0f, 0.05f, 1e-30f};
+    int configs = 0, draws = 0, distinct = 0;
+    for (int V : vocabs)
+        for (float spread : spreads)
+            for (int variant = 0; variant < 6; ++variant) {
+                // Logits: normal, or on a coarse grid (many ties), with some NaN, infinities and -0.
+                std::normal_distribution<float> nd(0.0f, spread);
+                std::vector<float> logits(static_cast<size_t>(V));
+                for (float &x : logits) x = variant % 2 ? std::round(nd(rng) * 2.0f) / 2.0f : nd(rng);
+                if (variant >= 2 && V > 4) {
+                    std::uniform_int_distribution<int> pick(0, V - 1);
+                    logits[size_t(pick(rng))] = std::numeric_limits<float>::quiet_NaN();
+                    logits[size_t(pick(rng))] = -std::numeric_limits<float>::infinity();
+                    logits[size_t(pick(rng))] = -0.0f;
+                    if (variant == 5) logits[size_t(pick(rng))] = std::numeric_limits<float>::infinity();
+                }
+                std::vector<int> hist(64);
+                for (int &h : hist) h = int(rng() % uint32_t(V + 3)) - 1;  // some out of range
+                SamplerParams p;
+                p.temperature = temps[rng() % 5];
+                const int ks[] = {0, 1, 5, 40, V, V + 3};
+                p.top_k = ks[rng() % 6];
+                p.top_p = top_ps[rng() % 3];
+                p.min_p = min_ps[rng() % 3];
+                p.repeat_penalty = rng() % 2 ? 1.0f : 1.3f;
+                const int lasts[] = {0, 16, -1};
+                p.repeat_last_n = lasts[rng() % 3];
+                p.seed = rng();
+                CAPTURE(V);
+                CAPTURE(spread);
+                CAPTURE(variant);
+                CAPTURE(p.temperature);
+                CAPTURE(p.top_k);
+                CAPTURE(p.top_p);
+                CAPTURE(p.min_p);
+                Sampler fast(p);
+                ReferenceSampler ref(p);
+                std::set<int> seen;
+                for (int i = 0; i < 40; ++i) {
+                    const int a = fast.sample(logits.data(), V, hist), b = ref.sample(logits.data(), V, hist);
+                    REQUIRE(a == b);
+                    seen.insert(a);
+                    ++draws;
+                }
+                distinct += int(seen.size());
+                ++configs;
+            }
+    CHECK(configs == 126);
+    CHECK(draws == 126 * 40);
+    CHECK(distinct > 2 * configs);  // the draws do vary: not a comparison of two constant answers
+}
 
 TEST_CASE("argmax: first of equal maxima, NaN never wins") {
     const float nan = std::numeric_limits<float>::quiet_NaN();
