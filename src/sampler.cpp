@@ -86,9 +86,10 @@ static inline int32_t ordered(uint32_t bits) {
     return s ^ ((s >> 31) & 0x7fffffff);
 }
 
-// Sorts candidates listed in ascending id order into `before` order. Many of them: a stable LSD
-// radix sort on the value's bits (4 passes of 8 bits; equal values keep their id order), measured
-// ~8x faster than std::sort on 32000 candidates; few: std::sort.
+// Sorts candidates (ranked values: no -0) listed in ascending id order into `before` order. Many
+// of them: a stable LSD radix sort on the values' order (4 passes of 8 bits; equal values keep
+// their id order), ~6x faster than std::sort on 32000 and on 128256 normally distributed values
+// (dev box, the same order out); few: std::sort.
 static void sort_candidates(std::vector<std::pair<float, int>> &c, std::vector<std::pair<float, int>> &tmp,
                             std::vector<uint32_t> &keys, std::vector<uint32_t> &tmp_keys) {
     const size_t n = c.size();
@@ -99,13 +100,8 @@ static void sort_candidates(std::vector<std::pair<float, int>> &c, std::vector<s
     keys.resize(n);
     tmp_keys.resize(n);
     tmp.resize(n);
-    for (size_t i = 0; i < n; ++i) {
-        const float v = c[i].first == 0.0f ? 0.0f : c[i].first;  // -0 ties with +0
-        uint32_t u;
-        std::memcpy(&u, &v, 4);
-        const uint32_t ascending = (u >> 31) ? ~u : (u | 0x80000000u);  // float order as unsigned order
-        keys[i] = ~ascending;                                            // higher values first
-    }
+    for (size_t i = 0; i < n; ++i)  // higher values first: the signed order, flipped, as unsigned
+        keys[i] = ~(uint32_t(ordered(bits_of(c[i].first))) ^ 0x80000000u);
     for (int shift = 0; shift < 32; shift += 8) {
         size_t count[257] = {};
         for (size_t i = 0; i < n; ++i) ++count[((keys[i] >> shift) & 0xFF) + 1];
