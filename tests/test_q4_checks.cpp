@@ -1,5 +1,5 @@
-// test_q4_checks.cpp — the fused 4-bit kernel's launcher refuses a bad call with an error naming
-// what is wrong, before it touches the device (so no GPU is needed: every pointer here is a host
+// test_q4_checks.cpp — the 4-bit kernels' launchers refuse a bad call with an error naming what
+// is wrong, before they touch the device (so no GPU is needed: every pointer here is a host
 // buffer the launcher must never read). Each case checks the reason, not just that something threw:
 // with the check gone, the launch itself would fail too, for another reason.
 #include <doctest/doctest.h>
@@ -12,6 +12,7 @@ GPTQ_TEST_REQUIRES("cuda-build")
 
 #include "common.h"
 #include "cuda/q4_gemm.cuh"
+#include "cuda/q4_wgmma.cuh"
 
 #include <string>
 #include <vector>
@@ -63,6 +64,17 @@ std::string refusal(Call &c, bool with_prologue = false) {
 }
 
 bool names(const std::string &reason, const char *what) { return reason.find(what) != std::string::npos; }
+
+// The reason f gave (a gptq::Error of status BACKEND), or "" when it did not throw.
+template <class F> std::string refusal_of(F &&f) {
+    try {
+        f();
+    } catch (const Error &e) {
+        CHECK(e.status() == GPTQ_ERR_BACKEND);
+        return e.what();
+    }
+    return "";
+}
 
 } // namespace
 
@@ -146,6 +158,53 @@ TEST_CASE("q4_fused refuses a bad call before touching the device, saying why") 
         c.plan.x_direct = 1;  // direct activations: 9..16 rows only
         c.M = 4;
         CHECK(names(refusal(c), "direct activations need"));
+    }
+}
+
+TEST_CASE("q4_wgmma and q4_matmul refuse what their paths cannot take, before touching the device") {
+    alignas(16) static __half x[256 * 4096];
+    alignas(16) static __half y[1];
+    alignas(16) static float sums[1];
+    const Q4Dev w = qkv_layer();
+    Q4Out out;
+    out.out16 = y;
+    out.ldo = w.N;
+    const Q4WgScratch sk;
+    const Q4WgmmaPlan plan{256, 1, 1, 0};
+    SUBCASE("q4_wgmma") {
+        Q4Out deferred;
+        deferred.defer = sums;
+        CHECK(names(refusal_of([&] { q4_wgmma(x, 256, 256, w, deferred, plan, sk, nullptr); }), "exactly one of"));
+        const Q4WgmmaPlan bad{32, 1, 1, 0};
+        CHECK(names(refusal_of([&] { q4_wgmma(x, 256, 256, w, out, bad, sk, nullptr); }), "invalid plan"));
+        const Q4WgmmaPlan split16{256, 1, 2, 0};  // K splits add into fp32 outputs only
+        CHECK(names(refusal_of([&] { q4_wgmma(x, 256, 256, w, out, split16, sk, nullptr); }), "invalid plan"));
+        Q4Dev g16 = w;  // groups of 16 rows: a tile pair would straddle two
+        g16.group_kt = 1;
+        CHECK(names(refusal_of([&] { q4_wgmma(x, 256, 256, g16, out, plan, sk, nullptr); }), "whole tile pairs"));
+        CHECK(names(refusal_of([&] { q4_wgmma(x, 200, 200, w, out, plan, sk, nullptr); }), "padded rows"));
+        CHECK(names(refusal_of([&] { q4_wgmma(x, 257, 256, w, out, plan, sk, nullptr); }), "padded rows"));
+    }
+    SUBCASE("q4_matmul and q4_matmul_pro") {
+        Q4Workspace ws;  // no wgmma, no dequantize + cuBLAS: the fused kernel in passes of 32 rows
+        Q4Out deferred;
+        deferred.defer = sums;
+        deferred.defer_floats = size_t(1) << 40;
+        CHECK(names(refusal_of([&] { q4_matmul(x, 33, 4096, w, deferred, ws, nullptr); }), "takes one pass"));
+        Q4Prologue pro;
+        pro.kind = 3;  // the SwiGLU of deferred shares: one pass too
+        CHECK(names(refusal_of([&] { q4_matmul_pro(pro, 33, w, out, ws, nullptr); }), "one pass"));
+        ws.wgmma = true;  // from wgmma_min_m rows on, the wgmma kernel: no prologue there
+        ws.xfrag = x;
+        CHECK(names(refusal_of([&] { q4_matmul_pro(Q4Prologue(), ws.wgmma_min_m, w, out, ws, nullptr); }),
+                    "many-row path"));
+        ws.wgmma = false;
+        ws.xfrag = nullptr;
+        ws.dequant = x;  // dequantize + cuBLAS from large_m rows on: no deferred output there
+        ws.dequant_elems = size_t(256) * 4096;
+        ws.cublas = reinterpret_cast<cublasHandle_t>(sums);  // never used: refused before
+        CHECK(names(refusal_of([&] { q4_matmul(x, ws.large_m, 4096, w, deferred, ws, nullptr); }),
+                    "needs the fused kernel"));
     }
 }
 
