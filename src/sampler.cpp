@@ -116,6 +116,73 @@ static void sort_candidates(std::vector<std::pair<float, int>> &c, std::vector<s
     }
 }
 
+// The repetition penalty of one (ranked) logit: positive values divided, others multiplied; + 0:
+// an underflow to -0 ties with +0.
+static inline float penalise(float v, float penalty) {
+    const float penalised = v > 0.0f ? v / penalty : v * penalty;
+    return penalised + 0.0f;
+}
+
+// Whether a usable value v weighs anything next to the best: exp((v - best) / T) >= 2^-53 would
+// change no sum that starts at the best's weight 1 (exp(-40) < 2^-53).
+static inline bool weighs(float v, float best_v, float temperature) {
+    return v != kNegInf && (double(v) - double(best_v)) / double(temperature) >= -40.0;
+}
+
+int Sampler::candidates_needed() const { return greedy() ? 1 : p_.top_k; }
+
+void Sampler::penalised_ids(const std::vector<int> &history, int n_vocab, std::vector<int32_t> &out) const {
+    out.clear();
+    if (p_.repeat_penalty == 1.0f || p_.repeat_last_n == 0 || history.empty()) return;
+    const size_t h = p_.repeat_last_n < 0 ? history.size() : std::min(history.size(), size_t(p_.repeat_last_n));
+    out.assign(history.end() - std::ptrdiff_t(h), history.end());
+    out.erase(std::remove_if(out.begin(), out.end(), [&](int32_t id) { return id < 0 || id >= n_vocab; }), out.end());
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+}
+
+int Sampler::sample_top(const float *values, const int32_t *ids, int n_listed, int usable, int n_vocab) {
+    if (!values || !ids || n_listed < 1 || usable < 0 || usable > n_vocab)
+        fail(GPTQ_ERR_INVALID_ARG, "sampler: bad candidate list (%d listed, %d usable of %d)", n_listed, usable, n_vocab);
+    if (usable == 0)
+        fail(GPTQ_ERR_NUMERIC, "sampler: all %d logits are NaN or -inf (the model produced no usable scores)",
+             n_vocab);
+    if (greedy()) return ids[0];
+    // The candidates sample() would sort: the top k when fewer than the usable, else every usable
+    // one that weighs anything (all of them are listed then, best first).
+    const bool top_k = p_.top_k > 0 && p_.top_k < usable;
+    const int need = top_k ? p_.top_k : usable;
+    if (n_listed < need)
+        fail(GPTQ_ERR_INVALID_ARG, "sampler: %d candidates listed, %d needed (top_k %d, %d usable)", n_listed, need,
+             p_.top_k, usable);
+    cand_.clear();
+    for (int i = 0; i < need; ++i)
+        if (top_k || weighs(values[i], values[0], p_.temperature)) cand_.push_back({values[i], ids[i]});
+    return draw();
+}
+
+int top_candidates(const float *logits, int n_vocab, const int32_t *penalised, int n_penalised, float penalty,
+                   int k, float *values, int32_t *ids) {
+    if (!logits || n_vocab <= 0 || k < 0 || n_penalised < 0 || (n_penalised > 0 && !penalised))
+        fail(GPTQ_ERR_INVALID_ARG, "top_candidates: bad arguments (n_vocab %d, k %d)", n_vocab, k);
+    std::vector<std::pair<float, int>> c(static_cast<size_t>(n_vocab));
+    for (int i = 0; i < n_vocab; ++i) c[size_t(i)] = {f32(rank_bits(bits_of(logits[i]))), i};
+    for (int j = 0; j < n_penalised; ++j) {
+        const int32_t id = penalised[j];
+        if (id < 0 || id >= n_vocab) fail(GPTQ_ERR_INVALID_ARG, "top_candidates: penalised id %d out of range", id);
+        c[size_t(id)].first = penalise(c[size_t(id)].first, penalty);
+    }
+    int usable = 0;
+    for (const auto &x : c) usable += x.first != kNegInf;
+    const size_t head = std::min(size_t(k), c.size());
+    std::partial_sort(c.begin(), c.begin() + std::ptrdiff_t(head), c.end(), before);
+    for (int i = 0; i < k; ++i) {
+        values[i] = size_t(i) < head ? c[size_t(i)].first : kNegInf;
+        ids[i] = size_t(i) < head ? c[size_t(i)].second : -1;
+    }
+    return usable;
+}
+
 int Sampler::sample(const float *logits, int n_vocab, const std::vector<int> &history) {
     if (!logits || n_vocab <= 0)
         fail(GPTQ_ERR_INVALID_ARG, "sampler: no logits (n_vocab = %d)", n_vocab);
@@ -125,19 +192,8 @@ int Sampler::sample(const float *logits, int n_vocab, const std::vector<int> &hi
     for (size_t i = 0; i < n; ++i) bits[i] = rank_bits(bits_of(logits[i]));
 
     // Repetition penalty: each distinct id of the recent history once.
-    if (p_.repeat_penalty != 1.0f && p_.repeat_last_n != 0 && !history.empty()) {
-        const size_t h = p_.repeat_last_n < 0 ? history.size()
-                                              : std::min(history.size(), size_t(p_.repeat_last_n));
-        std::vector<int> recent(history.end() - std::ptrdiff_t(h), history.end());
-        std::sort(recent.begin(), recent.end());
-        recent.erase(std::unique(recent.begin(), recent.end()), recent.end());
-        for (int id : recent) {
-            if (id < 0 || id >= n_vocab) continue;
-            const float v = f32(bits[size_t(id)]);
-            const float penalised = v > 0.0f ? v / p_.repeat_penalty : v * p_.repeat_penalty;
-            bits[size_t(id)] = bits_of(penalised + 0.0f);  // + 0: an underflow to -0 ties with +0
-        }
-    }
+    penalised_ids(history, n_vocab, recent_);
+    for (int32_t id : recent_) bits[size_t(id)] = bits_of(penalise(f32(bits[size_t(id)]), p_.repeat_penalty));
 
     // Greedy: the highest value, the lowest id among equals: the maximum (integer order,
     // vectorised), then the first id that holds it, 64 ids at a time.
@@ -163,7 +219,7 @@ int Sampler::sample(const float *logits, int n_vocab, const std::vector<int> &hi
     if (best_v == kNegInf)
         fail(GPTQ_ERR_NUMERIC, "sampler: all %d logits are NaN or -inf (the model produced no usable scores)",
              n_vocab);
-    if (p_.temperature <= 0.0f || p_.top_k == 1) return int(best);
+    if (greedy()) return int(best);
 
     // The candidates, sorted: the top k (one pass keeping the k best so far in a heap whose front
     // is the worst of them), or every usable id but those whose weight below would be under 2^-53
@@ -197,17 +253,18 @@ int Sampler::sample(const float *logits, int n_vocab, const std::vector<int> &hi
         std::sort(cand_.begin(), cand_.end(), before);
     } else {
         // A float compare first (the threshold less a margin for rounding), then the exact test.
-        const double t = double(p_.temperature);
-        const double floor_v = double(best_v) - 40.0 * t;
+        const double floor_v = double(best_v) - 40.0 * double(p_.temperature);
         const float prefilter = floor_v > -3.0e38 ? float(floor_v - 1e-6 * (std::fabs(floor_v) + 1.0)) : kNegInf;
         for (size_t i = 0; i < n; ++i) {
             const float v = f32(bits[i]);
-            if (v >= prefilter && v != kNegInf && (double(v) - double(best_v)) / t >= -40.0)
-                cand_.push_back({v, int(i)});
+            if (v >= prefilter && weighs(v, best_v, p_.temperature)) cand_.push_back({v, int(i)});
         }
         sort_candidates(cand_, sort_tmp_, keys_, keys_tmp_);
     }
+    return draw();
+}
 
+int Sampler::draw() {
     // Softmax at temperature T; weights relative to the best, so the first is exactly 1.
     const double top = cand_[0].first;
     std::vector<double> &w = weights_;

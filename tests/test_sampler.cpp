@@ -138,54 +138,68 @@ private:
     uint64_t state_;
 };
 
+// One random sampling case: logits normal or on a coarse grid (many ties), variants >= 2 with
+// NaN, infinities and -0; a history with ids out of range; parameters drawn from `ks` (top-k) and
+// the lists below.
+struct RandomCase {
+    std::vector<float> logits;
+    std::vector<int> hist;
+    SamplerParams p;
+};
+
+RandomCase random_case(std::mt19937 &rng, int V, float spread, int variant, const std::vector<int> &ks,
+                       const std::vector<float> &temps) {
+    const float top_ps[] = {1.0f, 0.9f, 0.5f};
+    const float min_ps[] = {0.0f, 0.05f, 1e-30f};
+    RandomCase c;
+    std::normal_distribution<float> nd(0.0f, spread);
+    c.logits.resize(static_cast<size_t>(V));
+    for (float &x : c.logits) x = variant % 2 ? std::round(nd(rng) * 2.0f) / 2.0f : nd(rng);
+    if (variant >= 2 && V > 4) {
+        std::uniform_int_distribution<int> pick(0, V - 1);
+        c.logits[size_t(pick(rng))] = std::numeric_limits<float>::quiet_NaN();
+        c.logits[size_t(pick(rng))] = -std::numeric_limits<float>::infinity();
+        c.logits[size_t(pick(rng))] = -0.0f;
+        if (variant == 5) c.logits[size_t(pick(rng))] = std::numeric_limits<float>::infinity();
+    }
+    c.hist.resize(64);
+    for (int &h : c.hist) h = int(rng() % uint32_t(V + 3)) - 1;  // some out of range
+    c.p.temperature = temps[rng() % temps.size()];
+    c.p.top_k = ks[rng() % ks.size()];
+    c.p.top_p = top_ps[rng() % 3];
+    c.p.min_p = min_ps[rng() % 3];
+    c.p.repeat_penalty = rng() % 2 ? 1.0f : 1.3f;
+    const int lasts[] = {0, 16, -1};
+    c.p.repeat_last_n = lasts[rng() % 3];
+    c.p.seed = rng();
+    return c;
+}
+
+const int kVocabs[] = {1, 2, 7, 100, 1500, 5000, 40000};
+const float kSpreads[] = {0.3f, 3.0f, 25.0f};
+
 } // namespace
 
 TEST_CASE("the sampler draws what sorting every candidate draws (the reference), draw for draw") {
     std::mt19937 rng(77);
-    const int vocabs[] = {1, 2, 7, 100, 1500, 5000, 40000};
-    const float spreads[] = {0.3f, 3.0f, 25.0f};
-    const float temps[] = {0.05f, 0.7f, 1.0f, 1.5f, 100.0f};
-    const float top_ps[] = {1.0f, 0.9f, 0.5f};
-    const float min_ps[] = {0.0f, 0.05f, 1e-30f};
     int configs = 0, draws = 0, distinct = 0;
-    for (int V : vocabs)
-        for (float spread : spreads)
+    for (int V : kVocabs)
+        for (float spread : kSpreads)
             for (int variant = 0; variant < 6; ++variant) {
-                // Logits: normal, or on a coarse grid (many ties), with some NaN, infinities and -0.
-                std::normal_distribution<float> nd(0.0f, spread);
-                std::vector<float> logits(static_cast<size_t>(V));
-                for (float &x : logits) x = variant % 2 ? std::round(nd(rng) * 2.0f) / 2.0f : nd(rng);
-                if (variant >= 2 && V > 4) {
-                    std::uniform_int_distribution<int> pick(0, V - 1);
-                    logits[size_t(pick(rng))] = std::numeric_limits<float>::quiet_NaN();
-                    logits[size_t(pick(rng))] = -std::numeric_limits<float>::infinity();
-                    logits[size_t(pick(rng))] = -0.0f;
-                    if (variant == 5) logits[size_t(pick(rng))] = std::numeric_limits<float>::infinity();
-                }
-                std::vector<int> hist(64);
-                for (int &h : hist) h = int(rng() % uint32_t(V + 3)) - 1;  // some out of range
-                SamplerParams p;
-                p.temperature = temps[rng() % 5];
-                const int ks[] = {0, 1, 5, 40, V, V + 3};
-                p.top_k = ks[rng() % 6];
-                p.top_p = top_ps[rng() % 3];
-                p.min_p = min_ps[rng() % 3];
-                p.repeat_penalty = rng() % 2 ? 1.0f : 1.3f;
-                const int lasts[] = {0, 16, -1};
-                p.repeat_last_n = lasts[rng() % 3];
-                p.seed = rng();
+                const RandomCase c = random_case(rng, V, spread, variant, {0, 1, 5, 40, V, V + 3},
+                                                 {0.05f, 0.7f, 1.0f, 1.5f, 100.0f});
                 CAPTURE(V);
                 CAPTURE(spread);
                 CAPTURE(variant);
-                CAPTURE(p.temperature);
-                CAPTURE(p.top_k);
-                CAPTURE(p.top_p);
-                CAPTURE(p.min_p);
-                Sampler fast(p);
-                ReferenceSampler ref(p);
+                CAPTURE(c.p.temperature);
+                CAPTURE(c.p.top_k);
+                CAPTURE(c.p.top_p);
+                CAPTURE(c.p.min_p);
+                Sampler fast(c.p);
+                ReferenceSampler ref(c.p);
                 std::set<int> seen;
                 for (int i = 0; i < 40; ++i) {
-                    const int a = fast.sample(logits.data(), V, hist), b = ref.sample(logits.data(), V, hist);
+                    const int a = fast.sample(c.logits.data(), V, c.hist), b = ref.sample(c.logits.data(), V, c.hist);
                     REQUIRE(a == b);
                     seen.insert(a);
                     ++draws;
@@ -196,6 +210,74 @@ TEST_CASE("the sampler draws what sorting every candidate draws (the reference),
     CHECK(configs == 126);
     CHECK(draws == 126 * 40);
     CHECK(distinct > 2 * configs);  // the draws do vary: not a comparison of two constant answers
+}
+
+TEST_CASE("sampling from top_candidates' list draws what sampling the logits draws, draw for draw") {
+    // The path of a backend that ranks candidates where the logits are: the host then sees only
+    // the top candidates_needed() (or, with top-k off, a list as long as the vocabulary).
+    std::mt19937 rng(78);
+    int configs = 0, listed_short = 0, distinct = 0;
+    for (int V : kVocabs)
+        for (float spread : kSpreads)
+            for (int variant = 0; variant < 6; ++variant) {
+                const RandomCase c =
+                    random_case(rng, V, spread, variant, {0, 1, 2, 40, 64, V, V + 3}, {0.0f, 0.05f, 0.7f, 1.0f, 100.0f});
+                CAPTURE(V);
+                CAPTURE(variant);
+                CAPTURE(c.p.temperature);
+                CAPTURE(c.p.top_k);
+                Sampler whole(c.p), top(c.p);
+                const int need = top.candidates_needed();
+                CHECK(need == (c.p.temperature <= 0.0f ? 1 : c.p.top_k));
+                const int k = need > 0 ? need : V;  // top-k off: every logit listed
+                listed_short += k < V;
+                std::vector<int32_t> pen;
+                top.penalised_ids(c.hist, V, pen);
+                CHECK(std::is_sorted(pen.begin(), pen.end()));
+                CHECK(std::adjacent_find(pen.begin(), pen.end()) == pen.end());
+                std::vector<float> values(size_t(k) + 3);
+                std::vector<int32_t> ids(size_t(k) + 3);
+                const int usable = gptq::top_candidates(c.logits.data(), V, pen.data(), int(pen.size()),
+                                                        top.repeat_penalty(), k + 3, values.data(), ids.data());
+                std::set<int> seen;
+                for (int i = 0; i < 20; ++i) {
+                    const int a = whole.sample(c.logits.data(), V, c.hist);
+                    const int b = top.sample_top(values.data(), ids.data(), k, usable, V);
+                    REQUIRE(a == b);
+                    seen.insert(a);
+                }
+                distinct += int(seen.size());
+                ++configs;
+            }
+    CHECK(configs == 126);
+    CHECK(listed_short > 40);       // many cases see fewer candidates than the vocabulary (56)
+    CHECK(distinct > 3 * configs / 2);  // and the draws vary
+}
+
+TEST_CASE("top_candidates ranks as the sampler does: NaN last, +inf first, the penalty applied, ties by id") {
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    const std::vector<float> logits = {1.0f, nan, 2.0f, inf, -inf, 2.0f, -0.0f, 0.0f, -2.0f};
+    const int32_t pen[] = {2, 8};  // 2.0 / 2 = 1.0 (ties with id 0, after it), -2 * 2 = -4
+    float v[12];
+    int32_t id[12];
+    const int usable = gptq::top_candidates(logits.data(), 9, pen, 2, 2.0f, 12, v, id);
+    CHECK(usable == 7);  // NaN and -inf are not usable
+    const int32_t want_ids[12] = {3, 5, 0, 2, 6, 7, 8, 1, 4, -1, -1, -1};
+    const float want_v[12] = {std::numeric_limits<float>::max(), 2.0f, 1.0f, 1.0f, 0.0f, 0.0f, -4.0f,
+                              -inf, -inf, -inf, -inf, -inf};
+    for (int i = 0; i < 12; ++i) {
+        CAPTURE(i);
+        CHECK(id[i] == want_ids[i]);
+        CHECK(v[i] == want_v[i]);
+    }
+    CHECK_FALSE(std::signbit(v[4]));  // -0 ranks as +0
+    // A list shorter than the draw needs, or a wrong usable count, is refused, not misread.
+    SamplerParams p;
+    p.top_k = 5;
+    Sampler s(p);
+    CHECK_THROWS_AS(s.sample_top(v, id, 4, usable, 9), gptq::Error);
+    CHECK_THROWS_AS(s.sample_top(v, id, 5, 10, 9), gptq::Error);
+    CHECK_THROWS_AS(s.sample_top(v, id, 5, 0, 9), gptq::Error);
 }
 
 TEST_CASE("argmax: first of equal maxima, NaN never wins") {
