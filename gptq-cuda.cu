@@ -30,6 +30,7 @@
 #include "src/cuda/q4_gemm.cuh"
 #include "src/cuda/q4_wgmma.cuh"
 #include "src/cuda/random_fill.cuh"
+#include "src/cuda/top_candidates.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -319,6 +320,8 @@ public:
         use_graphs_ = !(e && std::strcmp(e, "0") == 0);
         fuse_ = env_int("GPTQ_CUDA_FUSE", kFuseNorm | kFuseSilu | kFuseCombine | kFuseRope | kFuseDefer | kFuseAttnMerge);
         skip_ = env_int("GPTQ_CUDA_SKIP", 0);
+        // Off until its device test has run (the kernel is new): GPTQ_CUDA_RANK=1 switches it on.
+        rank_on_device_ = env_int("GPTQ_CUDA_RANK", 0) != 0;
         CUDA_CHECK(cudaDeviceSynchronize());
     }
 
@@ -335,7 +338,62 @@ public:
     void reset(int) override {}  // cached positions are simply overwritten by later evals
 
     void eval(const EvalToken *toks, int n, const int8_t *want, float *logits_out) override {
-        if (n <= 0) return;
+        const int m = enqueue(toks, n, want);
+        if (m > 0)
+            CUDA_CHECK(cudaMemcpyAsync(logits_h_, logits_.as<void>(), size_t(m) * c_.vocab_size * 4,
+                                       cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        if (m > 0) std::memcpy(logits_out, logits_h_, size_t(m) * c_.vocab_size * 4);
+    }
+
+    int max_candidates() const override { return rank_on_device_ ? kTopCandidatesMax : 0; }
+
+    // The forward pass, then the kept rows' candidates ranked on the device (top_candidates.cuh):
+    // k (key, id) pairs and a count per row come back instead of the vocabulary's logits.
+    void eval_candidates(const EvalToken *toks, int n, const int8_t *want, const CandidateQuery &q, float *values,
+                         int32_t *ids, int32_t *usable) override {
+        if (q.k < 1 || q.k > max_candidates())
+            fail(GPTQ_ERR_INVALID_ARG, "CUDA eval: %d candidates per row (1 to %d)", q.k, max_candidates());
+        const int m = enqueue(toks, n, want);
+        if (m > 0) {
+            // The rows' penalised ids: offsets rebased to 0, then the ids, in one upload.
+            const int32_t base = q.offsets[0], n_pen = q.offsets[m] - base;
+            const size_t words = size_t(m) + 1 + size_t(n_pen);
+            query_h_.reserve(words * 4);
+            int32_t *h = query_h_.as<int32_t>();
+            for (int r = 0; r <= m; ++r) h[r] = q.offsets[r] - base;
+            if (n_pen > 0) std::memcpy(h + m + 1, q.penalised + base, size_t(n_pen) * 4);
+            query_.reserve(words * 4);
+            CUDA_CHECK(cudaMemcpyAsync(query_.as<void>(), h, words * 4, cudaMemcpyHostToDevice, stream_));
+            const size_t scratch = top_candidates_scratch_words(m, c_.vocab_size, q.k);
+            cand_scratch_.reserve(scratch * 4);
+            const size_t out_words = size_t(m) * size_t(q.k) * 2 + size_t(m);
+            cand_.reserve(out_words * 4);
+            uint32_t *keys = cand_.as<uint32_t>();
+            int32_t *ids_d = reinterpret_cast<int32_t *>(keys + size_t(m) * q.k), *usable_d = ids_d + size_t(m) * q.k;
+            const int32_t *offsets_d = query_.as<int32_t>();
+            top_candidates(logits_.as<float>(), m, c_.vocab_size, size_t(c_.vocab_size), offsets_d + m + 1,
+                           offsets_d, q.penalty, q.k, keys, ids_d, usable_d, cand_scratch_.as<uint32_t>(), scratch,
+                           stream_);
+            cand_h_.reserve(out_words * 4);
+            CUDA_CHECK(cudaMemcpyAsync(cand_h_.as<void>(), keys, out_words * 4, cudaMemcpyDeviceToHost, stream_));
+        }
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        if (m == 0) return;
+        const uint32_t *keys_h = cand_h_.as<const uint32_t>();
+        const int32_t *ids_h = reinterpret_cast<const int32_t *>(keys_h + size_t(m) * q.k);
+        for (size_t i = 0; i < size_t(m) * size_t(q.k); ++i) {
+            ids[i] = ids_h[i];
+            values[i] = ids_h[i] < 0 ? -INFINITY : candidate_value(keys_h[i]);
+        }
+        std::memcpy(usable, ids_h + size_t(m) * q.k, size_t(m) * 4);
+    }
+
+private:
+    // Validates and uploads the batch, enqueues its forward pass; returns the rows of logits it
+    // leaves in logits_ (the kept tokens').
+    int enqueue(const EvalToken *toks, int n, const int8_t *want) {
+        if (n <= 0) return 0;
         if (n > nb_) fail(GPTQ_ERR_INVALID_ARG, "CUDA eval: %d tokens exceed the batch size %d", n, nb_);
         CUDA_CHECK(cudaSetDevice(b_.device_));
         int32_t *tok = ids_h_, *pos = ids_h_ + nb_, *seq = ids_h_ + 2 * nb_, *rows = ids_h_ + 3 * nb_;
@@ -371,14 +429,9 @@ public:
             }
             forward(n, m, 0, &runs, pos);
         }
-        if (m > 0)
-            CUDA_CHECK(cudaMemcpyAsync(logits_h_, logits_.as<void>(), size_t(m) * c_.vocab_size * 4,
-                                       cudaMemcpyDeviceToHost, stream_));
-        CUDA_CHECK(cudaStreamSynchronize(stream_));
-        if (m > 0) std::memcpy(logits_out, logits_h_, size_t(m) * c_.vocab_size * 4);
+        return m;
     }
 
-private:
     struct Run {
         int start, len, seq;
     };
@@ -604,6 +657,11 @@ private:
     int n_ctx_, n_seq_, nb_;
     int ldn_ = 0, ldqkv_ = 0, ldatt_ = 0, chunks_max_ = 1;
     DeviceBuffer ids_, x32_, xn_, xg_, qkv_, att_, gu_, act_, logits_, cache_;
+    // eval_candidates: the penalised ids (offsets, then ids), the ranking's scratch, its output
+    // (keys, ids, usable counts), and their host copies.
+    DeviceBuffer query_, cand_scratch_, cand_;
+    PinnedBuffer query_h_, cand_h_;
+    bool rank_on_device_ = false;
     DeviceBuffer q4_partial_, q4_sums_, q4_counters_, q4_deq_, q4_xfrag_, q4_sk_partial_, q4_sk_flags_;
     DeviceBuffer split_scratch_, attn_counters_, attn_used_, gemm_scratch_, cublas_ws_;
     DeviceBuffer qkv_part_, gu_part_;  // deferred split shares (few-row batches)

@@ -17,6 +17,15 @@ struct EvalToken {
     int32_t seq;
 };
 
+// What the sampler needs of each kept row when the backend ranks candidates itself
+// (Sampler::sample_top): the top k after the repetition penalty of the row's recent ids.
+struct CandidateQuery {
+    int k = 0;                           // candidates per kept row, 1 .. max_candidates()
+    float penalty = 1.0f;                // the repetition penalty (> 0)
+    const int32_t *penalised = nullptr;  // kept row r: penalised[offsets[r] .. offsets[r + 1]),
+    const int32_t *offsets = nullptr;    // distinct ids inside the vocabulary; kept rows + 1 offsets
+};
+
 class BackendContext {
 public:
     virtual ~BackendContext() = default;
@@ -24,6 +33,12 @@ public:
     // (filled by earlier evals or earlier in this batch). For each i with want_logits[i] != 0,
     // in order, writes vocab_size floats to logits_out (logits_out has room for all of them).
     virtual void eval(const EvalToken *tokens, int n, const int8_t *want_logits, float *logits_out) = 0;
+    // The most candidates per row eval_candidates ranks; 0 when the backend does not offer it.
+    virtual int max_candidates() const { return 0; }
+    // As eval, but for each kept row, in order, writes its top q.k candidates as top_candidates
+    // (sampler.h) lists them: q.k values and q.k ids per row, and its usable count.
+    virtual void eval_candidates(const EvalToken *tokens, int n, const int8_t *want, const CandidateQuery &q,
+                                 float *values, int32_t *ids, int32_t *usable);
     // Marks sequence seq (all when seq < 0) empty. Cached positions are simply overwritten later.
     virtual void reset(int seq) = 0;
 };

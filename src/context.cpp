@@ -20,10 +20,15 @@ void Context::reset(int seq) {
         seq_len_[size_t(seq)] = 0;
 }
 
-void Context::eval(const EvalToken *toks, int n, const int8_t *want) {
+void BackendContext::eval_candidates(const EvalToken *, int, const int8_t *, const CandidateQuery &, float *,
+                                     int32_t *, int32_t *) {
+    fail(GPTQ_ERR_INVALID_ARG, "this backend does not rank candidates (max_candidates() is 0)");
+}
+
+std::vector<int8_t> Context::keep_rows(const EvalToken *toks, int n, const int8_t *want, std::vector<int> &new_len) {
     if (n <= 0) fail(GPTQ_ERR_INVALID_ARG, "empty batch");
     const int vocab = model_->cfg.vocab_size;
-    std::vector<int> new_len = seq_len_;
+    new_len = seq_len_;
     for (int i = 0; i < n; i++) {
         const EvalToken &t = toks[i];
         if (t.token < 0 || t.token >= vocab)
@@ -48,12 +53,23 @@ void Context::eval(const EvalToken *toks, int n, const int8_t *want) {
         for (int s : last)
             if (s >= 0) keep[size_t(s)] = 1;
     }
-    int rows = 0;
-    logit_row_.assign(size_t(n), -1);
-    for (int i = 0; i < n; i++)
-        if (keep[size_t(i)]) logit_row_[size_t(i)] = rows++;
-    logits_.resize(size_t(rows) * size_t(vocab));
+    return keep;
+}
 
+int Context::number_rows(const std::vector<int8_t> &keep) {
+    int rows = 0;
+    logit_row_.assign(keep.size(), -1);
+    for (size_t i = 0; i < keep.size(); i++)
+        if (keep[i]) logit_row_[i] = rows++;
+    return rows;
+}
+
+void Context::eval(const EvalToken *toks, int n, const int8_t *want) {
+    std::vector<int> new_len;
+    const std::vector<int8_t> keep = keep_rows(toks, n, want, new_len);
+    const size_t vocab = size_t(model_->cfg.vocab_size);
+    cand_k_ = 0;
+    logits_.resize(size_t(number_rows(keep)) * vocab);
     for (int start = 0; start < n; start += n_batch_) {
         const int m = std::min(n_batch_, n - start);
         int row0 = -1;
@@ -64,8 +80,52 @@ void Context::eval(const EvalToken *toks, int n, const int8_t *want) {
     seq_len_ = new_len;
 }
 
+int Context::max_candidates() const { return bctx_->max_candidates(); }
+
+void Context::eval_candidates(const EvalToken *toks, int n, const int8_t *want, const CandidateQuery &q) {
+    if (q.k < 1 || q.k > bctx_->max_candidates())
+        fail(GPTQ_ERR_INVALID_ARG, "%d candidates per row asked; the backend ranks 1 to %d", q.k,
+             bctx_->max_candidates());
+    std::vector<int> new_len;
+    const std::vector<int8_t> keep = keep_rows(toks, n, want, new_len);
+    const int rows = number_rows(keep);
+    const int vocab = model_->cfg.vocab_size;
+    if (!q.offsets || (q.offsets[rows] > q.offsets[0] && !q.penalised) || !(q.penalty > 0.0f))
+        fail(GPTQ_ERR_INVALID_ARG, "candidate query: no offsets, no penalised ids, or a penalty not positive");
+    for (int r = 0; r < rows; r++)
+        if (q.offsets[r + 1] < q.offsets[r]) fail(GPTQ_ERR_INVALID_ARG, "candidate query: offsets decrease at row %d", r);
+    for (int j = q.offsets[0]; j < q.offsets[rows]; j++)
+        if (q.penalised[j] < 0 || q.penalised[j] >= vocab)
+            fail(GPTQ_ERR_INVALID_ARG, "candidate query: penalised id %d outside the vocabulary", q.penalised[j]);
+    cand_k_ = q.k;
+    logits_.clear();
+    cand_values_.resize(size_t(rows) * size_t(q.k));
+    cand_ids_.resize(size_t(rows) * size_t(q.k));
+    cand_usable_.resize(size_t(rows));
+    for (int start = 0; start < n; start += n_batch_) {
+        const int m = std::min(n_batch_, n - start);
+        int row0 = -1;
+        for (int i = start; i < start + m && row0 < 0; i++) row0 = logit_row_[size_t(i)];
+        if (row0 < 0) row0 = 0;  // no kept row in this piece: nothing is written
+        CandidateQuery piece = q;
+        piece.offsets = q.offsets + row0;
+        const size_t at = size_t(row0) * size_t(q.k);
+        bctx_->eval_candidates(toks + start, m, keep.data() + start, piece, cand_values_.data() + at,
+                               cand_ids_.data() + at, cand_usable_.data() + row0);
+    }
+    seq_len_ = new_len;
+}
+
+CandidateList Context::candidates(int i) const {
+    if (cand_k_ == 0 || i < 0 || size_t(i) >= logit_row_.size() || logit_row_[size_t(i)] < 0)
+        fail(GPTQ_ERR_INVALID_ARG, "no candidates kept for token %d of the last batch", i);
+    const size_t r = size_t(logit_row_[size_t(i)]);
+    return {cand_values_.data() + r * size_t(cand_k_), cand_ids_.data() + r * size_t(cand_k_), cand_k_,
+            cand_usable_[r]};
+}
+
 const float *Context::logits(int i) const {
-    if (i < 0 || size_t(i) >= logit_row_.size() || logit_row_[size_t(i)] < 0)
+    if (cand_k_ != 0 || i < 0 || size_t(i) >= logit_row_.size() || logit_row_[size_t(i)] < 0)
         fail(GPTQ_ERR_INVALID_ARG, "no logits kept for token %d of the last batch", i);
     return logits_.data() + size_t(logit_row_[size_t(i)]) * size_t(model_->cfg.vocab_size);
 }

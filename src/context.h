@@ -9,6 +9,14 @@
 
 namespace gptq {
 
+// One kept row's candidates (Context::eval_candidates).
+struct CandidateList {
+    const float *values;
+    const int32_t *ids;
+    int k;       // listed
+    int usable;  // values of the row that are not -inf
+};
+
 class Context {
 public:
     Context(std::shared_ptr<Model> model, int n_ctx, int n_seq, int n_batch);
@@ -19,6 +27,12 @@ public:
     void eval(const EvalToken *toks, int n, const int8_t *want);
     // Logits of token i of the last batch; throws INVALID_ARG if they were not kept.
     const float *logits(int i) const;
+    // As eval, but keeps each kept row's top candidates (q: CandidateQuery, backend.h; its
+    // offsets count the kept rows of the whole batch) instead of its logits, ranked by the backend
+    // where its logits are. max_candidates(): the most per row, 0 when the backend cannot.
+    int max_candidates() const;
+    void eval_candidates(const EvalToken *toks, int n, const int8_t *want, const CandidateQuery &q);
+    CandidateList candidates(int i) const;  // throws INVALID_ARG if token i's were not kept
     void reset(int seq);  // seq < 0: all
 
     const Model &model() const { return *model_; }
@@ -28,12 +42,19 @@ public:
     int seq_len(int seq) const { return seq_len_[size_t(seq)]; }
 
 private:
+    // Validates a batch; returns which tokens keep their results, and the sequences' new lengths.
+    std::vector<int8_t> keep_rows(const EvalToken *toks, int n, const int8_t *want, std::vector<int> &new_len);
+    int number_rows(const std::vector<int8_t> &keep);  // fills logit_row_; returns the rows kept
+
     std::shared_ptr<Model> model_;
     std::unique_ptr<BackendContext> bctx_;
     int n_ctx_, n_seq_, n_batch_;
     std::vector<int> seq_len_;
     std::vector<float> logits_;      // kept rows, vocab_size each
-    std::vector<int> logit_row_;     // per token of the last batch: row in logits_, or -1
+    std::vector<int> logit_row_;     // per token of the last batch: its kept row, or -1
+    int cand_k_ = 0;                 // candidates per kept row (0: the last batch kept logits)
+    std::vector<float> cand_values_;
+    std::vector<int32_t> cand_ids_, cand_usable_;
 };
 
 } // namespace gptq

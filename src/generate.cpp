@@ -64,7 +64,44 @@ GenerateResult generate(Context &ctx, const std::vector<std::string> &prompts, c
     res.texts.resize(size_t(n));
     res.tokens.resize(size_t(n));
     if (opt.max_tokens <= 0) return res;
-    ctx.eval(batch.data(), int(batch.size()), nullptr);
+    const int vocab = m.cfg.vocab_size;
+
+    // Where the next tokens' candidates are ranked: by the backend, where the logits are, when it
+    // ranks as many as the samplers need (the CUDA backend: k pairs per sequence cross to the
+    // host instead of the vocabulary); else on the host from the logits. The same draws either
+    // way (Sampler::sample_top). Every stream's sampler has the same parameters but the seed.
+    const int need = streams[0].sampler.candidates_needed();
+    const bool ranked_by_backend = need > 0 && need <= ctx.max_candidates();
+    std::vector<int8_t> keep;
+    std::vector<int32_t> penalised, offsets, recent;
+    // Evaluates a batch, keeping the results of each sequence's last token.
+    auto evaluate = [&](const std::vector<EvalToken> &b) {
+        if (!ranked_by_backend) {
+            ctx.eval(b.data(), int(b.size()), nullptr);
+            return;
+        }
+        std::vector<int> last(size_t(n), -1);
+        for (size_t j = 0; j < b.size(); j++) last[size_t(b[j].seq)] = int(j);
+        keep.assign(b.size(), 0);
+        for (int j : last)
+            if (j >= 0) keep[size_t(j)] = 1;
+        penalised.clear();
+        offsets.assign(1, 0);
+        for (size_t j = 0; j < b.size(); j++)
+            if (keep[j]) {
+                const Stream &s = streams[size_t(b[j].seq)];
+                s.sampler.penalised_ids(s.history, vocab, recent);
+                penalised.insert(penalised.end(), recent.begin(), recent.end());
+                offsets.push_back(int32_t(penalised.size()));
+            }
+        CandidateQuery q;
+        q.k = need;
+        q.penalty = streams[0].sampler.repeat_penalty();
+        q.penalised = penalised.data();
+        q.offsets = offsets.data();
+        ctx.eval_candidates(b.data(), int(b.size()), keep.data(), q);
+    };
+    evaluate(batch);
     // Index in the last batch of each active sequence's last token.
     std::vector<int> last_index(static_cast<size_t>(n));
     {
@@ -72,7 +109,6 @@ GenerateResult generate(Context &ctx, const std::vector<std::string> &prompts, c
         for (size_t j = 0; j < batch.size(); j++) last[size_t(batch[j].seq)] = int(j);
         last_index = last;
     }
-    const int vocab = m.cfg.vocab_size;
     const int eos = m.tok->eos();
     auto is_eos = [&](int id) {
         if (id == eos) return true;
@@ -95,8 +131,12 @@ GenerateResult generate(Context &ctx, const std::vector<std::string> &prompts, c
         for (int a = 0; a < n_active; a++) {
             const size_t i = size_t(active[size_t(a)]);
             try {
-                const float *lg = ctx.logits(last_index[i]);
-                drawn[i] = streams[i].sampler.sample(lg, vocab, streams[i].history);
+                if (ranked_by_backend) {
+                    const CandidateList c = ctx.candidates(last_index[i]);
+                    drawn[i] = streams[i].sampler.sample_top(c.values, c.ids, c.k, c.usable, vocab);
+                } else {
+                    drawn[i] = streams[i].sampler.sample(ctx.logits(last_index[i]), vocab, streams[i].history);
+                }
             } catch (...) {
                 failed[i] = std::current_exception();
             }
@@ -146,7 +186,7 @@ GenerateResult generate(Context &ctx, const std::vector<std::string> &prompts, c
             }
         }
         if (res.aborted || next.empty()) break;
-        ctx.eval(next.data(), int(next.size()), nullptr);
+        evaluate(next);
         for (size_t j = 0; j < next.size(); j++) last_index[size_t(next_seq[j])] = int(j);
     }
     for (int i = 0; i < n; i++) {

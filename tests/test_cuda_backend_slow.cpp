@@ -11,7 +11,13 @@
 GPTQ_TEST_REQUIRES("shared cuda")
 
 #include "backend.h"
+#include "context.h"
+#include "generate.h"
 #include "model.h"
+#ifdef GPTQ_USE_CUDA
+#include "cuda/q4_gemm.cuh"
+#include "cuda/top_candidates.cuh"
+#endif
 
 #include <algorithm>
 #include <cstdlib>
@@ -203,6 +209,66 @@ TEST_CASE("CUDA backend matches the CPU backend: the models named by GPTQ_TEST_C
         a = b + 1;
     }
 }
+
+#ifdef GPTQ_USE_CUDA
+// Generation with the candidates ranked on the device (GPTQ_CUDA_RANK=1) against the same backend
+// sampling from the logits on the host: the same tokens, greedy and sampled. The split products
+// add in a fixed order (atomics off) so that both contexts see the same logits.
+void check_ranked_generation(const std::string &name) {
+    INFO("model " << name);
+    std::shared_ptr<Model> model = load_model(testutil::shared_path("models/" + name));
+    model->backend = make_cuda_backend(*model, 0);
+    cuda::q4_set_atomic_accumulate(false);
+    setenv("GPTQ_CUDA_RANK", "0", 1);
+    Context host(model, 256, 3, 64);
+    setenv("GPTQ_CUDA_RANK", "1", 1);
+    Context ranked(model, 256, 3, 64);
+    unsetenv("GPTQ_CUDA_RANK");
+    CHECK(host.max_candidates() == 0);
+    CHECK(ranked.max_candidates() == cuda::kTopCandidatesMax);
+    const std::vector<std::string> prompts = {"Once upon a time", "The library", "A cat"};
+    struct Config {
+        float temperature;
+        int top_k;
+        float top_p, min_p, penalty;
+        int last_n;
+    };
+    const Config configs[] = {{0.0f, 40, 1.0f, 0.0f, 1.0f, 64},   {0.8f, 40, 0.95f, 0.05f, 1.1f, 64},
+                              {1.5f, 256, 1.0f, 0.0f, 0.8f, -1},  {1.0f, 1, 1.0f, 0.0f, 1.3f, 16},
+                              {2.0f, 100, 0.9f, 0.0f, 1.0f, 0}};
+    int sampled_differs = 0;
+    std::vector<std::vector<int>> greedy;
+    for (const Config &c : configs) {
+        GenerateOptions opt;
+        opt.sampler.temperature = c.temperature;
+        opt.sampler.top_k = c.top_k;
+        opt.sampler.top_p = c.top_p;
+        opt.sampler.min_p = c.min_p;
+        opt.sampler.repeat_penalty = c.penalty;
+        opt.sampler.repeat_last_n = c.last_n;
+        opt.sampler.seed = 99;
+        opt.max_tokens = 48;
+        opt.stop_at_eos = false;
+        CAPTURE(c.temperature);
+        CAPTURE(c.top_k);
+        const GenerateResult a = generate(host, prompts, opt), b = generate(ranked, prompts, opt);
+        for (size_t i = 0; i < prompts.size(); ++i) {
+            CAPTURE(i);
+            CHECK(a.tokens[i] == b.tokens[i]);
+            CHECK(a.tokens[i].size() == 48);
+        }
+        if (greedy.empty()) greedy = a.tokens;
+        else sampled_differs += a.tokens != greedy;
+    }
+    CHECK(sampled_differs >= 3);  // the sampled configurations did sample
+    cuda::q4_set_atomic_accumulate(true);
+}
+
+TEST_CASE("candidates ranked on the device generate the tokens sampling the logits generates") {
+    check_ranked_generation("stories260k");
+    check_ranked_generation("docs-llama-8m-gptq-w4g128");
+}
+#endif
 
 TEST_CASE("CUDA backend rejects a device that does not exist") {
     auto model = load_model(testutil::shared_path("models/stories260k"));

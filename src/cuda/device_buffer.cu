@@ -38,6 +38,24 @@ void DeviceBuffer::release() {
     bytes_ = 0;
 }
 
+void PinnedBuffer::reserve(size_t bytes) {
+    if (bytes <= bytes_) return;
+    release();
+    cudaError_t e = cudaMallocHost(&p_, bytes);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        p_ = nullptr;
+        fail(GPTQ_ERR_OOM, "CUDA: cannot allocate %.1f MiB of page-locked host memory (%s)", double(bytes) / (1 << 20),
+             cudaGetErrorString(e));
+    }
+    bytes_ = bytes;
+}
+void PinnedBuffer::release() {
+    if (p_) cudaFreeHost(p_);
+    p_ = nullptr;
+    bytes_ = 0;
+}
+
 size_t device_bytes_live() { return g_live.load(); }
 size_t device_bytes_peak() { return g_peak.load(); }
 

@@ -29,9 +29,30 @@ public:
     ~DeviceBuffer() { release(); }
 
     void alloc(size_t bytes);  // releases what it held first
+    void reserve(size_t bytes) {  // at least `bytes`, the contents lost when it grows
+        if (bytes > bytes_) alloc(bytes);
+    }
     void release();
     template <class T> T *as() const { return static_cast<T *>(p_); }
     size_t bytes() const { return bytes_; }
+
+private:
+    void *p_ = nullptr;
+    size_t bytes_ = 0;
+};
+
+// Owning page-locked host allocation (asynchronous copies to and from the device), grown on
+// demand; failure is Error(GPTQ_ERR_OOM).
+class PinnedBuffer {
+public:
+    PinnedBuffer() = default;
+    PinnedBuffer(const PinnedBuffer &) = delete;
+    PinnedBuffer &operator=(const PinnedBuffer &) = delete;
+    ~PinnedBuffer() { release(); }
+
+    void reserve(size_t bytes);  // at least `bytes`, the contents lost when it grows
+    void release();
+    template <class T> T *as() const { return static_cast<T *>(p_); }
 
 private:
     void *p_ = nullptr;
