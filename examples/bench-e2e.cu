@@ -10,12 +10,17 @@
 //     --sweep NAME=v1,v2,...: 4-bit model only; decode at batch 1 and 16 with the environment
 //       variable NAME set to each value in turn (one context each; the list runs twice, so that
 //       drift between the first and the last value shows)
+//     --sampling: 4-bit model only; decode at batch 1 and 16 with the default sampler (T 0.8,
+//       top-k 40, top-p 0.95, min-p 0.05, penalty 1.1 over the last 64 ids) feeding back the drawn
+//       ids, at vocabularies of 32000 and 128256: the logits copied to the host and sampled there
+//       (one thread), against the candidates ranked on the device (GPTQ_CUDA_RANK=1, k = 40)
 //     --trace: 4-bit model only; the kernel timeline of one decode step at batch 1 (CUPTI): each
 //       kernel's time and the gap before it, summed by kernel, and the first layer in order
 #include "cuda/cuda_backend.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/q4_gemm.cuh"
 #include "kernel_trace.h"
+#include "sampler.h"
 
 #include <algorithm>
 #include <chrono>
@@ -187,6 +192,101 @@ void sweep(bool small, const std::string &spec_arg) {
     unsetenv(name.c_str());
 }
 
+// Decode tokens/s with sampling: n_seq sequences prefilled with n_prompt tokens, then `steps`
+// steps of one token each, every token drawn by a default sampler from the logits on the host or
+// from the candidates ranked on the device (ranked) and fed back.
+double sampled_decode_rate(BackendContext &ctx, int n_seq, int n_prompt, int steps, int V, bool ranked) {
+    std::vector<Sampler> samplers;
+    std::vector<std::vector<int>> hist(static_cast<size_t>(n_seq));
+    for (int s = 0; s < n_seq; ++s) {
+        SamplerParams p;
+        p.seed = uint64_t(s) + 1;
+        samplers.emplace_back(p);
+    }
+    std::vector<EvalToken> b;
+    std::vector<int8_t> want;
+    std::vector<float> logits(size_t(n_seq) * V), values(size_t(n_seq) * 40);
+    std::vector<int32_t> ids(size_t(n_seq) * 40), usable(static_cast<size_t>(n_seq)), pen, offsets, recent;
+    auto eval = [&]() {
+        const int n = int(b.size());
+        if (!ranked) {
+            ctx.eval(b.data(), n, want.data(), logits.data());
+            return;
+        }
+        pen.clear();
+        offsets.assign(1, 0);
+        for (int i = 0; i < n; ++i)
+            if (want[size_t(i)]) {
+                const int s = b[size_t(i)].seq;
+                samplers[size_t(s)].penalised_ids(hist[size_t(s)], V, recent);
+                pen.insert(pen.end(), recent.begin(), recent.end());
+                offsets.push_back(int32_t(pen.size()));
+            }
+        CandidateQuery q;
+        q.k = 40;
+        q.penalty = samplers[0].repeat_penalty();
+        q.penalised = pen.data();
+        q.offsets = offsets.data();
+        ctx.eval_candidates(b.data(), n, want.data(), q, values.data(), ids.data(), usable.data());
+    };
+    auto draw = [&](int s) {
+        const size_t at = size_t(s);
+        return ranked ? samplers[at].sample_top(&values[at * 40], &ids[at * 40], 40, usable[at], V)
+                      : samplers[at].sample(&logits[at * V], V, hist[at]);
+    };
+    for (int s = 0; s < n_seq; ++s) {
+        b.clear();
+        want.clear();
+        for (int p = 0; p < n_prompt; ++p) {
+            b.push_back({(p * 7 + s * 13 + 1) % V, p, s});
+            want.push_back(p == n_prompt - 1);
+            hist[size_t(s)].push_back(b.back().token);
+        }
+        eval();
+    }
+    std::vector<int> next(static_cast<size_t>(n_seq));
+    for (int s = 0; s < n_seq; ++s) next[size_t(s)] = 0;  // the prompts' draws are not timed
+    double t0 = 0;
+    for (int i = 0; i < steps; ++i) {
+        if (i == 3) t0 = now_s();  // after the warm-up (graph capture)
+        b.clear();
+        want.assign(size_t(n_seq), 1);
+        for (int s = 0; s < n_seq; ++s) {
+            b.push_back({next[size_t(s)], n_prompt + i, s});
+            hist[size_t(s)].push_back(next[size_t(s)]);
+        }
+        eval();
+        for (int s = 0; s < n_seq; ++s) next[size_t(s)] = draw(s);
+    }
+    return double(steps - 3) * n_seq / (now_s() - t0);
+}
+
+void sampling(bool small) {
+    std::printf("%-8s %-28s | %12s %12s\n", "vocab", "sampling", "decode b=1", "decode b=16");
+    for (int V : {32000, 128256}) {
+        cuda::SyntheticModelSpec spec = llama7b(true, small);
+        spec.cfg.vocab_size = V;
+        auto backend = cuda::make_synthetic_backend(spec, 0);
+        for (int pass = 0; pass < 2; ++pass)
+            for (bool ranked : {false, true}) {
+                setenv("GPTQ_CUDA_RANK", ranked ? "1" : "0", 1);
+                double b1 = 0, b16 = 0;
+                {
+                    auto ctx = backend->create_context(1024, 1, 512);
+                    b1 = sampled_decode_rate(*ctx, 1, 512, 131, V, ranked);
+                }
+                {
+                    auto ctx = backend->create_context(1024, 16, 512);
+                    b16 = sampled_decode_rate(*ctx, 16, 512, 35, V, ranked);
+                }
+                std::printf("%-8d %-28s | %8.1f t/s %8.1f t/s\n", V,
+                            ranked ? "ranked on the device" : "logits to the host", b1, b16);
+                std::fflush(stdout);
+            }
+        unsetenv("GPTQ_CUDA_RANK");
+    }
+}
+
 // One decode step's kernels at batch 1 (position ~515 of a 1024 context), as CUPTI saw them.
 void trace(bool small) {
     const cuda::SyntheticModelSpec spec = llama7b(true, small);
@@ -299,7 +399,7 @@ Result run(bool q4, bool small) {
 } // namespace
 
 int main(int argc, char **argv) try {
-    bool small = false, q4_only = false, vars = false, tr = false;
+    bool small = false, q4_only = false, vars = false, tr = false, samp = false;
     std::string sweep_arg;
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--sweep") && i + 1 < argc) sweep_arg = argv[++i];
@@ -307,6 +407,7 @@ int main(int argc, char **argv) try {
         if (!std::strcmp(argv[i], "--q4-only")) q4_only = true;
         if (!std::strcmp(argv[i], "--variants")) vars = true;
         if (!std::strcmp(argv[i], "--trace")) tr = true;
+        if (!std::strcmp(argv[i], "--sampling")) samp = true;
     }
     cudaDeviceProp prop;
     CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -319,6 +420,10 @@ int main(int argc, char **argv) try {
     }
     if (tr) {
         trace(small);
+        return 0;
+    }
+    if (samp) {
+        sampling(small);
         return 0;
     }
     if (!sweep_arg.empty()) {
