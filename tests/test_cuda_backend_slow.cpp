@@ -14,6 +14,7 @@ GPTQ_TEST_REQUIRES("shared cuda")
 #include "context.h"
 #include "generate.h"
 #include "model.h"
+#include "sampling_cases.h"
 #ifdef GPTQ_USE_CUDA
 #include "cuda/q4_gemm.cuh"
 #include "cuda/top_candidates.cuh"
@@ -227,27 +228,10 @@ void check_ranked_generation(const std::string &name) {
     CHECK(host.max_candidates() == 0);
     CHECK(ranked.max_candidates() == cuda::kTopCandidatesMax);
     const std::vector<std::string> prompts = {"Once upon a time", "The library", "A cat"};
-    struct Config {
-        float temperature;
-        int top_k;
-        float top_p, min_p, penalty;
-        int last_n;
-    };
-    const Config configs[] = {{0.0f, 40, 1.0f, 0.0f, 1.0f, 64},   {0.8f, 40, 0.95f, 0.05f, 1.1f, 64},
-                              {1.5f, 256, 1.0f, 0.0f, 0.8f, -1},  {1.0f, 1, 1.0f, 0.0f, 1.3f, 16},
-                              {2.0f, 100, 0.9f, 0.0f, 1.0f, 0}};
     int sampled_differs = 0;
     std::vector<std::vector<int>> greedy;
-    for (const Config &c : configs) {
-        GenerateOptions opt;
-        opt.sampler.temperature = c.temperature;
-        opt.sampler.top_k = c.top_k;
-        opt.sampler.top_p = c.top_p;
-        opt.sampler.min_p = c.min_p;
-        opt.sampler.repeat_penalty = c.penalty;
-        opt.sampler.repeat_last_n = c.last_n;
-        opt.sampler.seed = 99;
-        opt.max_tokens = 48;
+    for (const testutil::SamplingCase &c : testutil::sampling_cases()) {
+        GenerateOptions opt = testutil::options_for(c, 99, 48);
         opt.stop_at_eos = false;
         CAPTURE(c.temperature);
         CAPTURE(c.top_k);
@@ -260,7 +244,7 @@ void check_ranked_generation(const std::string &name) {
         if (greedy.empty()) greedy = a.tokens;
         else sampled_differs += a.tokens != greedy;
     }
-    CHECK(sampled_differs >= 3);  // the sampled configurations did sample
+    CHECK(sampled_differs >= 4);  // the sampled settings did sample
     cuda::q4_set_atomic_accumulate(true);
 }
 

@@ -14,6 +14,7 @@ GPTQ_TEST_REQUIRES("shared")
 #include "generate.h"
 #include "model.h"
 #include "sampler.h"
+#include "sampling_cases.h"
 
 #include <memory>
 #include <string>
@@ -90,29 +91,11 @@ TEST_CASE("generation from backend-ranked candidates gives the tokens sampling t
     Setup s;
     const std::vector<std::string> prompts = {"Once upon a time, there was a little girl named Lily", "The dog ran",
                                               "Tom had a"};
-    struct Config {
-        float temperature;
-        int top_k;
-        float top_p, min_p, penalty;
-        int last_n;
-    };
-    const Config configs[] = {{0.0f, 40, 1.0f, 0.0f, 1.0f, 64},  {0.8f, 40, 0.95f, 0.05f, 1.1f, 64},
-                              {1.5f, 64, 1.0f, 0.0f, 0.8f, -1},  {1.0f, 1, 1.0f, 0.0f, 1.3f, 16},
-                              {2.0f, 20, 0.9f, 0.0f, 1.0f, 0},   {1.0f, 0, 0.9f, 0.0f, 1.1f, 64},
-                              {0.0f, 40, 1.0f, 0.0f, 5.0f, -1}};  // greedy, every id seen penalised hard
     std::vector<std::vector<int>> greedy;
     int sampled_differs = 0;
     for (int n_batch : {64, 4})  // 4: the prompts' first eval cut into pieces
-        for (const Config &c : configs) {
-            GenerateOptions opt;
-            opt.sampler.temperature = c.temperature;
-            opt.sampler.top_k = c.top_k;
-            opt.sampler.top_p = c.top_p;
-            opt.sampler.min_p = c.min_p;
-            opt.sampler.repeat_penalty = c.penalty;
-            opt.sampler.repeat_last_n = c.last_n;
-            opt.sampler.seed = 7;
-            opt.max_tokens = 40;
+        for (const testutil::SamplingCase &c : testutil::sampling_cases()) {
+            GenerateOptions opt = testutil::options_for(c, 7, 40);
             opt.stop_strings = {"."};  // sequences stop at different steps
             CAPTURE(n_batch);
             CAPTURE(c.temperature);
