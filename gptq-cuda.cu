@@ -320,8 +320,10 @@ public:
         use_graphs_ = !(e && std::strcmp(e, "0") == 0);
         fuse_ = env_int("GPTQ_CUDA_FUSE", kFuseNorm | kFuseSilu | kFuseCombine | kFuseRope | kFuseDefer | kFuseAttnMerge);
         skip_ = env_int("GPTQ_CUDA_SKIP", 0);
-        // Off until its device test has run (the kernel is new): GPTQ_CUDA_RANK=1 switches it on.
-        rank_on_device_ = env_int("GPTQ_CUDA_RANK", 0) != 0;
+        // Candidates ranked on the device (generate's default sampler: H200, 7B shape, b = 16
+        // 3306 -> 4456 tok/s at 32000 ids, 1967 -> 4170 at 128256; bench-e2e --sampling).
+        // GPTQ_CUDA_RANK=0 sends the logits to the host instead.
+        rank_on_device_ = env_int("GPTQ_CUDA_RANK", 1) != 0;
         CUDA_CHECK(cudaDeviceSynchronize());
     }
 
