@@ -99,57 +99,63 @@ TEST_CASE("top_candidates on the device lists what the host's top_candidates lis
                             {151936, 5, 256, 0}, {151936, 3, 40, 16}, {300007, 2, 128, 0}};
     const float penalties[] = {1.1f, 0.5f, 3.0f};  // 0.5: the largest float penalised to +inf
     int compared = 0, tied = 0;
-    for (const Shape &s : shapes)
-        for (int grid = 0; grid < 2; ++grid) {
-            const size_t ld = size_t(s.V) + s.pad;
-            const float penalty = penalties[rng() % 3];
-            CAPTURE(s.V);
-            CAPTURE(s.rows);
-            CAPTURE(s.k);
-            CAPTURE(grid);
-            CAPTURE(penalty);
-            const Rows r = random_rows(rng, s.rows, s.V, ld, grid != 0);
-            Dev<float> logits(r.logits);
-            Dev<int32_t> penalised(r.penalised), offsets(r.offsets);
-            Dev<uint32_t> keys(size_t(s.rows) * s.k);
-            Dev<int32_t> ids(size_t(s.rows) * s.k), usable(size_t(s.rows));
-            const size_t words = cuda::top_candidates_scratch_words(s.rows, s.V, s.k);
-            Dev<uint32_t> scratch(words);
-            keys.poison();
-            ids.poison();
-            usable.poison();
-            cuda::top_candidates(logits.p, s.rows, s.V, ld, penalised.p, offsets.p, penalty, s.k, keys.p, ids.p,
-                                 usable.p, scratch.p, words, nullptr);
-            CUDA_CHECK(cudaGetLastError());
-            const std::vector<uint32_t> got_keys = keys.download();
-            const std::vector<int32_t> got_ids = ids.download(), got_usable = usable.download();
-            for (int i = 0; i < s.rows; ++i) {
-                CAPTURE(i);
-                std::vector<float> want_v(size_t(s.k));
-                std::vector<int32_t> want_id(size_t(s.k));
-                const int want_usable = top_candidates(&r.logits[size_t(i) * ld], s.V, r.penalised.data() + r.offsets[i],
-                                                       r.offsets[i + 1] - r.offsets[i], penalty, s.k, want_v.data(),
-                                                       want_id.data());
-                CHECK(got_usable[size_t(i)] == want_usable);
-                for (int j = 0; j < s.k; ++j) {
-                    CAPTURE(j);
-                    const size_t at = size_t(i) * s.k + j;
-                    REQUIRE(got_ids[at] == want_id[size_t(j)]);
-                    if (want_id[size_t(j)] >= 0)
-                        REQUIRE(bits_of(cuda::candidate_value(got_keys[at])) == bits_of(want_v[size_t(j)]));
-                    tied += j > 0 && want_id[size_t(j)] >= 0 && want_v[size_t(j)] == want_v[size_t(j - 1)];
-                    ++compared;
+    for (const char *items : {"16", "8", "4"})  // round one's chunk: 4096, 2048, 1024 pairs
+        for (const Shape &s : shapes)
+            for (int grid = 0; grid < 2; ++grid) {
+                setenv("GPTQ_RANK_ITEMS", items, 1);
+                CAPTURE(items);
+                const size_t ld = size_t(s.V) + s.pad;
+                const float penalty = penalties[rng() % 3];
+                CAPTURE(s.V);
+                CAPTURE(s.rows);
+                CAPTURE(s.k);
+                CAPTURE(grid);
+                CAPTURE(penalty);
+                const Rows r = random_rows(rng, s.rows, s.V, ld, grid != 0);
+                Dev<float> logits(r.logits);
+                Dev<int32_t> penalised(r.penalised), offsets(r.offsets);
+                Dev<uint32_t> keys(size_t(s.rows) * s.k);
+                Dev<int32_t> ids(size_t(s.rows) * s.k), usable(size_t(s.rows));
+                const size_t words = cuda::top_candidates_scratch_words(s.rows, s.V, s.k);
+                Dev<uint32_t> scratch(words);
+                keys.poison();
+                ids.poison();
+                usable.poison();
+                cuda::top_candidates(logits.p, s.rows, s.V, ld, penalised.p, offsets.p, penalty, s.k, keys.p, ids.p,
+                                     usable.p, scratch.p, words, nullptr);
+                CUDA_CHECK(cudaGetLastError());
+                const std::vector<uint32_t> got_keys = keys.download();
+                const std::vector<int32_t> got_ids = ids.download(), got_usable = usable.download();
+                for (int i = 0; i < s.rows; ++i) {
+                    CAPTURE(i);
+                    std::vector<float> want_v(size_t(s.k));
+                    std::vector<int32_t> want_id(size_t(s.k));
+                    const int want_usable = top_candidates(&r.logits[size_t(i) * ld], s.V, r.penalised.data() + r.offsets[i],
+                                                           r.offsets[i + 1] - r.offsets[i], penalty, s.k, want_v.data(),
+                                                           want_id.data());
+                    CHECK(got_usable[size_t(i)] == want_usable);
+                    for (int j = 0; j < s.k; ++j) {
+                        CAPTURE(j);
+                        const size_t at = size_t(i) * s.k + j;
+                        REQUIRE(got_ids[at] == want_id[size_t(j)]);
+                        if (want_id[size_t(j)] >= 0)
+                            REQUIRE(bits_of(cuda::candidate_value(got_keys[at])) == bits_of(want_v[size_t(j)]));
+                        tied += j > 0 && want_id[size_t(j)] >= 0 && want_v[size_t(j)] == want_v[size_t(j - 1)];
+                        ++compared;
+                    }
                 }
             }
-        }
-    CHECK(compared > 5000);  // 6374 pairs
-    CHECK(tied > 1000);  // ties were there to order by id
+    unsetenv("GPTQ_RANK_ITEMS");
+    CHECK(compared > 15000);  // 3 x 6374 pairs
+    CHECK(tied > 3000);       // ties were there to order by id
 }
 
 TEST_CASE("top_candidates refuses bad shapes and short scratch before launching") {
     Dev<float> logits(size_t(8192));
     Dev<int32_t> offsets(std::vector<int32_t>{0, 0}), ids(size_t(8)), usable(size_t(1));
-    Dev<uint32_t> keys(size_t(8)), scratch(size_t(64));
+    const size_t need = cuda::top_candidates_scratch_words(1, 8192, 8);
+    CHECK(need == 4 * 64 + 8);  // two areas of keys and ids, 8 chunks of 1024 x 8 pairs; 8 counts
+    Dev<uint32_t> keys(size_t(8)), scratch(need);
     auto call = [&](int rows, int V, size_t ld, int k, float penalty, size_t words) {
         cuda::top_candidates(logits.p, rows, V, ld, nullptr, offsets.p, penalty, k, keys.p, ids.p, usable.p, scratch.p,
                              words, nullptr);
@@ -157,11 +163,10 @@ TEST_CASE("top_candidates refuses bad shapes and short scratch before launching"
     CHECK_THROWS_AS(call(1, 8192, 8192, 0, 1.0f, 64), Error);     // k 0
     CHECK_THROWS_AS(call(1, 8192, 8192, 257, 1.0f, 64), Error);   // k past the maximum
     CHECK_THROWS_AS(call(1, 8192, 8191, 8, 1.0f, 64), Error);     // row stride under V
-    CHECK_THROWS_AS(call(1, 8192, 8192, 8, 0.0f, 64), Error);     // penalty not positive
-    CHECK_THROWS_AS(call(1, 8192, 8192, 8, 1.0f, 63), Error);     // two chunks of 8: 64 words
-    CHECK_THROWS_AS(call(0, 8192, 8192, 8, 1.0f, 64), Error);     // no rows
-    CHECK(cuda::top_candidates_scratch_words(1, 8192, 8) == 64);
-    call(1, 8192, 8192, 8, 1.0f, 64);  // the same call with enough scratch runs
+    CHECK_THROWS_AS(call(1, 8192, 8192, 8, 0.0f, need), Error);    // penalty not positive
+    CHECK_THROWS_AS(call(1, 8192, 8192, 8, 1.0f, need - 1), Error);  // scratch one word short
+    CHECK_THROWS_AS(call(0, 8192, 8192, 8, 1.0f, need), Error);    // no rows
+    call(1, 8192, 8192, 8, 1.0f, need);  // the same call with enough scratch runs
     CUDA_CHECK(cudaDeviceSynchronize());
 }
 
