@@ -361,6 +361,7 @@ public:
         int m = 0;
         for (int i = 0; i < n; ++i) m += want[i] != 0;
         const size_t out_words = size_t(m) * size_t(q.k) * 2 + size_t(m);  // keys, ids, usable counts
+        const size_t scratch = m > 0 ? top_candidates_scratch_words(m, c_.vocab_size, q.k) : 0;
         if (m > 0) {
             const int32_t base = q.offsets[0], n_pen = q.offsets[m] - base;
             const size_t words = size_t(m) + 1 + size_t(n_pen);
@@ -369,14 +370,13 @@ public:
             for (int r = 0; r <= m; ++r) h[r] = q.offsets[r] - base;
             if (n_pen > 0) std::memcpy(h + m + 1, q.penalised + base, size_t(n_pen) * 4);
             query_.reserve(words * 4);
-            cand_scratch_.reserve(top_candidates_scratch_words(m, c_.vocab_size, q.k) * 4);
+            cand_scratch_.reserve(scratch * 4);
             cand_.reserve(out_words * 4);
             cand_h_.reserve(out_words * 4);
             CUDA_CHECK(cudaMemcpyAsync(query_.as<void>(), h, words * 4, cudaMemcpyHostToDevice, stream_));
         }
         if (enqueue(toks, n, want) != m) fail(GPTQ_ERR_INTERNAL, "CUDA eval: kept rows miscounted");
         if (m > 0) {
-            const size_t scratch = top_candidates_scratch_words(m, c_.vocab_size, q.k);
             uint32_t *keys = cand_.as<uint32_t>();
             int32_t *ids_d = reinterpret_cast<int32_t *>(keys + size_t(m) * q.k), *usable_d = ids_d + size_t(m) * q.k;
             const int32_t *offsets_d = query_.as<int32_t>();

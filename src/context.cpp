@@ -56,6 +56,12 @@ std::vector<int8_t> Context::keep_rows(const EvalToken *toks, int n, const int8_
     return keep;
 }
 
+int Context::first_kept_row(int start, int m) const {
+    for (int i = start; i < start + m; i++)
+        if (logit_row_[size_t(i)] >= 0) return logit_row_[size_t(i)];
+    return -1;
+}
+
 int Context::number_rows(const std::vector<int8_t> &keep) {
     int rows = 0;
     logit_row_.assign(keep.size(), -1);
@@ -72,8 +78,7 @@ void Context::eval(const EvalToken *toks, int n, const int8_t *want) {
     logits_.resize(size_t(number_rows(keep)) * vocab);
     for (int start = 0; start < n; start += n_batch_) {
         const int m = std::min(n_batch_, n - start);
-        int row0 = -1;
-        for (int i = start; i < start + m && row0 < 0; i++) row0 = logit_row_[size_t(i)];
+        const int row0 = first_kept_row(start, m);
         float *out = row0 >= 0 ? logits_.data() + size_t(row0) * vocab : nullptr;
         bctx_->eval(toks + start, m, keep.data() + start, out);
     }
@@ -104,9 +109,7 @@ void Context::eval_candidates(const EvalToken *toks, int n, const int8_t *want, 
     cand_usable_.resize(size_t(rows));
     for (int start = 0; start < n; start += n_batch_) {
         const int m = std::min(n_batch_, n - start);
-        int row0 = -1;
-        for (int i = start; i < start + m && row0 < 0; i++) row0 = logit_row_[size_t(i)];
-        if (row0 < 0) row0 = 0;  // no kept row in this piece: nothing is written
+        const int row0 = std::max(0, first_kept_row(start, m));  // none kept in the piece: nothing written
         CandidateQuery piece = q;
         piece.offsets = q.offsets + row0;
         const size_t at = size_t(row0) * size_t(q.k);

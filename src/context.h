@@ -45,6 +45,7 @@ private:
     // Validates a batch; returns which tokens keep their results, and the sequences' new lengths.
     std::vector<int8_t> keep_rows(const EvalToken *toks, int n, const int8_t *want, std::vector<int> &new_len);
     int number_rows(const std::vector<int8_t> &keep);  // fills logit_row_; returns the rows kept
+    int first_kept_row(int start, int m) const;  // of tokens start .. start + m - 1; -1 if none
 
     std::shared_ptr<Model> model_;
     std::unique_ptr<BackendContext> bctx_;

@@ -7,6 +7,7 @@
 // standard library's sort, and the draw uses splitmix64, whose sequence is the same everywhere.
 #include "sampler.h"
 #include "common.h"
+#include "float_rank.h"
 
 #include <algorithm>
 #include <cmath>
@@ -59,16 +60,6 @@ static bool before(const std::pair<float, int> &a, const std::pair<float, int> &
     return a.first > b.first || (a.first == b.first && a.second < b.second);
 }
 
-// The value a logit ranks by, on its bits (integer selects: the loop over the vocabulary
-// vectorises, where float compares would not): NaN impossible (-inf), +inf the largest float (so
-// differences stay finite), -0 as +0 (equal values tie, and ties go by id).
-static inline uint32_t rank_bits(uint32_t u) {
-    uint32_t r = u == 0x80000000u ? 0u : u;
-    r = u == 0x7f800000u ? 0x7f7fffffu : r;
-    return (u & 0x7fffffffu) > 0x7f800000u ? 0xff800000u : r;
-}
-static constexpr uint32_t kNegInfBits = 0xff800000u;
-
 static inline float f32(uint32_t bits) {
     float f;
     std::memcpy(&f, &bits, 4);
@@ -78,12 +69,6 @@ static inline uint32_t bits_of(float f) {
     uint32_t u;
     std::memcpy(&u, &f, 4);
     return u;
-}
-
-// Float order as signed integer order (for any non-NaN value; -0 below +0, so no -0 may reach it).
-static inline int32_t ordered(uint32_t bits) {
-    const int32_t s = int32_t(bits);
-    return s ^ ((s >> 31) & 0x7fffffff);
 }
 
 // Sorts candidates (ranked values: no -0) listed in ascending id order into `before` order. Many
@@ -100,8 +85,7 @@ static void sort_candidates(std::vector<std::pair<float, int>> &c, std::vector<s
     keys.resize(n);
     tmp_keys.resize(n);
     tmp.resize(n);
-    for (size_t i = 0; i < n; ++i)  // higher values first: the signed order, flipped, as unsigned
-        keys[i] = ~(uint32_t(ordered(bits_of(c[i].first))) ^ 0x80000000u);
+    for (size_t i = 0; i < n; ++i) keys[i] = descending_key(bits_of(c[i].first));
     for (int shift = 0; shift < 32; shift += 8) {
         size_t count[257] = {};
         for (size_t i = 0; i < n; ++i) ++count[((keys[i] >> shift) & 0xFF) + 1];
@@ -200,17 +184,17 @@ int Sampler::sample(const float *logits, int n_vocab, const std::vector<int> &hi
     int32_t max_key = std::numeric_limits<int32_t>::min();
     uint32_t usable = 0;  // 32-bit: 4 lanes per vector (n_vocab is an int)
     for (size_t i = 0; i < n; ++i) {
-        max_key = std::max(max_key, ordered(bits[i]));
+        max_key = std::max(max_key, float_order(bits[i]));
         usable += bits[i] != kNegInfBits;
     }
     size_t best = n;
     for (size_t b = 0; best == n; b += 64) {
         const size_t e = std::min(n, b + 64);
         uint32_t hit = 0;
-        for (size_t i = b; i < e; ++i) hit |= uint32_t(ordered(bits[i]) == max_key);
+        for (size_t i = b; i < e; ++i) hit |= uint32_t(float_order(bits[i]) == max_key);
         if (hit)
             for (size_t i = b; i < e; ++i)
-                if (ordered(bits[i]) == max_key) {
+                if (float_order(bits[i]) == max_key) {
                     best = i;
                     break;
                 }
@@ -232,9 +216,9 @@ int Sampler::sample(const float *logits, int n_vocab, const std::vector<int> &hi
         for (size_t b = 0; b < n; b += 64) {
             const size_t e = std::min(n, b + 64);
             if (cand_.size() == k) {  // most blocks hold nothing that reaches the worst kept: one test
-                const int32_t worst = ordered(bits_of(cand_.front().first));
+                const int32_t worst = float_order(bits_of(cand_.front().first));
                 uint32_t hit = 0;
-                for (size_t i = b; i < e; ++i) hit |= uint32_t(ordered(bits[i]) >= worst);
+                for (size_t i = b; i < e; ++i) hit |= uint32_t(float_order(bits[i]) >= worst);
                 if (!hit) continue;
             }
             for (size_t i = b; i < e; ++i) {

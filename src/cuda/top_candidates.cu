@@ -14,6 +14,8 @@
 #include "top_candidates.cuh"
 
 #include "cuda_check.cuh"
+#include "float_rank.h"
+#include "launch.cuh"
 
 #include <cub/block/block_radix_sort.cuh>
 
@@ -24,14 +26,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr uint32_t kPadKey = 0xffffffffu;  // after every real key (-inf's key is 0xff800000)
-constexpr uint32_t kNegInfBits = 0xff800000u;
-
-// As the host sampler's rank_bits: NaN -> -inf, +inf -> the largest float, -0 -> +0.
-__device__ __forceinline__ uint32_t rank_bits(uint32_t u) {
-    uint32_t r = u == 0x80000000u ? 0u : u;
-    r = u == 0x7f800000u ? 0x7f7fffffu : r;
-    return (u & 0x7fffffffu) > 0x7f800000u ? kNegInfBits : r;
-}
 
 // As the host's penalise, rounding spelled out (no contraction, no fast division): positive
 // values divided, others multiplied, + 0 turning an underflow to -0 into +0.
@@ -39,12 +33,6 @@ __device__ __forceinline__ uint32_t penalise(uint32_t bits, float penalty) {
     const float v = __uint_as_float(bits);
     const float p = v > 0.0f ? __fdiv_rn(v, penalty) : __fmul_rn(v, penalty);
     return __float_as_uint(__fadd_rn(p, 0.0f));
-}
-
-__device__ __forceinline__ uint32_t sort_key(uint32_t bits) {
-    const int32_t s = int32_t(bits);
-    const uint32_t ordered = uint32_t(s ^ ((s >> 31) & 0x7fffffff));
-    return ~(ordered ^ 0x80000000u);
 }
 
 // A chunk of kThreads * kItems pairs: staged as loaded (coalesced), then sorted in registers.
@@ -124,7 +112,7 @@ __global__ void __launch_bounds__(kThreads) rank_chunks(const float *logits, int
     for (int i = t; i < C::kSize; i += kThreads) {
         const bool real = smem.stage.ids[i] >= 0;
         mine += real && smem.stage.keys[i] != kNegInfBits;
-        smem.stage.keys[i] = real ? sort_key(smem.stage.keys[i]) : kPadKey;
+        smem.stage.keys[i] = real ? descending_key(smem.stage.keys[i]) : kPadKey;
     }
     if (mine) atomicAdd(&chunk_usable, mine);
     __syncthreads();
@@ -169,12 +157,7 @@ __global__ void __launch_bounds__(kThreads) merge_chunks(const uint32_t *keys_in
 int round_one_items(int rows, int V, int k) {
     const int forced = env_int("GPTQ_RANK_ITEMS", 0);
     if (forced == 4 || forced == 8 || forced == 16) return forced;
-    int device = 0, sms = 132;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
-        cudaGetLastError();
-        sms = 132;
-    }
+    const int sms = device_attribute(cudaDevAttrMultiProcessorCount, 132);
     for (int items : {4, 8}) {
         const long long chunks = (V + kThreads * items - 1) / (kThreads * items);
         if (chunks * k <= 4096 && rows * chunks <= 2LL * sms) return items;

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <cuda_runtime.h>
 
+#include "float_rank.h"
+
 namespace gptq {
 namespace cuda {
 
@@ -28,11 +30,10 @@ void top_candidates(const float *logits, int rows, int V, size_t ld, const int32
                     float penalty, int k, uint32_t *keys, int32_t *ids, int32_t *usable, uint32_t *scratch,
                     size_t scratch_words, cudaStream_t stream);
 
-// A sort key back to the ranked, penalised value it was made from (the key of a ranked value v
-// orders as -v: the radix sort runs ascending).
+// A sort key back to the ranked, penalised value it was made from (float_rank.h's descending key:
+// the radix sort runs ascending).
 inline float candidate_value(uint32_t key) {
-    const uint32_t ordered = ~key ^ 0x80000000u;  // float order as signed-integer order
-    const uint32_t bits = ordered ^ ((uint32_t(int32_t(ordered) >> 31)) & 0x7fffffffu);
+    const uint32_t bits = bits_of_descending_key(key);
     float v;
     __builtin_memcpy(&v, &bits, 4);
     return v;
