@@ -52,13 +52,7 @@ std::vector<Setting> settings() {
     nucleus.min_p = 0.0f;
     nucleus.temperature = 1.0f;
     s.push_back({"top-p 0.95 alone (top-k 0), T 1", nucleus});
-    SamplerParams plain;
-    plain.top_k = 0;
-    plain.top_p = 1.0f;
-    plain.min_p = 0.0f;
-    plain.repeat_penalty = 1.0f;
-    plain.temperature = 1.0f;
-    s.push_back({"T 1, no filter", plain});
+    s.push_back({"T 1, no filter", unfiltered_sampling(1.0f)});
     return s;
 }
 

@@ -18,6 +18,17 @@ struct SamplerParams {
     uint64_t seed = 0x5eed;
 };
 
+// Every filter and the penalty off: plain softmax(logits / T) sampling.
+inline SamplerParams unfiltered_sampling(float temperature) {
+    SamplerParams p;
+    p.temperature = temperature;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    p.min_p = 0.0f;
+    p.repeat_penalty = 1.0f;
+    return p;
+}
+
 class Sampler {
 public:
     explicit Sampler(const SamplerParams &p);

@@ -19,12 +19,7 @@ namespace {
 
 // Every filter off: plain softmax(logits / T) sampling.
 SamplerParams plain(float temperature, uint64_t seed = 1) {
-    SamplerParams p;
-    p.temperature = temperature;
-    p.top_k = 0;
-    p.top_p = 1.0f;
-    p.min_p = 0.0f;
-    p.repeat_penalty = 1.0f;
+    SamplerParams p = gptq::unfiltered_sampling(temperature);
     p.seed = seed;
     return p;
 }

@@ -73,12 +73,7 @@ CalibrationSet self_generated_calibration(Model &model, int seq_len, int n_sampl
         const int nb = std::min(batch, n_samples - s0);
         std::vector<Sampler> samplers;
         std::vector<std::vector<int>> hist(size_t(nb), std::vector<int>{bos});
-        SamplerParams sp;
-        sp.temperature = 1.0f;
-        sp.top_k = 0;
-        sp.top_p = 1.0f;
-        sp.min_p = 0.0f;
-        sp.repeat_penalty = 1.0f;
+        SamplerParams sp = unfiltered_sampling(1.0f);
         for (int i = 0; i < nb; i++) {
             sp.seed = seed * 1000003ull + uint64_t(s0 + i);
             samplers.emplace_back(sp);
