@@ -143,12 +143,27 @@ TEST_CASE("q4_plan: the plans measured for the Llama shapes (H100 / H200)") {
         // (17.2 µs; 22.8 with one tile and the splits the cap made).
         check_plan(q4_plan(8, gate_up, lim), {2, 172, 2, 64});
     }
+    SUBCASE("two to six rows of the 70B products") {
+        // The shared-memory cap would cut them into more blocks than one wave holds (70B down at 4
+        // rows: 7 splits x 64 strips for 396 slots): as many splits as a wave holds, more shared
+        // memory each.
+        check_plan(q4_plan(2, gate_up70, lim), {2, 448, 1, 256});
+        for (int m : {4, 5, 6}) check_plan(q4_plan(m, down70, lim), {2, 64, 6, 150});
+    }
     SUBCASE("sixteen rows") {
         // Read directly, planned as one token is: one tile where the strips fit one wave.
         Q4Plan p = q4_plan(16, qkv, lim);
         check_plan(p, {1, 192, 2, 64});
         CHECK(p.x_direct == 1);
         check_plan(q4_plan(16, o_proj, lim), {1, 64, 6, 22});
+        CHECK(q4_plan(16, o_proj, lim).x_direct == 1);
+        // Few long strips: the fp16-scaling kernel's fourth block adds splits (6 -> 8, 3 -> 4).
+        p = q4_plan(16, down, lim);
+        check_plan(p, {1, 64, 8, 43});
+        CHECK(p.x_direct == 2);
+        p = q4_plan(16, down70, lim);
+        check_plan(p, {1, 128, 4, 224});
+        CHECK(p.x_direct == 2);
         check_plan(q4_plan(16, gate_up, lim), {1, 344, 1, 128});
         // 448 strips: more than 3 blocks per SM hold, not more than 4 — the fp16-scaling kernel.
         p = q4_plan(16, gate_up70, lim);

@@ -115,6 +115,14 @@ Q4Plan q4_plan(int M, const Q4Dev &w, const Q4Limits &lim, int blocks_per_sm_tar
         // block is what puts every strip in one wave.
         const int sms = std::max(1, sm_count);
         p.x_direct = p.strips > sms * blocks_per_sm(4, 1) && p.strips <= sms * blocks_per_sm(4, 2) ? 2 : 1;
+        // It also pays where its fourth block adds splits to few, long strips: the down products
+        // (single-tile strips, 6 -> 8 splits of 43 pairs for 7B, 3 -> 4 of 224 for 70B; H200,
+        // graph-timed, 16 rows: 15.0 -> 14.4 and 50.8 -> 48.3 µs, 12 rows 14.9 -> 14.2 and 50.5 ->
+        // 48.0), but not o_proj's short K (6 -> 8 splits of 16 pairs: 9.6 -> 10.1 µs). The split
+        // length it asks for lies between those two.
+        const int splits_3 = sms * blocks_per_sm(4, 1) / std::max(1, w.NT);
+        const int splits_4 = sms * blocks_per_sm(4, 2) / std::max(1, w.NT);
+        if (p.x_direct == 1 && splits_3 >= 1 && splits_4 > splits_3 && KP / splits_4 >= 32) p.x_direct = 2;
     }
     // Rows of activations a block stages (none when it reads them directly).
     const int staged = p.x_direct ? 0 : M;
@@ -178,12 +186,14 @@ Q4Plan q4_plan(int M, const Q4Dev &w, const Q4Limits &lim, int blocks_per_sm_tar
     while (p.pairs_per_split > 1 && plan_smem(staged, p.pairs_per_split, w) > cap)
         p.pairs_per_split = std::max(1, p.pairs_per_split * 7 / 8);
     p.splits = (KP + p.pairs_per_split - 1) / p.pairs_per_split;
-    // Many rows, and the shared-memory cap left more blocks than fit at once (16 rows of 7B gate|up:
-    // 4 splits of 172 strips = 688 blocks for 396 slots, two waves): as many splits as one wave
-    // holds, with more shared memory per block, as long as the SM still holds the resident count
-    // (H200: 33.5 -> 26.5 us; q|k|v and down, already in one wave, keep their plans).
-    if (default_target && M > 8 && !p.x_direct && fit_mode < 0) {
-        const int per_sm = blocks_per_sm(4, 0);
+    // The shared-memory cap left more blocks than fit at once (16 rows of 7B gate|up: 4 splits of
+    // 172 strips = 688 blocks for 396 slots, two waves): as many splits as one wave holds, with
+    // more shared memory per block, as long as the SM still holds the resident count (H200: 33.5 ->
+    // 26.5 us; q|k|v and down, already in one wave, keep their plans). The same from 2 rows on:
+    // 70B down at 4-8 rows took 7-12 splits of 64 strips for 396 slots (H200, graph-timed: 51.0,
+    // 48.8, 46.3, 44.3, 42.6 µs at 4-8 rows against 35.3 at 3).
+    if (default_target && M > 1 && !p.x_direct && fit_mode < 0) {
+        const int per_sm = blocks_per_sm(p.stage_batch, 0);
         const int resident = std::max(1, sm_count) * per_sm;
         if (p.strips * p.splits > resident && p.strips <= resident) {
             const int ws = std::max(1, resident / p.strips);
