@@ -190,8 +190,9 @@ Q4Plan q4_plan(int M, const Q4Dev &w, const Q4Limits &lim, int blocks_per_sm_tar
     // 172 strips = 688 blocks for 396 slots, two waves): as many splits as one wave holds, with
     // more shared memory per block, as long as the SM still holds the resident count (H200: 33.5 ->
     // 26.5 us; q|k|v and down, already in one wave, keep their plans). The same from 2 rows on:
-    // 70B down at 4-8 rows took 7-12 splits of 64 strips for 396 slots (H200, graph-timed: 51.0,
-    // 48.8, 46.3, 44.3, 42.6 µs at 4-8 rows against 35.3 at 3).
+    // 70B down at 4-8 rows took 7-12 splits of 64 strips for 396 slots; now 6 at 4-6 rows (H200,
+    // graph-timed: 50.7, 48.4, 46.1 -> 35.6, 36.6, 37.9 µs; 7-8 rows do not fit, 44 and 42), and
+    // 70B gate|up at 2 rows one split instead of 2 (71.2 -> 67.1).
     if (default_target && M > 1 && !p.x_direct && fit_mode < 0) {
         const int per_sm = blocks_per_sm(p.stage_batch, 0);
         const int resident = std::max(1, sm_count) * per_sm;
