@@ -230,17 +230,13 @@ public:
         // Scratch of the 4-bit kernels, sized for the largest layer and batch they will see.
         size_t partial = 0, sums = 0, deq = 0, kx = 0;
         int strips = 1;
+        const Q4Limits lim = q4_limits(b_.sm_count_);
         auto visit = [&](const GpuLinear &L) {
             if (!L.q4) return;
-            for (int m : {1, 8, 16, 32, std::min(nb_, kQ4FusedMaxM)})
-                if (m <= nb_)
-                    for (int kind : {0, 1}) {  // x as given (16 rows: direct activations) or a prologue (staged)
-                        Q4Plan p = q4_plan(m, L.q, b_.sm_count_, 0, kind);
-                        partial = std::max(partial, p.partial_floats);
-                        sums = std::max(sums, p.sums_floats);
-                        strips = std::max(strips, p.strips);
-                    }
-            strips = std::max(strips, L.q.NT);  // any plan's strips (one column tile per block at most)
+            const Q4ScratchNeed need = q4_scratch_need(L.q, nb_, lim);
+            partial = std::max(partial, need.partial_floats);
+            sums = std::max(sums, need.sums_floats);
+            strips = std::max(strips, need.strips);
             deq = std::max(deq, L.dequant_elems());
             kx = std::max(kx, size_t(q4_wgmma_kx(L.q)));
         };

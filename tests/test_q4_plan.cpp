@@ -225,6 +225,40 @@ TEST_CASE("q4_plan: every plan covers the layer and fits the block, at odd shape
     CHECK(cases == 3000);
 }
 
+TEST_CASE("q4_scratch_need: the sampled row counts bound every row count's scratch") {
+    // The backend sizes the fused kernel's scratch once from q4_scratch_need; a plan of any row
+    // count up to the batch, under any prologue, must fit it (q4_fused refuses a plan that does not).
+    clear_switches();
+    std::mt19937 rng(20261205);
+    std::uniform_int_distribution<int> dk(1, 30000), dn(1, 60000), drows(1, 48), dg(0, 4), dz(0, 1);
+    const int groups[] = {0, 32, 64, 128, 256};
+    long long plans = 0;
+    for (const Q4Limits &lim : {hopper(), small_gpu()}) {
+        for (int i = 0; i < 400; ++i) {
+            int K = dk(rng), N = dn(rng);
+            const int group = groups[dg(rng)];
+            if (group) K = std::max(group, K / group * group);
+            const Q4Dev w = layer(K, N, group, dz(rng) != 0);
+            const int max_rows = drows(rng);
+            const Q4ScratchNeed need = q4_scratch_need(w, max_rows, lim);
+            CAPTURE(K);
+            CAPTURE(N);
+            CAPTURE(group);
+            CAPTURE(max_rows);
+            bool fits = true;
+            for (int m = 1; m <= std::min(max_rows, kQ4FusedMaxM); ++m)
+                for (int prologue = 0; prologue <= 4; ++prologue) {
+                    const Q4Plan p = q4_plan(m, w, lim, 0, prologue);
+                    fits = fits && p.partial_floats <= need.partial_floats && p.sums_floats <= need.sums_floats &&
+                           p.strips <= need.strips;
+                    ++plans;
+                }
+            CHECK(fits);
+        }
+    }
+    CHECK(plans > 50000);
+}
+
 TEST_CASE("q4_wgmma_plan: the plans measured for the Llama shapes at 64-256 rows (H100 / H200)") {
     // BENCHMARKS.md "backend µs (plan)": q|k|v and gate|up into fp16 under stream-K over the 132
     // SMs (70B gate|up at 128 rows on the classic grid), o_proj and down into fp32 with K splits.

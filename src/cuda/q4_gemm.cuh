@@ -145,6 +145,15 @@ struct Q4Limits {
 };
 Q4Limits q4_limits(int sm_count);
 void q4_set_split_fit(int mode);
+// The fused kernel's scratch (Q4Plan::partial_floats, sums_floats, strips) that every default
+// plan of w at 1..max_rows rows needs, x as given or under any prologue: the backend allocates it
+// once. Taken from the plans at 1, 8, 16, 32 and max_rows rows (at most kQ4FusedMaxM), which bound
+// every other row count's (tests/test_q4_plan checks each one).
+struct Q4ScratchNeed {
+    size_t partial_floats = 0, sums_floats = 0;
+    int strips = 1;
+};
+Q4ScratchNeed q4_scratch_need(const Q4Dev &w, int max_rows, const Q4Limits &lim);
 // The plan q4_matmul / q4_matmul_pro use for one pass of M rows (the same for every kind of output).
 struct Q4Workspace;
 Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws, int prologue_kind = 0);

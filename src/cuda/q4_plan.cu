@@ -214,6 +214,22 @@ Q4Plan q4_plan(int M, const Q4Dev &w, const Q4Limits &lim, int blocks_per_sm_tar
     return p;
 }
 
+Q4ScratchNeed q4_scratch_need(const Q4Dev &w, int max_rows, const Q4Limits &lim) {
+    Q4ScratchNeed need;
+    for (int m : {1, 8, 16, 32, std::min(max_rows, kQ4FusedMaxM)}) {
+        if (m > max_rows) continue;
+        for (int prologue_kind : {0, 1}) {  // x as given (9-16 rows: read directly) or staged; every
+                                            // prologue kind plans as kind 1 does
+            const Q4Plan p = q4_plan(m, w, lim, 0, prologue_kind);
+            need.partial_floats = std::max(need.partial_floats, p.partial_floats);
+            need.sums_floats = std::max(need.sums_floats, p.sums_floats);
+            need.strips = std::max(need.strips, p.strips);
+        }
+    }
+    need.strips = std::max(need.strips, w.NT);  // any plan's strips (one column tile per block at most)
+    return need;
+}
+
 Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws, int prologue_kind) {
     return q4_plan(M, w, ws.sm_count, 0, prologue_kind);
 }
