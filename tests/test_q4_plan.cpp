@@ -62,6 +62,23 @@ Q4Dev layer(int K, int N, int group_size, bool zeros) {
     return w;
 }
 
+// A layer of random shape (K 1-30000 in whole groups, N 1-60000), group size and zero points.
+struct RandomLayer {
+    int K, N, group;
+    Q4Dev w;
+};
+RandomLayer random_layer(std::mt19937 &rng) {
+    static const int groups[] = {0, 32, 64, 128, 256};
+    std::uniform_int_distribution<int> dk(1, 30000), dn(1, 60000), dg(0, 4), dz(0, 1);
+    RandomLayer r;
+    r.K = dk(rng);
+    r.N = dn(rng);
+    r.group = groups[dg(rng)];
+    if (r.group) r.K = std::max(r.group, r.K / r.group * r.group);  // whole groups (repack_q4 asks it)
+    r.w = layer(r.K, r.N, r.group, dz(rng) != 0);
+    return r;
+}
+
 // The planner's switches, as a user who sets none has them.
 void clear_switches() {
     for (const char *v : {"GPTQ_Q4_BLOCK_TILES", "GPTQ_Q4_SPLIT_FIT", "GPTQ_Q4_STAGE_BATCH", "GPTQ_Q4_XDIRECT",
@@ -203,19 +220,16 @@ TEST_CASE("q4_plan: the switches force what they name") {
 TEST_CASE("q4_plan: every plan covers the layer and fits the block, at odd shapes") {
     clear_switches();
     std::mt19937 rng(20261204);
-    std::uniform_int_distribution<int> dk(1, 30000), dn(1, 60000), dm(1, 32), dpro(0, 4), dg(0, 4), dz(0, 1);
-    const int groups[] = {0, 32, 64, 128, 256};
+    std::uniform_int_distribution<int> dm(1, 32), dpro(0, 4);
     int cases = 0;
     for (const Q4Limits &lim : {hopper(), small_gpu()}) {
         for (int i = 0; i < 1500; ++i) {
-            int K = dk(rng), N = dn(rng);
-            const int group = groups[dg(rng)];
-            if (group) K = std::max(group, K / group * group);  // whole groups (repack_q4 asks it)
-            const Q4Dev w = layer(K, N, group, dz(rng) != 0);
+            const RandomLayer r = random_layer(rng);
+            const Q4Dev &w = r.w;
             const int M = dm(rng), prologue = dpro(rng);
-            CAPTURE(K);
-            CAPTURE(N);
-            CAPTURE(group);
+            CAPTURE(r.K);
+            CAPTURE(r.N);
+            CAPTURE(r.group);
             CAPTURE(M);
             CAPTURE(prologue);
             check_invariants(q4_plan(M, w, lim, 0, prologue), M, w, prologue, lim);
@@ -230,20 +244,17 @@ TEST_CASE("q4_scratch_need: the sampled row counts bound every row count's scrat
     // count up to the batch, under any prologue, must fit it (q4_fused refuses a plan that does not).
     clear_switches();
     std::mt19937 rng(20261205);
-    std::uniform_int_distribution<int> dk(1, 30000), dn(1, 60000), drows(1, 48), dg(0, 4), dz(0, 1);
-    const int groups[] = {0, 32, 64, 128, 256};
+    std::uniform_int_distribution<int> drows(1, 48);
     long long plans = 0;
     for (const Q4Limits &lim : {hopper(), small_gpu()}) {
         for (int i = 0; i < 400; ++i) {
-            int K = dk(rng), N = dn(rng);
-            const int group = groups[dg(rng)];
-            if (group) K = std::max(group, K / group * group);
-            const Q4Dev w = layer(K, N, group, dz(rng) != 0);
+            const RandomLayer r = random_layer(rng);
+            const Q4Dev &w = r.w;
             const int max_rows = drows(rng);
             const Q4ScratchNeed need = q4_scratch_need(w, max_rows, lim);
-            CAPTURE(K);
-            CAPTURE(N);
-            CAPTURE(group);
+            CAPTURE(r.K);
+            CAPTURE(r.N);
+            CAPTURE(r.group);
             CAPTURE(max_rows);
             bool fits = true;
             for (int m = 1; m <= std::min(max_rows, kQ4FusedMaxM); ++m)

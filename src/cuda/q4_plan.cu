@@ -114,14 +114,14 @@ Q4Plan q4_plan(int M, const Q4Dev &w, const Q4Limits &lim, int blocks_per_sm_tar
         // 26.2, 70B down 59.5 vs 50.5, decode b=16 3754 vs 3813 tok/s. So it runs where its fourth
         // block is what puts every strip in one wave.
         const int sms = std::max(1, sm_count);
-        p.x_direct = p.strips > sms * blocks_per_sm(4, 1) && p.strips <= sms * blocks_per_sm(4, 2) ? 2 : 1;
+        const int resident_3 = sms * blocks_per_sm(4, 1), resident_4 = sms * blocks_per_sm(4, 2);
+        p.x_direct = p.strips > resident_3 && p.strips <= resident_4 ? 2 : 1;
         // It also pays where its fourth block adds splits to few, long strips: the down products
         // (single-tile strips, 6 -> 8 splits of 43 pairs for 7B, 3 -> 4 of 224 for 70B; H200,
         // graph-timed, 16 rows: 15.0 -> 14.4 and 50.8 -> 48.3 µs, 12 rows 14.9 -> 14.2 and 50.5 ->
         // 48.0), but not o_proj's short K (6 -> 8 splits of 16 pairs: 9.6 -> 10.1 µs). The split
         // length it asks for lies between those two.
-        const int splits_3 = sms * blocks_per_sm(4, 1) / std::max(1, w.NT);
-        const int splits_4 = sms * blocks_per_sm(4, 2) / std::max(1, w.NT);
+        const int splits_3 = resident_3 / std::max(1, w.NT), splits_4 = resident_4 / std::max(1, w.NT);
         if (p.x_direct == 1 && splits_3 >= 1 && splits_4 > splits_3 && KP / splits_4 >= 32) p.x_direct = 2;
     }
     // Rows of activations a block stages (none when it reads them directly).
