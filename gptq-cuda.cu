@@ -246,20 +246,12 @@ public:
         q4_partial_.alloc(partial * 4);
         q4_sums_.alloc(std::max<size_t>(sums, 1) * 4);
         CUDA_CHECK(cudaMemsetAsync(q4_sums_.as<void>(), 0, q4_sums_.bytes(), 0));
-        // Deferred shares of q|k|v (one token) and gate|up (up to kFuseMaxRows rows), for the plans
-        // of x as given and of the RMSNorm prologue (they may split differently: q4_plan).
+        // Deferred shares of q|k|v (one token) and gate|up (up to kFuseMaxRows rows).
         size_t qkv_part = 1, gu_part = 1;
-        for (const GpuLayer &L : b_.layers_)
-            for (int kind : {0, 1}) {
-                for (int m = 1; m <= std::min(nb_, kFuseMaxRows); ++m) {
-                    if (L.gate_up.q4)
-                        gu_part = std::max(gu_part, size_t(q4_plan(m, L.gate_up.q, b_.sm_count_, 0, kind).splits) *
-                                                        m * L.gate_up.q.NT * kQ4TileN);
-                }
-                if (L.qkv.q4)
-                    qkv_part = std::max(qkv_part, size_t(q4_plan(1, L.qkv.q, b_.sm_count_, 0, kind).splits) *
-                                                      L.qkv.q.NT * kQ4TileN);
-            }
+        for (const GpuLayer &L : b_.layers_) {
+            if (L.qkv.q4) qkv_part = std::max(qkv_part, q4_deferred_need(L.qkv.q, 1, lim));
+            if (L.gate_up.q4) gu_part = std::max(gu_part, q4_deferred_need(L.gate_up.q, std::min(nb_, kFuseMaxRows), lim));
+        }
         qkv_part_.alloc(qkv_part * 4);
         gu_part_.alloc(gu_part * 4);
         q4_counters_.alloc(size_t(strips) * 4);

@@ -270,6 +270,39 @@ TEST_CASE("q4_scratch_need: the sampled row counts bound every row count's scrat
     CHECK(plans > 50000);
 }
 
+TEST_CASE("q4_deferred_need: room for the deferred shares of every plan up to the rows asked") {
+    // The backend sizes q|k|v's (one token) and gate|up's (few rows) deferred shares once from
+    // q4_deferred_need; q4_fused refuses a plan whose shares need more.
+    clear_switches();
+    std::mt19937 rng(20261206);
+    std::uniform_int_distribution<int> drows(1, 8);
+    long long plans = 0;
+    for (const Q4Limits &lim : {hopper(), small_gpu()}) {
+        for (int i = 0; i < 400; ++i) {
+            const RandomLayer r = random_layer(rng);
+            const Q4Dev &w = r.w;
+            const int max_rows = drows(rng);
+            const size_t need = q4_deferred_need(w, max_rows, lim);
+            CAPTURE(r.K);
+            CAPTURE(r.N);
+            CAPTURE(r.group);
+            CAPTURE(max_rows);
+            size_t most = 0;
+            for (int m = 1; m <= max_rows; ++m)
+                for (int prologue = 0; prologue <= 4; ++prologue) {
+                    const Q4Plan p = q4_plan(m, w, lim, 0, prologue);
+                    // The kernel's last write: split splits-1, row m-1, column NT*64-1 (Q4Out::defer).
+                    const size_t last = (size_t(p.splits - 1) * m + (m - 1)) * w.NT * kQ4TileN + w.NT * kQ4TileN - 1;
+                    CHECK(q4_deferred_floats(p, m, w) == last + 1);
+                    most = std::max(most, q4_deferred_floats(p, m, w));
+                    ++plans;
+                }
+            CHECK(need == most);  // enough, and no more than some plan needs
+        }
+    }
+    CHECK(plans > 10000);
+}
+
 TEST_CASE("q4_wgmma_plan: the plans measured for the Llama shapes at 64-256 rows (H100 / H200)") {
     // BENCHMARKS.md "backend µs (plan)": q|k|v and gate|up into fp16 under stream-K over the 132
     // SMs (70B gate|up at 128 rows on the classic grid), o_proj and down into fp32 with K splits.

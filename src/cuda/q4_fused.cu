@@ -198,10 +198,9 @@ void q4_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
     if ((out.out16 != nullptr) + (out.out32 != nullptr) + (out.defer != nullptr) != 1)
         fail(GPTQ_ERR_BACKEND, "q4_fused: exactly one output must be set");
     if (out.defer && out.bias) fail(GPTQ_ERR_BACKEND, "q4_fused: a deferred output takes no bias");
-    const size_t shares = size_t(plan.splits) * M * w.NT * kQ4TileN;  // floats of a deferred output
-    if (out.defer && shares > out.defer_floats)
-        fail(GPTQ_ERR_BACKEND, "q4_fused: the deferred shares need %zu floats, the buffer has %zu", shares,
-             out.defer_floats);
+    if (out.defer && q4_deferred_floats(plan, M, w) > out.defer_floats)
+        fail(GPTQ_ERR_BACKEND, "q4_fused: the deferred shares need %zu floats, the buffer has %zu",
+             q4_deferred_floats(plan, M, w), out.defer_floats);
     if (pro.kind == 3 && (w.K % 8 || pro.ldgu % 4 || pro.gu_splits < 1 || (reinterpret_cast<uintptr_t>(pro.gu_part) & 15)))
         fail(GPTQ_ERR_BACKEND, "q4_fused: the deferred SwiGLU prologue needs K %% 8 == 0 and aligned shares (K %d)", w.K);
     if (pro.kind == 0 && (ldx % 8 || (reinterpret_cast<uintptr_t>(x) & 15)))

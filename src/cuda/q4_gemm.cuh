@@ -154,6 +154,13 @@ struct Q4ScratchNeed {
     int strips = 1;
 };
 Q4ScratchNeed q4_scratch_need(const Q4Dev &w, int max_rows, const Q4Limits &lim);
+// Floats of a deferred output (Q4Out::defer) under plan p: every split's share of every row.
+inline size_t q4_deferred_floats(const Q4Plan &p, int M, const Q4Dev &w) {
+    return size_t(p.splits) * M * w.NT * kQ4TileN;
+}
+// Floats of Q4Out::defer that every default plan of w at 1..max_rows rows needs, x as given or
+// under any prologue (each row count is planned: deferred outputs are for few rows).
+size_t q4_deferred_need(const Q4Dev &w, int max_rows, const Q4Limits &lim);
 // The plan q4_matmul / q4_matmul_pro use for one pass of M rows (the same for every kind of output).
 struct Q4Workspace;
 Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws, int prologue_kind = 0);

@@ -230,6 +230,14 @@ Q4ScratchNeed q4_scratch_need(const Q4Dev &w, int max_rows, const Q4Limits &lim)
     return need;
 }
 
+size_t q4_deferred_need(const Q4Dev &w, int max_rows, const Q4Limits &lim) {
+    size_t need = 0;
+    for (int m = 1; m <= std::min(max_rows, kQ4FusedMaxM); ++m)
+        for (int prologue_kind : {0, 1})  // as in q4_scratch_need
+            need = std::max(need, q4_deferred_floats(q4_plan(m, w, lim, 0, prologue_kind), m, w));
+    return need;
+}
+
 Q4Plan q4_default_plan(int M, const Q4Dev &w, const Q4Workspace &ws, int prologue_kind) {
     return q4_plan(M, w, ws.sm_count, 0, prologue_kind);
 }
