@@ -130,6 +130,36 @@ void check_invariants(const Q4Plan &p, int M, const Q4Dev &w, int prologue, cons
     CHECK(p.sums_floats == (p.splits > 1 ? outputs : 0));
 }
 
+// Every default plan of w at 1..max_rows rows (at most kQ4FusedMaxM), under every prologue kind:
+// what a backend sized for a batch of max_rows may launch.
+struct RowsPlan {
+    int m;
+    Q4Plan p;
+};
+std::vector<RowsPlan> every_plan(const Q4Dev &w, int max_rows, const Q4Limits &lim) {
+    std::vector<RowsPlan> plans;
+    for (int m = 1; m <= std::min(max_rows, kQ4FusedMaxM); ++m)
+        for (int prologue = 0; prologue <= 4; ++prologue) plans.push_back({m, q4_plan(m, w, lim, 0, prologue)});
+    return plans;
+}
+
+// Calls check(lim, w, max_rows) for 400 random layers, each with a random batch size (1..rows_hi),
+// on each described GPU.
+template <class Check> void for_random_batches(unsigned seed, int rows_hi, Check check) {
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int> drows(1, rows_hi);
+    for (const Q4Limits &lim : {hopper(), small_gpu()})
+        for (int i = 0; i < 400; ++i) {
+            const RandomLayer r = random_layer(rng);
+            const int max_rows = drows(rng);
+            CAPTURE(r.K);
+            CAPTURE(r.N);
+            CAPTURE(r.group);
+            CAPTURE(max_rows);
+            check(lim, r.w, max_rows);
+        }
+}
+
 } // namespace
 
 TEST_CASE("q4_plan: the plans measured for the Llama shapes (H100 / H200)") {
@@ -243,30 +273,18 @@ TEST_CASE("q4_scratch_need: the sampled row counts bound every row count's scrat
     // The backend sizes the fused kernel's scratch once from q4_scratch_need; a plan of any row
     // count up to the batch, under any prologue, must fit it (q4_fused refuses a plan that does not).
     clear_switches();
-    std::mt19937 rng(20261205);
-    std::uniform_int_distribution<int> drows(1, 48);
     long long plans = 0;
-    for (const Q4Limits &lim : {hopper(), small_gpu()}) {
-        for (int i = 0; i < 400; ++i) {
-            const RandomLayer r = random_layer(rng);
-            const Q4Dev &w = r.w;
-            const int max_rows = drows(rng);
-            const Q4ScratchNeed need = q4_scratch_need(w, max_rows, lim);
-            CAPTURE(r.K);
-            CAPTURE(r.N);
-            CAPTURE(r.group);
-            CAPTURE(max_rows);
-            bool fits = true;
-            for (int m = 1; m <= std::min(max_rows, kQ4FusedMaxM); ++m)
-                for (int prologue = 0; prologue <= 4; ++prologue) {
-                    const Q4Plan p = q4_plan(m, w, lim, 0, prologue);
-                    fits = fits && p.partial_floats <= need.partial_floats && p.sums_floats <= need.sums_floats &&
-                           p.strips <= need.strips;
-                    ++plans;
-                }
-            CHECK(fits);
+    for_random_batches(20261205, 48, [&](const Q4Limits &lim, const Q4Dev &w, int max_rows) {
+        const Q4ScratchNeed need = q4_scratch_need(w, max_rows, lim);
+        bool fits = true;
+        for (const RowsPlan &rp : every_plan(w, max_rows, lim)) {
+            const Q4Plan &p = rp.p;
+            fits = fits && p.partial_floats <= need.partial_floats && p.sums_floats <= need.sums_floats &&
+                   p.strips <= need.strips;
+            ++plans;
         }
-    }
+        CHECK(fits);
+    });
     CHECK(plans > 50000);
 }
 
@@ -274,32 +292,19 @@ TEST_CASE("q4_deferred_need: room for the deferred shares of every plan up to th
     // The backend sizes q|k|v's (one token) and gate|up's (few rows) deferred shares once from
     // q4_deferred_need; q4_fused refuses a plan whose shares need more.
     clear_switches();
-    std::mt19937 rng(20261206);
-    std::uniform_int_distribution<int> drows(1, 8);
     long long plans = 0;
-    for (const Q4Limits &lim : {hopper(), small_gpu()}) {
-        for (int i = 0; i < 400; ++i) {
-            const RandomLayer r = random_layer(rng);
-            const Q4Dev &w = r.w;
-            const int max_rows = drows(rng);
-            const size_t need = q4_deferred_need(w, max_rows, lim);
-            CAPTURE(r.K);
-            CAPTURE(r.N);
-            CAPTURE(r.group);
-            CAPTURE(max_rows);
-            size_t most = 0;
-            for (int m = 1; m <= max_rows; ++m)
-                for (int prologue = 0; prologue <= 4; ++prologue) {
-                    const Q4Plan p = q4_plan(m, w, lim, 0, prologue);
-                    // The kernel's last write: split splits-1, row m-1, column NT*64-1 (Q4Out::defer).
-                    const size_t last = (size_t(p.splits - 1) * m + (m - 1)) * w.NT * kQ4TileN + w.NT * kQ4TileN - 1;
-                    CHECK(q4_deferred_floats(p, m, w) == last + 1);
-                    most = std::max(most, q4_deferred_floats(p, m, w));
-                    ++plans;
-                }
-            CHECK(need == most);  // enough, and no more than some plan needs
+    for_random_batches(20261206, 8, [&](const Q4Limits &lim, const Q4Dev &w, int max_rows) {
+        size_t most = 0;
+        for (const RowsPlan &rp : every_plan(w, max_rows, lim)) {
+            const int m = rp.m;
+            // The kernel's last write: split splits-1, row m-1, column NT*64-1 (Q4Out::defer).
+            const size_t last = (size_t(rp.p.splits - 1) * m + (m - 1)) * w.NT * kQ4TileN + w.NT * kQ4TileN - 1;
+            CHECK(q4_deferred_floats(rp.p, m, w) == last + 1);
+            most = std::max(most, q4_deferred_floats(rp.p, m, w));
+            ++plans;
         }
-    }
+        CHECK(q4_deferred_need(w, max_rows, lim) == most);  // enough, and no more than some plan needs
+    });
     CHECK(plans > 10000);
 }
 
