@@ -207,7 +207,8 @@ double sampled_decode_rate(BackendContext &ctx, int n_seq, int n_prompt, int ste
     std::vector<EvalToken> b;
     std::vector<int8_t> want;
     std::vector<float> logits(size_t(n_seq) * V), values(size_t(n_seq) * 40);
-    std::vector<int32_t> ids(size_t(n_seq) * 40), usable(static_cast<size_t>(n_seq)), pen, offsets, recent;
+    std::vector<int32_t> ids(size_t(n_seq) * 40), usable(static_cast<size_t>(n_seq));
+    PenalisedRows pen;
     auto eval = [&]() {
         const int n = int(b.size());
         if (!ranked) {
@@ -215,19 +216,16 @@ double sampled_decode_rate(BackendContext &ctx, int n_seq, int n_prompt, int ste
             return;
         }
         pen.clear();
-        offsets.assign(1, 0);
         for (int i = 0; i < n; ++i)
             if (want[size_t(i)]) {
                 const int s = b[size_t(i)].seq;
-                samplers[size_t(s)].penalised_ids(hist[size_t(s)], V, recent);
-                pen.insert(pen.end(), recent.begin(), recent.end());
-                offsets.push_back(int32_t(pen.size()));
+                pen.add(samplers[size_t(s)], hist[size_t(s)], V);
             }
         CandidateQuery q;
         q.k = 40;
         q.penalty = samplers[0].repeat_penalty();
-        q.penalised = pen.data();
-        q.offsets = offsets.data();
+        q.penalised = pen.ids();
+        q.offsets = pen.offsets();
         ctx.eval_candidates(b.data(), n, want.data(), q, values.data(), ids.data(), usable.data());
     };
     auto draw = [&](int s) {

@@ -73,7 +73,7 @@ GenerateResult generate(Context &ctx, const std::vector<std::string> &prompts, c
     const int need = streams[0].sampler.candidates_needed();
     const bool ranked_by_backend = need > 0 && need <= ctx.max_candidates();
     std::vector<int8_t> keep;
-    std::vector<int32_t> penalised, offsets, recent;
+    PenalisedRows penalised;
     // Evaluates a batch, keeping the results of each sequence's last token.
     auto evaluate = [&](const std::vector<EvalToken> &b) {
         if (!ranked_by_backend) {
@@ -86,19 +86,16 @@ GenerateResult generate(Context &ctx, const std::vector<std::string> &prompts, c
         for (int j : last)
             if (j >= 0) keep[size_t(j)] = 1;
         penalised.clear();
-        offsets.assign(1, 0);
         for (size_t j = 0; j < b.size(); j++)
             if (keep[j]) {
                 const Stream &s = streams[size_t(b[j].seq)];
-                s.sampler.penalised_ids(s.history, vocab, recent);
-                penalised.insert(penalised.end(), recent.begin(), recent.end());
-                offsets.push_back(int32_t(penalised.size()));
+                penalised.add(s.sampler, s.history, vocab);
             }
         CandidateQuery q;
         q.k = need;
         q.penalty = streams[0].sampler.repeat_penalty();
-        q.penalised = penalised.data();
-        q.offsets = offsets.data();
+        q.penalised = penalised.ids();
+        q.offsets = penalised.offsets();
         ctx.eval_candidates(b.data(), int(b.size()), keep.data(), q);
     };
     evaluate(batch);

@@ -125,6 +125,12 @@ void Sampler::penalised_ids(const std::vector<int> &history, int n_vocab, std::v
     out.erase(std::unique(out.begin(), out.end()), out.end());
 }
 
+void PenalisedRows::add(const Sampler &s, const std::vector<int> &history, int n_vocab) {
+    s.penalised_ids(history, n_vocab, row_);
+    ids_.insert(ids_.end(), row_.begin(), row_.end());
+    offsets_.push_back(int32_t(ids_.size()));
+}
+
 int Sampler::sample_top(const float *values, const int32_t *ids, int n_listed, int usable, int n_vocab) {
     if (!values || !ids || n_listed < 1 || usable < 0 || usable > n_vocab)
         fail(GPTQ_ERR_INVALID_ARG, "sampler: bad candidate list (%d listed, %d usable of %d)", n_listed, usable, n_vocab);

@@ -67,6 +67,24 @@ private:
     std::vector<int32_t> recent_;
 };
 
+// The penalised ids of several rows, one row after another, as a backend's CandidateQuery takes
+// them: row r's ids are ids()[offsets()[r] .. offsets()[r + 1]).
+class PenalisedRows {
+public:
+    void clear() {
+        ids_.clear();
+        offsets_.assign(1, 0);
+    }
+    // Appends the next row: the ids s.penalised_ids gives for this history.
+    void add(const Sampler &s, const std::vector<int> &history, int n_vocab);
+    const int32_t *ids() const { return ids_.data(); }
+    const int32_t *offsets() const { return offsets_.data(); }
+    int rows() const { return int(offsets_.size()) - 1; }
+
+private:
+    std::vector<int32_t> ids_, offsets_ = {0}, row_;
+};
+
 // The top k candidates of one row of logits as the sampler ranks them: NaN as -inf, +inf as the
 // largest float, the repetition penalty applied to the ids `penalised` (distinct, inside
 // [0, n_vocab)), then (value descending, id ascending). Writes k values and ids (past the

@@ -275,6 +275,29 @@ TEST_CASE("top_candidates ranks as the sampler does: NaN last, +inf first, the p
     CHECK_THROWS_AS(s.sample_top(v, id, 5, 0, 9), gptq::Error);
 }
 
+TEST_CASE("PenalisedRows lays out each row's penalised ids one after another, as CandidateQuery reads them") {
+    SamplerParams on = plain(1.0f), off = plain(1.0f);
+    on.repeat_penalty = 1.3f;
+    on.repeat_last_n = 4;
+    const Sampler pen(on), none(off);
+    const std::vector<int> h1 = {9, 2, 7, 2, 5, 9}, h2 = {3, 3, 3, 40, 1};  // vocabulary 32: 40 is outside
+    gptq::PenalisedRows rows;
+    rows.add(pen, h1, 32);   // the last 4: 7, 2, 5, 9
+    rows.add(none, h1, 32);  // penalty off: nothing
+    rows.add(pen, h2, 32);   // the last 4: 3, 3, 40, 1 -> 1, 3
+    REQUIRE(rows.rows() == 3);
+    const std::vector<int32_t> offsets(rows.offsets(), rows.offsets() + 4), ids(rows.ids(), rows.ids() + 6);
+    CHECK(offsets == std::vector<int32_t>{0, 4, 4, 6});
+    CHECK(ids == std::vector<int32_t>{2, 5, 7, 9, 1, 3});
+    rows.clear();
+    CHECK(rows.rows() == 0);
+    CHECK(rows.offsets()[0] == 0);
+    rows.add(pen, h2, 32);
+    CHECK(rows.rows() == 1);
+    CHECK(rows.offsets()[1] == 2);
+    CHECK(rows.ids()[0] == 1);
+}
+
 TEST_CASE("argmax: first of equal maxima, NaN never wins") {
     const float nan = std::numeric_limits<float>::quiet_NaN();
     std::vector<float> a = {1, 3, 2, 3};
