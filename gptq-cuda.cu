@@ -302,8 +302,8 @@ public:
         CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_.as<void>(), cublas_ws_.bytes()));
         CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
         ws_.cublas = cublas_;
-        CUDA_CHECK(cudaMallocHost(&ids_h_, B * 4 * 4));
-        CUDA_CHECK(cudaMallocHost(&logits_h_, B * V * 4));
+        ids_h_.reserve(B * 4 * 4);
+        logits_h_.reserve(B * V * 4);
         const char *e = std::getenv("GPTQ_CUDA_GRAPHS");
         use_graphs_ = !(e && std::strcmp(e, "0") == 0);
         fuse_ = env_int("GPTQ_CUDA_FUSE", kFuseNorm | kFuseSilu | kFuseCombine | kFuseRope | kFuseDefer | kFuseAttnMerge);
@@ -321,8 +321,6 @@ public:
         for (auto &kv : graphs_) cudaGraphExecDestroy(kv.second);
         if (cublas_) cublasDestroy(cublas_);
         if (stream_) cudaStreamDestroy(stream_);
-        if (ids_h_) cudaFreeHost(ids_h_);
-        if (logits_h_) cudaFreeHost(logits_h_);
     }
 
     void reset(int) override {}  // cached positions are simply overwritten by later evals
@@ -330,10 +328,10 @@ public:
     void eval(const EvalToken *toks, int n, const int8_t *want, float *logits_out) override {
         const int m = enqueue(toks, n, want);
         if (m > 0)
-            CUDA_CHECK(cudaMemcpyAsync(logits_h_, logits_.as<void>(), size_t(m) * c_.vocab_size * 4,
+            CUDA_CHECK(cudaMemcpyAsync(logits_h_.as<void>(), logits_.as<void>(), size_t(m) * c_.vocab_size * 4,
                                        cudaMemcpyDeviceToHost, stream_));
         CUDA_CHECK(cudaStreamSynchronize(stream_));
-        if (m > 0) std::memcpy(logits_out, logits_h_, size_t(m) * c_.vocab_size * 4);
+        if (m > 0) std::memcpy(logits_out, logits_h_.as<const float>(), size_t(m) * c_.vocab_size * 4);
     }
 
     int max_candidates() const override { return rank_on_device_ ? kTopCandidatesMax : 0; }
@@ -391,7 +389,7 @@ private:
         if (n <= 0) return 0;
         if (n > nb_) fail(GPTQ_ERR_INVALID_ARG, "CUDA eval: %d tokens exceed the batch size %d", n, nb_);
         CUDA_CHECK(cudaSetDevice(b_.device_));
-        int32_t *tok = ids_h_, *pos = ids_h_ + nb_, *seq = ids_h_ + 2 * nb_, *rows = ids_h_ + 3 * nb_;
+        int32_t *tok = ids_h_.as<int32_t>(), *pos = tok + nb_, *seq = tok + 2 * nb_, *rows = tok + 3 * nb_;
         int m = 0, maxpos = 0;
         for (int i = 0; i < n; ++i) {
             const EvalToken &t = toks[i];
@@ -404,7 +402,7 @@ private:
             maxpos = std::max(maxpos, t.pos);
             if (want[i]) rows[m++] = i;
         }
-        CUDA_CHECK(cudaMemcpyAsync(ids_.as<void>(), ids_h_, size_t(nb_) * 4 * 4, cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaMemcpyAsync(ids_.as<void>(), ids_h_.as<void>(), size_t(nb_) * 4 * 4, cudaMemcpyHostToDevice, stream_));
 
         if (use_graphs_ && n <= kGraphMaxTokens) {
             int chunks = 1;
@@ -665,8 +663,7 @@ private:
     Q4Workspace ws_;
     cudaStream_t stream_ = nullptr;
     cublasHandle_t cublas_ = nullptr;
-    int32_t *ids_h_ = nullptr;
-    float *logits_h_ = nullptr;
+    PinnedBuffer ids_h_, logits_h_;  // the batch's tokens going up, its logits coming back
     bool use_graphs_ = true;
     int fuse_ = 0, skip_ = 0;
     std::map<std::tuple<int, int, int>, cudaGraphExec_t> graphs_;
