@@ -24,6 +24,7 @@
 #include "src/cuda/attention_decode.cuh"
 #include "src/cuda/cuda_backend.cuh"
 #include "src/cuda/cuda_check.cuh"
+#include "src/cuda/cuda_handles.cuh"
 #include "src/cuda/elementwise.cuh"
 #include "src/cuda/gpu_linear.cuh"
 #include "src/cuda/launch.cuh"
@@ -296,11 +297,11 @@ public:
             gemm_scratch_.alloc(gemm_scratch_bytes_);
         }
 
-        CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-        CUBLAS_CHECK(cublasCreate(&cublas_));
-        cublas_ws_.alloc(size_t(32) << 20);
-        CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_.as<void>(), cublas_ws_.bytes()));
-        CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+        owned_stream_ = make_stream(cudaStreamNonBlocking);
+        stream_ = owned_stream_.get();
+        cublas_ws_.alloc(size_t(32) << 20);  // cuBLAS's own default on Hopper; graph capture reuses it
+        owned_cublas_ = make_cublas(stream_, cublas_ws_.as<void>(), cublas_ws_.bytes());
+        cublas_ = owned_cublas_.get();
         ws_.cublas = cublas_;
         ids_h_.reserve(B * 4 * 4);
         logits_h_.reserve(B * V * 4);
@@ -319,8 +320,6 @@ public:
         cudaSetDevice(b_.device_);
         if (stream_) cudaStreamSynchronize(stream_);
         for (auto &kv : graphs_) cudaGraphExecDestroy(kv.second);
-        if (cublas_) cublasDestroy(cublas_);
-        if (stream_) cudaStreamDestroy(stream_);
     }
 
     void reset(int) override {}  // cached positions are simply overwritten by later evals
@@ -661,8 +660,10 @@ private:
     size_t gemm_scratch_bytes_ = 0;
     std::vector<KVLayer> kv_;
     Q4Workspace ws_;
-    cudaStream_t stream_ = nullptr;
-    cublasHandle_t cublas_ = nullptr;
+    OwnedStream owned_stream_;  // released after owned_cublas_ (declared first)
+    OwnedCublas owned_cublas_;
+    cudaStream_t stream_ = nullptr;     // owned_stream_'s
+    cublasHandle_t cublas_ = nullptr;   // owned_cublas_'s
     PinnedBuffer ids_h_, logits_h_;  // the batch's tokens going up, its logits coming back
     bool use_graphs_ = true;
     int fuse_ = 0, skip_ = 0;

@@ -18,6 +18,7 @@
 #include "attention_decode.cuh"
 #include "attention_common.cuh"
 #include "cuda_check.cuh"
+#include "cuda_handles.cuh"
 #include "launch.cuh"
 #include "rope.cuh"
 
@@ -314,7 +315,7 @@ void attention_gemm(cublasHandle_t h, const __half *q, int ldq, const int32_t *p
     const __half *K0 = kv.k + size_t(seq) * Hkv * kv.n_ctx * D;
     const __half *V0 = kv.v + size_t(seq) * Hkv * kv.n_ctx * D;
     const long long head_stride = (long long)kv.n_ctx * D;
-    CUBLAS_CHECK(cublasSetStream(h, stream));
+    bind_cublas_stream(h, stream);
     const float zero = 0.0f, one = 1.0f;
     for (int g = 0; g < G; ++g) {
         // Sᵀ (L x n, column-major) = K (L x D) · Qᵀ: one batch entry per KV head.

@@ -3,6 +3,7 @@
 #include "q4_gemm.cuh"
 
 #include "cuda_check.cuh"
+#include "cuda_handles.cuh"
 #include "launch.cuh"
 
 #include <algorithm>
@@ -53,7 +54,7 @@ void add_bias_f32(float *y, int M, int N, int ldy, const __half *bias, cudaStrea
 static void gemm_ex(cublasHandle_t h, cublasOperation_t opA, const __half *x, int M, int ldx, const __half *W,
                     int K, int N, int ldw, const Q4Out &out, cudaStream_t stream) {
     if (!out.out16 == !out.out32) fail(GPTQ_ERR_BACKEND, "dense_matmul: exactly one output must be set");
-    CUBLAS_CHECK(cublasSetStream(h, stream));
+    bind_cublas_stream(h, stream);
     const float alpha = 1.0f;
     const float beta = out.out32 ? 1.0f : 0.0f;
     void *C = out.out16 ? static_cast<void *>(out.out16) : static_cast<void *>(out.out32);

@@ -262,11 +262,9 @@ public:
         es_ = f32_ ? 4 : 2;
     }
 
-    void run(cudaStream_t stream, cublasHandle_t blas, cusolverDnHandle_t solver) {
-        h_.stream = stream;
-        h_.blas = blas;
-        h_.solver = solver;
-        PhaseTimer timer(stream);
+    void run(const SolverHandles &h) {
+        h_ = h;
+        PhaseTimer timer(h_.stream);
         timer_ = &timer;
         allocate();
         embed();
@@ -776,25 +774,10 @@ void quantize_model_cuda(Model &m, const CalibrationSet &calib, const PipelineOp
     GpuQuantStats &st = stats ? *stats : local;
     const auto t0 = cuda::Clock::now();
     cuda::quant_bytes_peak() = cuda::quant_bytes_live().load();
-    cudaStream_t stream = nullptr;
-    cublasHandle_t blas = nullptr;
-    cusolverDnHandle_t solver = nullptr;
-    CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    struct Handles {
-        cudaStream_t &s; cublasHandle_t &b; cusolverDnHandle_t &v;
-        ~Handles() {
-            if (v) cusolverDnDestroy(v);
-            if (b) cublasDestroy(b);
-            if (s) { cudaStreamSynchronize(s); cudaStreamDestroy(s); }
-        }
-    } handles{stream, blas, solver};
-    CUBLAS_CHECK(cublasCreate(&blas));
-    CUBLAS_CHECK(cublasSetStream(blas, stream));
-    CUSOLVER_CHECK(cusolverDnCreate(&solver));
-    CUSOLVER_CHECK(cusolverDnSetStream(solver, stream));
+    const cuda::OwnedSolverHandles handles(cudaStreamNonBlocking);
     {
         cuda::Pipeline pipe(m, calib, o, out, g, st);
-        pipe.run(stream, blas, solver);
+        pipe.run(handles.get());
     }
     st.peak_bytes = cuda::quant_bytes_peak();
     st.t_total = std::chrono::duration<double>(cuda::Clock::now() - t0).count();

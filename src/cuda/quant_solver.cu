@@ -16,6 +16,16 @@
 namespace gptq {
 namespace cuda {
 
+OwnedSolverHandles::OwnedSolverHandles(unsigned stream_flags) {
+    stream_ = make_stream(stream_flags);
+    blas_ = make_cublas(stream_.get());
+    cusolverDnHandle_t solver = nullptr;
+    CUSOLVER_CHECK(cusolverDnCreate(&solver));
+    solver_.reset(solver);
+    CUSOLVER_CHECK(cusolverDnSetStream(solver, stream_.get()));
+    h_ = {stream_.get(), blas_.get(), solver};
+}
+
 std::atomic<size_t> &quant_bytes_live() { static std::atomic<size_t> v{0}; return v; }
 std::atomic<size_t> &quant_bytes_peak() { static std::atomic<size_t> v{0}; return v; }
 
@@ -595,14 +605,8 @@ GptqResult gptq_quantize_layer_cuda(const float *W, int N, int K, const float *H
         fail(GPTQ_ERR_UNSUPPORTED, "layer %s: %d bits is not a GPTQ bit width (2, 3, 4 or 8)", name, opt.bits);
     for (size_t i = 0; i < size_t(N) * K; ++i)
         if (!std::isfinite(W[i])) fail(GPTQ_ERR_NUMERIC, "layer %s: weight %zu is not finite", name, i);
-    SolverHandles h;
-    CUDA_CHECK(cudaStreamCreate(&h.stream));
-    CUBLAS_CHECK(cublasCreate(&h.blas));
-    CUSOLVER_CHECK(cusolverDnCreate(&h.solver));
-    struct Cleanup {
-        SolverHandles &h;
-        ~Cleanup() { cusolverDnDestroy(h.solver); cublasDestroy(h.blas); cudaStreamDestroy(h.stream); }
-    } cleanup{h};
+    const OwnedSolverHandles owned(cudaStreamDefault);  // synchronous with the default stream's copies
+    const SolverHandles &h = owned.get();
     // The factor takes S = Σ x xᵀ over n rows: pass H itself as the sum of 2 rows.
     DevBuf<float> S(size_t(K) * K), Wd(size_t(N) * K);
     CUDA_CHECK(cudaMemcpy(S.get(), H, size_t(K) * K * 4, cudaMemcpyHostToDevice));

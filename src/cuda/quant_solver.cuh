@@ -16,6 +16,7 @@
 
 #include "quant/solver.h"
 #include "cuda/cuda_check.cuh"
+#include "cuda/cuda_handles.cuh"
 
 #include <cuda_fp16.h>
 #include <cusolverDn.h>
@@ -78,6 +79,23 @@ struct SolverHandles {
     cudaStream_t stream = nullptr;
     cublasHandle_t blas = nullptr;
     cusolverDnHandle_t solver = nullptr;
+};
+
+// A quantization's stream and its cuBLAS and cuSOLVER handles (both on the stream), owned:
+// released with it, the stream once its work is done, also when creating a later one throws.
+class OwnedSolverHandles {
+public:
+    explicit OwnedSolverHandles(unsigned stream_flags);
+    const SolverHandles &get() const { return h_; }
+
+private:
+    struct CusolverRelease {
+        void operator()(cusolverDnHandle_t h) const { cusolverDnDestroy(h); }
+    };
+    OwnedStream stream_;  // released last
+    OwnedCublas blas_;
+    std::unique_ptr<std::remove_pointer_t<cusolverDnHandle_t>, CusolverRelease> solver_;
+    SolverHandles h_;
 };
 
 // The inverse-Hessian factor of one layer input.
