@@ -16,6 +16,8 @@ GPTQ_TEST_REQUIRES("shared cuda")
 #include "model.h"
 #include "sampling_cases.h"
 #ifdef GPTQ_USE_CUDA
+#include <cuda_runtime.h>
+
 #include "cuda/q4_gemm.cuh"
 #include "cuda/top_candidates.cuh"
 #endif
@@ -251,6 +253,36 @@ void check_ranked_generation(const std::string &name) {
 TEST_CASE("candidates ranked on the device generate the tokens sampling the logits generates") {
     check_ranked_generation("stories260k");
     check_ranked_generation("docs-llama-8m-gptq-w4g128");
+}
+
+TEST_CASE("a context larger than the GPU is GPTQ_ERR_OOM, releases what it took, and the backend goes on") {
+    auto model = load_model(testutil::shared_path("models/stories260k"));
+    auto gpu_b = make_cuda_backend(*model, 0);
+    const int V = model->cfg.vocab_size;
+    const std::vector<EvalToken> toks = {{1, 0, 0}, {403, 1, 0}, {29, 2, 0}};
+    const int8_t want[3] = {1, 1, 1};
+    std::vector<float> before(size_t(3) * V), after(size_t(3) * V);
+    gpu_b->create_context(64, 1, 8)->eval(toks.data(), 3, want, before.data());
+    size_t free_before = 0, free_after = 0, total = 0;
+    REQUIRE(cudaMemGetInfo(&free_before, &total) == cudaSuccess);
+    // 4096 sequences of 2^17 positions: a KV cache of 4096 x 2^17 x (5 layers x 4 KV heads x 8
+    // dims x 2 (K, V) x 2 bytes) = 344 GB, more than any GPU holds; the smaller buffers come first.
+    gptq_status status = GPTQ_OK;
+    std::string message;
+    try {
+        gpu_b->create_context(1 << 17, 4096, 8);
+    } catch (const Error &e) {
+        status = e.status();
+        message = e.what();
+    }
+    CHECK(status == GPTQ_ERR_OOM);
+    CHECK(message.find("cannot allocate") != std::string::npos);
+    REQUIRE(cudaMemGetInfo(&free_after, &total) == cudaSuccess);
+    CHECK(free_after + (size_t(1) << 20) >= free_before);  // nothing of the failed context kept
+    gpu_b->create_context(64, 1, 8)->eval(toks.data(), 3, want, after.data());
+    double worst = 0;
+    for (size_t i = 0; i < before.size(); ++i) worst = std::max(worst, double(std::fabs(after[i] - before[i])));
+    CHECK(worst < 1e-4);  // the same model, the same logits
 }
 #endif
 
