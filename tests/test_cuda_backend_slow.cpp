@@ -18,6 +18,7 @@ GPTQ_TEST_REQUIRES("shared cuda")
 #ifdef GPTQ_USE_CUDA
 #include <cuda_runtime.h>
 
+#include "cuda/cuda_backend.cuh"
 #include "cuda/q4_gemm.cuh"
 #include "cuda/top_candidates.cuh"
 #endif
@@ -283,6 +284,33 @@ TEST_CASE("a context larger than the GPU is GPTQ_ERR_OOM, releases what it took,
     double worst = 0;
     for (size_t i = 0; i < before.size(); ++i) worst = std::max(worst, double(std::fabs(after[i] - before[i])));
     CHECK(worst < 1e-4);  // the same model, the same logits
+}
+
+TEST_CASE("weights larger than the GPU are GPTQ_ERR_OOM, and every layer uploaded so far is given back") {
+    // A Llama-2-7B-shaped model of 512 fp16 layers (~206 GB) with random weights made on the device.
+    cuda::SyntheticModelSpec spec;
+    ModelConfig &c = spec.cfg;
+    c.architecture = "llama";
+    c.vocab_size = 32000;
+    c.hidden_size = 4096;
+    c.intermediate_size = 11008;
+    c.n_layers = 512;
+    c.n_heads = c.n_kv_heads = 32;
+    c.head_dim = 128;
+    spec.q4 = false;
+    size_t free_before = 0, free_after = 0, total = 0;
+    REQUIRE(cudaMemGetInfo(&free_before, &total) == cudaSuccess);
+    const size_t live_before = cuda::device_bytes_live();
+    gptq_status status = GPTQ_OK;
+    try {
+        cuda::make_synthetic_backend(spec, 0);
+    } catch (const Error &e) {
+        status = e.status();
+    }
+    CHECK(status == GPTQ_ERR_OOM);
+    REQUIRE(cudaMemGetInfo(&free_after, &total) == cudaSuccess);
+    CHECK(free_after + (size_t(1) << 20) >= free_before);
+    CHECK(cuda::device_bytes_live() == live_before);  // the backend's own count agrees
 }
 #endif
 
