@@ -678,6 +678,25 @@ std::unique_ptr<BackendContext> CudaBackend::create_context(int n_ctx, int n_seq
 
 } // namespace
 
+SyntheticModelSpec llama2_7b_spec(bool q4, int n_layers) {
+    SyntheticModelSpec spec;
+    ModelConfig &c = spec.cfg;
+    c.architecture = "llama";
+    c.vocab_size = 32000;
+    c.hidden_size = 4096;
+    c.intermediate_size = 11008;
+    c.n_layers = n_layers;
+    c.n_heads = 32;
+    c.n_kv_heads = 32;
+    c.head_dim = 128;
+    c.rms_norm_eps = 1e-5f;
+    c.rope_theta = 10000.0;
+    c.tie_word_embeddings = false;
+    spec.q4 = q4;
+    spec.group_size = 128;
+    return spec;
+}
+
 std::unique_ptr<Backend> make_synthetic_backend(const SyntheticModelSpec &spec, int device) {
     return std::make_unique<CudaBackend>(spec, device);
 }

@@ -73,24 +73,7 @@ double decode_rate(BackendContext &ctx, int n_seq, int n_prompt, int steps, int 
     return double(steps - 3) * n_seq / (now_s() - t0);
 }
 
-cuda::SyntheticModelSpec llama7b(bool q4, bool small) {
-    cuda::SyntheticModelSpec spec;
-    ModelConfig &c = spec.cfg;
-    c.architecture = "llama";
-    c.vocab_size = 32000;
-    c.hidden_size = 4096;
-    c.intermediate_size = 11008;
-    c.n_layers = small ? 4 : 32;
-    c.n_heads = 32;
-    c.n_kv_heads = 32;
-    c.head_dim = 128;
-    c.rms_norm_eps = 1e-5f;
-    c.rope_theta = 10000.0;
-    c.tie_word_embeddings = false;
-    spec.q4 = q4;
-    spec.group_size = 128;
-    return spec;
-}
+cuda::SyntheticModelSpec llama7b(bool q4, bool small) { return cuda::llama2_7b_spec(q4, small ? 4 : 32); }
 
 // Decode rates under the switches of --variants, one context each.
 void variants(bool small) {

@@ -288,16 +288,7 @@ TEST_CASE("a context larger than the GPU is GPTQ_ERR_OOM, releases what it took,
 
 TEST_CASE("weights larger than the GPU are GPTQ_ERR_OOM, and every layer uploaded so far is given back") {
     // A Llama-2-7B-shaped model of 512 fp16 layers (~206 GB) with random weights made on the device.
-    cuda::SyntheticModelSpec spec;
-    ModelConfig &c = spec.cfg;
-    c.architecture = "llama";
-    c.vocab_size = 32000;
-    c.hidden_size = 4096;
-    c.intermediate_size = 11008;
-    c.n_layers = 512;
-    c.n_heads = c.n_kv_heads = 32;
-    c.head_dim = 128;
-    spec.q4 = false;
+    const cuda::SyntheticModelSpec spec = cuda::llama2_7b_spec(false, 512);
     size_t free_before = 0, free_after = 0, total = 0;
     REQUIRE(cudaMemGetInfo(&free_before, &total) == cudaSuccess);
     const size_t live_before = cuda::device_bytes_live();

@@ -19,6 +19,10 @@ struct SyntheticModelSpec {
     uint64_t seed = 1;
 };
 
+// Llama-2-7B's shapes (vocabulary 32000, hidden 4096, intermediate 11008, 32 heads of 128, no GQA,
+// untied head) with n_layers layers, 4-bit g128 or fp16 weights.
+SyntheticModelSpec llama2_7b_spec(bool q4, int n_layers = 32);
+
 // Random weights scaled so activations stay O(1) through the layers.
 std::unique_ptr<Backend> make_synthetic_backend(const SyntheticModelSpec &spec, int device);
 
