@@ -35,10 +35,6 @@ int fused_passes(const __half *x, int ldx, const Q4Prologue *pro, int M, const Q
     return splits;
 }
 
-} // namespace
-
-namespace {
-
 // Rows per pass of the wgmma path (0: the path is not taken for M rows of w). The permuted
 // activations take whole tiles of up to kQ4WgMaxRows rows.
 int wgmma_rows(int M, const Q4Dev &w, const Q4Workspace &ws) {
