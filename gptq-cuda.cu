@@ -52,6 +52,19 @@ int cuda_device_count() {
     return n;
 }
 
+std::string cuda_device_unsupported(int device) {
+    const int count = cuda_device_count();
+    if (device < 0 || device >= count)
+        return strprintf("CUDA device %d not available (%d device%s found)", device, count, count == 1 ? "" : "s");
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
+        cudaGetLastError();
+        return strprintf("CUDA device %d: its properties cannot be read", device);
+    }
+    const std::string why = compute_capability_unsupported(prop.major, prop.minor);
+    return why.empty() ? why : strprintf("CUDA device %d (%s) has %s", device, prop.name, why.c_str());
+}
+
 namespace cuda {
 
 namespace {
@@ -146,6 +159,8 @@ private:
         if (device_ < 0 || device_ >= count)
             fail(GPTQ_ERR_BACKEND, "CUDA device %d not available (%d device%s found)", device_, count,
                  count == 1 ? "" : "s");
+        const std::string why = cuda_device_unsupported(device_);
+        if (!why.empty()) fail(GPTQ_ERR_UNSUPPORTED, "%s", why.c_str());
         CUDA_CHECK(cudaSetDevice(device_));
         CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device_));
         const ModelConfig &c = cfg_;

@@ -124,7 +124,7 @@ void gptq_set_log_callback(gptq_log_callback cb, void *user) { gptq::set_log_cal
 
 int32_t gptq_cuda_available(void) {
     try {
-        return gptq::cuda_device_count() > 0 ? 1 : 0;
+        return gptq::cuda_device_usable(0) ? 1 : 0;
     } catch (...) {
         return 0;
     }
@@ -151,7 +151,12 @@ gptq_status gptq_load(const char *model_dir, const gptq_load_params *params, gpt
         std::shared_ptr<gptq::Model> m = gptq::load_model(model_dir);
         m->n_threads = gptq::resolve_threads(p.n_threads);
         int backend = p.backend;
-        if (backend == GPTQ_BACKEND_AUTO) backend = gptq::cuda_device_count() > 0 ? GPTQ_BACKEND_CUDA : GPTQ_BACKEND_CPU;
+        if (backend == GPTQ_BACKEND_AUTO) {
+            const std::string why = gptq::cuda_device_unsupported(p.device);
+            if (!why.empty() && gptq::cuda_device_count() > 0)
+                gptq::log_msg(GPTQ_LOG_INFO, "using the CPU backend: %s", why.c_str());
+            backend = why.empty() ? GPTQ_BACKEND_CUDA : GPTQ_BACKEND_CPU;
+        }
         if (backend == GPTQ_BACKEND_CUDA) {
             m->backend = gptq::make_cuda_backend(*m, p.device);
         } else {

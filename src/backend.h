@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 namespace gptq {
 
@@ -54,5 +55,11 @@ public:
 std::unique_ptr<Backend> make_cpu_backend(const Model &model, int n_threads);
 std::unique_ptr<Backend> make_cuda_backend(const Model &model, int device);  // gptq-cuda.cu
 int cuda_device_count();                                                      // 0 without CUDA
+// "" when CUDA device `device` runs this build's kernels, else why not (no CUDA in the build, no
+// such device, too old a GPU: compute_capability_unsupported).
+std::string cuda_device_unsupported(int device);
+std::string compute_capability_unsupported(int major, int minor);  // "" from 8.0 (Ampere) on
+// Whether GPTQ_BACKEND_AUTO takes CUDA device `device` (present and supported).
+inline bool cuda_device_usable(int device) { return cuda_device_unsupported(device).empty(); }
 
 } // namespace gptq

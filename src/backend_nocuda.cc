@@ -7,6 +7,8 @@ namespace gptq {
 
 int cuda_device_count() { return 0; }
 
+std::string cuda_device_unsupported(int) { return "this build of libgptq has no CUDA backend"; }
+
 std::unique_ptr<Backend> make_cuda_backend(const Model &, int) {
     fail(GPTQ_ERR_UNSUPPORTED, "this build of libgptq has no CUDA backend (configure with -DGPTQ_CUDA=ON)");
 }

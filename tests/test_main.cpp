@@ -4,6 +4,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
+#include "backend.h"
 #include "gptq.h"
 #include "testutil.h"
 
@@ -32,7 +33,7 @@ int main(int argc, char **argv) {
         }
     }
     if (requires_word(req, "cuda") && !gptq_cuda_available()) {
-        std::printf("SKIPPED: no CUDA device (or this build has no CUDA backend)\n");
+        std::printf("SKIPPED: no usable CUDA device: %s\n", gptq::cuda_device_unsupported(0).c_str());
         return 77;
     }
 #ifndef GPTQ_USE_CUDA

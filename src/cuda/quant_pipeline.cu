@@ -31,6 +31,7 @@
 #include "cuda/quant_fp32.cuh"
 #include "cuda/quant_solver.cuh"
 
+#include "backend.h"
 #include "common.h"
 #include "quant/pack.h"
 
@@ -765,6 +766,8 @@ void quantize_model_cuda(Model &m, const CalibrationSet &calib, const PipelineOp
     int n_dev = 0;
     if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev <= g.device)
         fail(GPTQ_ERR_BACKEND, "no CUDA device %d for GPU quantization", g.device);
+    const std::string unsupported = cuda_device_unsupported(g.device);
+    if (!unsupported.empty()) fail(GPTQ_ERR_UNSUPPORTED, "GPU quantization: %s", unsupported.c_str());
     CUDA_CHECK(cudaSetDevice(g.device));
     if (calib.n_samples <= 0 || calib.seq_len <= 0 ||
         calib.tokens.size() != size_t(calib.n_samples) * size_t(calib.seq_len))

@@ -283,8 +283,9 @@ void quantize_model(const char *model_dir, const char *out_dir, const gptq_quant
         fail(GPTQ_ERR_INVALID_ARG, "calibration needs calib_seq_len >= 2 and calib_n_samples >= 1");
     if (p.backend != GPTQ_BACKEND_AUTO && p.backend != GPTQ_BACKEND_CPU && p.backend != GPTQ_BACKEND_CUDA)
         fail(GPTQ_ERR_INVALID_ARG, "unknown backend %d", p.backend);
-    if (p.backend == GPTQ_BACKEND_CUDA && cuda_device_count() <= 0)
-        fail(GPTQ_ERR_UNSUPPORTED, "GPU quantization needs a CUDA device and a build with CUDA; use GPTQ_BACKEND_CPU or AUTO");
+    if (p.backend == GPTQ_BACKEND_CUDA && !cuda_device_usable(0))
+        fail(GPTQ_ERR_UNSUPPORTED, "GPU quantization needs a CUDA device this build runs on (%s); use GPTQ_BACKEND_CPU or AUTO",
+             cuda_device_unsupported(0).c_str());
 
     const auto t0 = Clock::now();
     std::unique_ptr<Model> m = load_model(model_dir);
@@ -310,7 +311,7 @@ void quantize_model(const char *model_dir, const char *out_dir, const gptq_quant
 
     // The GPU when asked, or by default when there is one and it takes these options.
     bool use_cuda = p.backend == GPTQ_BACKEND_CUDA;
-    if (p.backend == GPTQ_BACKEND_AUTO && cuda_device_count() > 0) {
+    if (p.backend == GPTQ_BACKEND_AUTO && cuda_device_usable(0)) {
         const std::string why = cuda_quantize_unsupported_reason(o);
         use_cuda = why.empty();
         if (!use_cuda) log_msg(GPTQ_LOG_INFO, "quantizing on the CPU: the GPU quantizer does not take %s", why.c_str());
