@@ -95,11 +95,12 @@ typedef int32_t (*gptq_progress_callback)(const char *stage, int64_t done, int64
 
 /* ---------------------------------------------------------------- backends */
 
-#define GPTQ_BACKEND_AUTO 0  /* CUDA when this build has it and a device is present, else CPU */
+#define GPTQ_BACKEND_AUTO 0  /* CUDA when this build has it and the device is present and supported, else CPU */
 #define GPTQ_BACKEND_CPU  1
 #define GPTQ_BACKEND_CUDA 2
 
-/* 1 if this build has the CUDA backend and at least one usable device. */
+/* 1 if this build has the CUDA backend and CUDA device 0 runs it (compute capability 8.0, Ampere, or
+ * newer); an older GPU is refused with GPTQ_ERR_UNSUPPORTED and GPTQ_BACKEND_AUTO takes the CPU. */
 GPTQ_API int32_t gptq_cuda_available(void);
 
 /* ---------------------------------------------------------------- model */

@@ -110,7 +110,7 @@ func SetLogCallback(f func(level LogLevel, message string)) {
 type Backend int32
 
 const (
-	BackendAuto Backend = C.GPTQ_BACKEND_AUTO // CUDA when built and a device is present, else CPU
+	BackendAuto Backend = C.GPTQ_BACKEND_AUTO // CUDA when built and the device is present and supported (Ampere or newer), else CPU
 	BackendCPU  Backend = C.GPTQ_BACKEND_CPU
 	BackendCUDA Backend = C.GPTQ_BACKEND_CUDA
 )

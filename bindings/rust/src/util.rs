@@ -8,7 +8,8 @@ use std::path::Path;
 /// Where a model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
-    /// CUDA when this build has it and a device is present, else CPU.
+    /// CUDA when this build has it and the device is present and supported (Ampere or newer),
+    /// else CPU.
     Auto,
     Cpu,
     Cuda,
