@@ -56,16 +56,28 @@ std::string cuda_device_unsupported(int device) {
     const int count = cuda_device_count();
     if (device < 0 || device >= count)
         return strprintf("CUDA device %d not available (%d device%s found)", device, count, count == 1 ? "" : "s");
-    cudaDeviceProp prop;
-    if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
+    int major = 0, minor = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
         cudaGetLastError();
-        return strprintf("CUDA device %d: its properties cannot be read", device);
+        return strprintf("CUDA device %d: its compute capability cannot be read", device);
     }
-    const std::string why = compute_capability_unsupported(prop.major, prop.minor);
-    return why.empty() ? why : strprintf("CUDA device %d (%s) has %s", device, prop.name, why.c_str());
+    const std::string why = compute_capability_unsupported(major, minor);
+    if (why.empty()) return why;
+    cudaDeviceProp prop;  // its name, for the message only
+    const bool named = cudaGetDeviceProperties(&prop, device) == cudaSuccess;
+    if (!named) cudaGetLastError();
+    return strprintf("CUDA device %d (%s) has %s", device, named ? prop.name : "unnamed", why.c_str());
 }
 
 namespace cuda {
+
+void require_cuda_device(int device, const char *who) {
+    const std::string why = cuda_device_unsupported(device);
+    if (why.empty()) return;
+    const bool present = device >= 0 && device < cuda_device_count();
+    fail(present ? GPTQ_ERR_UNSUPPORTED : GPTQ_ERR_BACKEND, "%s: %s", who, why.c_str());
+}
 
 namespace {
 
@@ -155,12 +167,7 @@ public:
 
 private:
     void init_device() {
-        const int count = cuda_device_count();
-        if (device_ < 0 || device_ >= count)
-            fail(GPTQ_ERR_BACKEND, "CUDA device %d not available (%d device%s found)", device_, count,
-                 count == 1 ? "" : "s");
-        const std::string why = cuda_device_unsupported(device_);
-        if (!why.empty()) fail(GPTQ_ERR_UNSUPPORTED, "%s", why.c_str());
+        require_cuda_device(device_, "CUDA backend");
         CUDA_CHECK(cudaSetDevice(device_));
         CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device_));
         const ModelConfig &c = cfg_;

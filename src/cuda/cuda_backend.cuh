@@ -26,6 +26,10 @@ SyntheticModelSpec llama2_7b_spec(bool q4, int n_layers = 32);
 // Random weights scaled so activations stay O(1) through the layers.
 std::unique_ptr<Backend> make_synthetic_backend(const SyntheticModelSpec &spec, int device);
 
+// Returns when CUDA device `device` runs this build's kernels; else throws, naming `who` and the
+// reason: GPTQ_ERR_BACKEND when there is no such device, GPTQ_ERR_UNSUPPORTED for too old a GPU.
+void require_cuda_device(int device, const char *who);
+
 // Programmatic dependent launch on Hopper (default on; GPTQ_CUDA_PDL=0 starts it off).
 void set_pdl_enabled(bool on);
 

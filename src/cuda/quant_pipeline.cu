@@ -27,11 +27,11 @@
 #include "cuda/quant_pipeline.h"
 
 #include "cuda/attention.cuh"
+#include "cuda/cuda_backend.cuh"
 #include "cuda/elementwise.cuh"
 #include "cuda/quant_fp32.cuh"
 #include "cuda/quant_solver.cuh"
 
-#include "backend.h"
 #include "common.h"
 #include "quant/pack.h"
 
@@ -763,11 +763,7 @@ void quantize_model_cuda(Model &m, const CalibrationSet &calib, const PipelineOp
                          const GpuQuantOptions &g, GpuQuantStats *stats) {
     const std::string why = cuda_quantize_unsupported_reason(o);
     if (!why.empty()) fail(GPTQ_ERR_UNSUPPORTED, "the GPU quantizer does not take %s; use the CPU backend", why.c_str());
-    int n_dev = 0;
-    if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev <= g.device)
-        fail(GPTQ_ERR_BACKEND, "no CUDA device %d for GPU quantization", g.device);
-    const std::string unsupported = cuda_device_unsupported(g.device);
-    if (!unsupported.empty()) fail(GPTQ_ERR_UNSUPPORTED, "GPU quantization: %s", unsupported.c_str());
+    cuda::require_cuda_device(g.device, "GPU quantization");
     CUDA_CHECK(cudaSetDevice(g.device));
     if (calib.n_samples <= 0 || calib.seq_len <= 0 ||
         calib.tokens.size() != size_t(calib.n_samples) * size_t(calib.seq_len))

@@ -283,9 +283,12 @@ void quantize_model(const char *model_dir, const char *out_dir, const gptq_quant
         fail(GPTQ_ERR_INVALID_ARG, "calibration needs calib_seq_len >= 2 and calib_n_samples >= 1");
     if (p.backend != GPTQ_BACKEND_AUTO && p.backend != GPTQ_BACKEND_CPU && p.backend != GPTQ_BACKEND_CUDA)
         fail(GPTQ_ERR_INVALID_ARG, "unknown backend %d", p.backend);
-    if (p.backend == GPTQ_BACKEND_CUDA && !cuda_device_usable(0))
-        fail(GPTQ_ERR_UNSUPPORTED, "GPU quantization needs a CUDA device this build runs on (%s); use GPTQ_BACKEND_CPU or AUTO",
-             cuda_device_unsupported(0).c_str());
+    if (p.backend == GPTQ_BACKEND_CUDA) {
+        const std::string why = cuda_device_unsupported(0);
+        if (!why.empty())
+            fail(GPTQ_ERR_UNSUPPORTED, "GPU quantization needs a CUDA device this build runs on (%s); use GPTQ_BACKEND_CPU or AUTO",
+                 why.c_str());
+    }
 
     const auto t0 = Clock::now();
     std::unique_ptr<Model> m = load_model(model_dir);
