@@ -15,6 +15,8 @@
 //                                        shapes at M = 1 and 16 only, graph-timed split sweeps)
 //   GPTQ_BENCH_BRIEF=1 leaves out the split sweeps, prologue and diagnostic rows at small M (A/B runs
 //   of environment knobs, one short process each).
+//   GPTQ_BENCH_HOT=1 keeps one copy of each weight (the 4-bit ones then stay in L2 where they fit):
+//   what a product takes when its weights were warmed into L2 beforehand (src/cuda/l2_warm.cuh).
 #include "bench_timer.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/elementwise.cuh"
@@ -63,6 +65,7 @@ int main(int argc, char **argv) try {
     const bool decode = argc > 1 && std::strcmp(argv[1], "--decode") == 0;
     // GPTQ_BENCH_BRIEF=1: at up to 32 rows only the default plan's times (no sweeps or diagnostics).
     const bool brief = std::getenv("GPTQ_BENCH_BRIEF") != nullptr;
+    const bool hot = std::getenv("GPTQ_BENCH_HOT") != nullptr;
     int dev = 0;
     CUDA_CHECK(cudaSetDevice(dev));
     cudaDeviceProp prop;
@@ -109,7 +112,7 @@ int main(int argc, char **argv) try {
         const double q4_bytes = double(K) * N / 2 + double(G) * N * 2;
         const double f16_bytes = double(K) * N * 2;
         const double footprint = 3.0 * prop.l2CacheSize;
-        const int cq = std::max(2, int(std::ceil(footprint / q4_bytes)));
+        const int cq = hot ? 1 : std::max(2, int(std::ceil(footprint / q4_bytes)));
         const int cf = std::max(2, int(std::ceil(footprint / f16_bytes)));
         std::vector<uint32_t *> qw(cq);
         std::vector<__half *> sc(cq), w16(cf);
