@@ -202,13 +202,7 @@ constexpr int kFuseCombine = 4;  // the attention split kernel merges its chunks
 constexpr int kFuseRope = 8;     // RoPE + KV store inside the attention kernel (one-token batches)
 constexpr int kFuseDefer = 16;   // q|k|v and gate|up split shares summed by their consumers (no tail)
 constexpr int kFuseAttnMerge = 32;  // one-token attention's ranges merged in o_proj's activation staging
-constexpr int kFuseMaxRows = 4;
-// L2 warming (src/cuda/l2_warm.cuh; GPTQ_CUDA_WARM=<bit mask>, GPTQ_CUDA_WARM_PCT=<percent of each warp's
-// K range>): which kernel of a decode layer prefetches which later product's weights into L2.
-constexpr int kWarmOByAttn = 1;     // the attention kernel: all of o_proj
-constexpr int kWarmGuByO = 2;       // o_proj, before its wait: the head of gate|up
-constexpr int kWarmDownByGu = 4;    // gate|up, after its main loop: the head of down
-constexpr int kWarmQkvByDown = 8;   // down, after its main loop: the head of the next layer's q|k|v  // batches up to this size take the chunk merge / deferred fusions
+constexpr int kFuseMaxRows = 4;  // batches up to this size take the chunk merge / deferred fusions
                                  // (device run 2, b=16: both cost ~3% there)
 // GPTQ_CUDA_SKIP=<bit mask> leaves stages out of the forward (wrong results; timing breakdowns
 // only): 1 attention (RoPE, KV store, attention), 2 the layers' matrix products, 4 the head.
@@ -337,8 +331,6 @@ public:
         use_graphs_ = !(e && std::strcmp(e, "0") == 0);
         fuse_ = env_int("GPTQ_CUDA_FUSE", kFuseNorm | kFuseSilu | kFuseCombine | kFuseRope | kFuseDefer | kFuseAttnMerge);
         skip_ = env_int("GPTQ_CUDA_SKIP", 0);
-        warm_ = env_int("GPTQ_CUDA_WARM", 0);
-        warm_pct_ = env_int("GPTQ_CUDA_WARM_PCT", 25);
         // Candidates ranked on the device (generate's default sampler: H200, 7B shape, b = 16
         // 3306 -> 4456 tok/s at 32000 ids, 1967 -> 4170 at 128256; bench-e2e --sampling).
         // GPTQ_CUDA_RANK=0 sends the logits to the host instead.
@@ -543,12 +535,8 @@ private:
                     fz.qkv_ld = L.qkv.q.NT * kQ4TileN;
                 }
                 if (merge_in_o) fz.merge_used = attn_used_.as<int>();
-                fz.warm = warm_for(kWarmOByAttn, &L.o, n, merge_in_o ? 4 : 0, 100);
                 attention(l, n, chunks, runs, pos_h, scale, fz);
             }
-            const GpuLayer *next = l + 1 < c_.n_layers ? &b_.layers_[size_t(l) + 1] : nullptr;
-            Q4Out oo = o32(x, H);
-            oo.warm = warm_for(kWarmGuByO, &L.gate_up, n, norm_kind(L.gate_up, n), warm_pct_);
             if (merge_in_o) {
                 Q4Prologue pro;
                 pro.kind = 4;
@@ -558,11 +546,11 @@ private:
                 pro.attn_stride = attn_stride;
                 pro.attn_heads = Hq;
                 pro.attn_d = D;
-                Q4Out out = oo;
+                Q4Out out = o32(x, H);
                 out.bias = L.o.bias;
                 if (!(skip_ & kSkipLinear)) q4_matmul_pro(pro, n, L.o.q, out, ws_, stream_);
             } else {
-                linear(L.o, att, n, ldatt_, oo);
+                linear(L.o, att, n, ldatt_, o32(x, H));
             }
             const bool silu_in_down = (fuse_ & kFuseSilu) && L.down.q4 && !L.down.q.perm && I % 8 == 0 &&
                                       n <= q4_prologue_silu_rows() && q4_takes_prologue(n, ws_);
@@ -574,12 +562,6 @@ private:
                 go.defer = gu_part_.as<float>();
                 go.defer_floats = gu_part_.bytes() / sizeof(float);
             }
-            go.warm = warm_for(kWarmDownByGu, &L.down, n, silu_in_down ? (defer_gu ? 3 : 2) : 0, warm_pct_);
-            go.warm_at_end = 1;
-            Q4Out downo = o32(x, H);
-            downo.warm = warm_for(kWarmQkvByDown, next ? &next->qkv : nullptr, n, next ? norm_kind(next->qkv, n) : 0,
-                                  warm_pct_);
-            downo.warm_at_end = 1;
             const int gu_splits = norm_linear(L.gate_up, x, n, L.mlp_norm.as<const float>(), go);
             if (silu_in_down) {
                 Q4Prologue pro;
@@ -593,12 +575,12 @@ private:
                     pro.gu = gu;
                     pro.ldgu = 2 * I;
                 }
-                Q4Out out = downo;
+                Q4Out out = o32(x, H);
                 out.bias = L.down.bias;
                 if (!(skip_ & kSkipLinear)) q4_matmul_pro(pro, n, L.down.q, out, ws_, stream_);
             } else {
                 silu_mul(gu, n, I, act, stream_);
-                linear(L.down, act, n, I, downo);
+                linear(L.down, act, n, I, o32(x, H));
             }
         }
         if (m == 0) return;
@@ -608,25 +590,11 @@ private:
         if (!(skip_ & kSkipHead)) linear_nogather(head, xn, m, ldn_, o32(logits_.as<float>(), c_.vocab_size));
     }
 
-    // What a kernel of the layer warms in L2 for the 4-bit product L (run on n rows under prologue kind
-    // `kind`) when GPTQ_CUDA_WARM has `bit`: the head `percent` % of each of its warps' K ranges.
-    L2WarmSet warm_for(int bit, const GpuLinear *L, int n, int kind, int percent) const {
-        if (!(warm_ & bit) || !L || !L->q4 || !q4_takes_prologue(n, ws_) || (skip_ & kSkipLinear)) return L2WarmSet();
-        return q4_l2_warm(L->q, q4_default_plan(n, L->q, ws_, kind), percent);
-    }
-
     // out = rmsnorm(x) · Wᵀ: the norm inside the 4-bit kernel for few rows, else its own kernel.
     // Returns the 4-bit product's splits (what a deferred output's consumer must add up).
-    // The prologue kind norm_linear runs L with: 1 (RMSNorm inside the 4-bit kernel) or 0.
-    int norm_kind(const GpuLinear &L, int n) const {
-        const bool inside = (fuse_ & kFuseNorm) && L.q4 && n <= q4_prologue_norm_rows() && c_.hidden_size % 4 == 0 &&
-                            q4_takes_prologue(n, ws_);
-        return inside ? 1 : 0;
-    }
-
     int norm_linear(const GpuLinear &L, const float *x, int n, const float *norm_w, Q4Out out) {
         const int H = c_.hidden_size;
-        if (norm_kind(L, n) == 1) {
+        if ((fuse_ & kFuseNorm) && L.q4 && n <= q4_prologue_norm_rows() && H % 4 == 0 && q4_takes_prologue(n, ws_)) {
             Q4Prologue pro;
             pro.kind = 1;
             pro.x32 = x;
@@ -720,7 +688,7 @@ private:
     cublasHandle_t cublas_ = nullptr;   // owned_cublas_'s
     PinnedBuffer ids_h_, logits_h_;  // the batch's tokens going up, its logits coming back
     bool use_graphs_ = true;
-    int fuse_ = 0, skip_ = 0, warm_ = 0, warm_pct_ = 25;
+    int fuse_ = 0, skip_ = 0;
     std::map<std::tuple<int, int, int>, cudaGraphExec_t> graphs_;
 };
 

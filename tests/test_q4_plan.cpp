@@ -308,67 +308,6 @@ TEST_CASE("q4_deferred_need: room for the deferred shares of every plan up to th
     CHECK(plans > 10000);
 }
 
-TEST_CASE("q4_l2_warm: the heads of what each warp of the fused kernel reads first, inside the layer") {
-    // The fused kernel's cut (q4_fused_kernel.cuh): block (strip, split) of plan p, warp (wn, wk);
-    // its pairs [q0, q1) of tile nt, streamed from q0 on. Warming must fetch the first
-    // ceil(len * percent / 100) of them (all at 100), nothing outside the layer, and at 100 the
-    // whole layer once.
-    clear_switches();
-    std::mt19937 rng(20261206);
-    std::uniform_int_distribution<int> dm(1, 32), dpro(0, 4);
-    static const uint4 words[1] = {};
-    static const __half halves[1] = {};
-    long long slices = 0;
-    for (int i = 0; i < 300; ++i) {
-        const RandomLayer r = random_layer(rng);
-        Q4Dev w = r.w;
-        w.qw = words;
-        w.scales = halves;
-        const int M = dm(rng), prologue = dpro(rng);
-        const Q4Plan p = q4_plan(M, w, hopper(), 0, prologue);
-        CAPTURE(r.K);
-        CAPTURE(r.N);
-        CAPTURE(M);
-        CAPTURE(prologue);
-        const int KP = w.KT / 2, WK = kQ4Warps / p.tiles_per_block;
-        for (int percent : {1, 25, 60, 100}) {
-            const L2WarmSet set = q4_l2_warm(w, p, percent);
-            const L2Warm &q = set.r[0];
-            REQUIRE(q.count == w.NT * p.splits * WK);
-            CHECK(q.unit_bytes == 1024);
-            bool same = true;
-            size_t units = 0;
-            for (int nt : {0, w.NT - 1})
-                for (int split = 0; split < p.splits; ++split)
-                    for (int wk = 0; wk < WK; ++wk) {
-                        const int p0 = split * p.pairs_per_split, p1 = std::min(KP, p0 + p.pairs_per_split);
-                        const int len = (p1 - p0 + WK - 1) / WK;
-                        const int q0 = p0 + wk * len, q1 = std::min(p1, q0 + len);
-                        const int want = q0 < q1 ? std::min(q1 - q0, (len * percent + 99) / 100) : 0;
-                        const L2Slice sl = l2_warm_slice(q, (nt * p.splits + split) * WK + wk);
-                        same = same && sl.units == want && (want == 0 || sl.unit == size_t(nt) * KP + q0);
-                        ++slices;
-                    }
-            CHECK(same);
-            for (int s = 0; s < q.count; ++s) {
-                const L2Slice sl = l2_warm_slice(q, s);
-                CHECK(sl.unit + sl.units <= size_t(w.NT) * KP);
-                units += size_t(sl.units);
-            }
-            if (percent == 100) CHECK(units == size_t(w.NT) * KP);  // every pair once (slices never overlap)
-            // Scales: one tile's G x 64 halves per slice, all of them.
-            const L2Warm &sc = set.r[1];
-            CHECK(sc.count == w.NT);
-            CHECK(sc.unit_bytes == size_t(w.G) * kQ4TileN * sizeof(__half));
-            const L2Slice last = l2_warm_slice(sc, sc.count - 1);
-            CHECK((last.unit == size_t(w.NT - 1) && last.units == 1));
-            CHECK(set.r[2].count == (w.zeros ? w.NT : 0));
-        }
-    }
-    CHECK(slices > 10000);
-    CHECK(q4_l2_warm(layer(4096, 4096, 128, false), q4_plan(1, layer(4096, 4096, 128, false), hopper()), 25).empty());
-}
-
 TEST_CASE("q4_wgmma_plan: the plans measured for the Llama shapes at 64-256 rows (H100 / H200)") {
     // BENCHMARKS.md "backend µs (plan)": q|k|v and gate|up into fp16 under stream-K over the 132
     // SMs (70B gate|up at 128 rows on the classic grid), o_proj and down into fp32 with K splits.

@@ -6,7 +6,6 @@
 #pragma once
 
 #include "elementwise.cuh"
-#include "l2_warm.cuh"
 
 #include <cublas_v2.h>
 
@@ -47,16 +46,12 @@ inline size_t attn_split_counters(int n, int Hq) { return size_t(n) * Hq; }
 //             part_ml[2 part], its unnormalized output at part_o[part * D] — and merge_used[t]
 //             receives the token's range count; out is not written. Their consumer merges them
 //             (the 4-bit product's prologue kind 4, q4_gemm.cuh). counters is then not used.
-//   warm:     the range kernel only: bytes of a later kernel to prefetch into L2 (l2_warm.cuh), every
-//             block issuing its share first thing (one token reads a few MB of cache with HBM
-//             mostly idle; o_proj, next, then finds its weights in L2).
 struct AttnSplitFusion {
     unsigned *counters = nullptr;
     const float *inv_freq = nullptr;
     const float *qkv_part = nullptr;
     int qkv_splits = 0, qkv_ld = 0;
     int *merge_used = nullptr;
-    L2WarmSet warm;
 };
 void attention_split(const __half *q, int ldq, const int32_t *pos, const int32_t *seq, int n, int Hq,
                      const KVLayer &kv, float scale, int n_chunks, float *scratch, __half *out, int ldo,

@@ -89,7 +89,6 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 2 : 1)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int grp = lane / LPK, dl = (lane % LPK) * 8;
 
-    l2_warm(fz.warm, (blockIdx.y * gridDim.x + blockIdx.x) * kThreads + threadIdx.x, gridDim.x * gridDim.y * kThreads);
     if (!early) pdl_enter();
     const int p = pos[t], s = seq[t];
     const int per = range_len(p, S), used = ranges_used(p, S);

@@ -225,10 +225,6 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
                                                        ? __ldg(reinterpret_cast<const float4 *>(pro.norm_w + kb + i))
                                                        : make_float4(0.f, 0.f, 0.f, 0.f);
     }
-    // A later product's weights into L2 (Q4Out::warm), here while this one's are in flight.
-    const int warm_worker = (blockIdx.y * gridDim.x + blockIdx.x) * kQ4Threads + threadIdx.x;
-    const int warm_workers = gridDim.x * gridDim.y * kQ4Threads;
-    if (!out.warm_at_end) l2_warm(out.warm, warm_worker, warm_workers);
     // Everything below reads or writes what earlier kernels in the stream touch.
     pdl_enter();
     if constexpr (!XD && MODE < 4) stage_activations<SB, FOLD>(x, M, ldx, w.K, p0, p1, f.ldxs, fsm, pro, wst);
@@ -278,7 +274,6 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
 #undef Q4_COMPUTE
         if constexpr (XD != 2) flush_group<NTOK, FOLD>(A, gc.s);
     }
-    if (out.warm_at_end) l2_warm(out.warm, warm_worker, warm_workers);  // this thread's loads are issued
 
     if constexpr (MODE == 5) {  // diagnostics: the loop alone, no epilogue
         if (A.acc[0][0][0] == -1.0f) out.out16[0] = __float2half(0.0f);

@@ -13,7 +13,6 @@
 // dequantizing in registers) where the GPU and the binary have it, else dequantize-to-fp16 + cuBLAS.
 #pragma once
 
-#include "l2_warm.cuh"
 #include "q4_layout.cuh"
 
 #include <cublas_v2.h>
@@ -46,12 +45,6 @@ struct Q4Out {
     // No bias. q4_matmul returns the number of splits.
     float *defer = nullptr;
     size_t defer_floats = 0;  // floats at defer: q4_fused refuses a plan whose shares need more
-    // L2 warming (l2_warm.cuh; fused kernel only): the bytes of a later product to prefetch into L2,
-    // every thread of the grid issuing its share, before the wait on the previous kernel
-    // (warm_at_end 0: the kernel's own weights are then usually in L2 already) or after the thread's
-    // main loop (1: while the product's last blocks drain).
-    L2WarmSet warm;
-    int warm_at_end = 0;
 };
 
 // What the fused kernel computes for its activations while it stages them into shared memory, so
@@ -112,10 +105,6 @@ struct Q4Plan {
     // for a fourth block per SM (q4_plan says when); 0: staged.
     int x_direct = 0;
 };
-
-// The L2 slices (l2_warm.cuh) of w's first `percent` % of every warp's K range under plan p (what each
-// warp of a product run with p reads first), and all of w's scales and zeros; 100: the whole layer.
-L2WarmSet q4_l2_warm(const Q4Dev &w, const Q4Plan &p, int percent);
 
 constexpr int kQ4FusedMaxM = 32;      // rows one fused pass handles (2 m16 tiles)
 constexpr int kQ4Warps = 4;           // warps per block: Q4Plan::tiles_per_block x K slices

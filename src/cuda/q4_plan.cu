@@ -214,31 +214,6 @@ Q4Plan q4_plan(int M, const Q4Dev &w, const Q4Limits &lim, int blocks_per_sm_tar
     return p;
 }
 
-L2WarmSet q4_l2_warm(const Q4Dev &w, const Q4Plan &p, int percent) {
-    L2WarmSet s;
-    if (percent <= 0 || !w.qw) return s;
-    // A tile's words: KT / 2 pairs of 1 KB (32 k x 64 columns) in K order (q4_layout.cuh), cut into
-    // splits of pairs_per_split and each split among the block's K slices (q4_fused_kernel.cuh).
-    L2Warm &q = s.r[0];
-    q.base = reinterpret_cast<const char *>(w.qw);
-    q.unit_bytes = 64 * sizeof(uint4);
-    q.tile_units = w.KT / 2;
-    q.split_units = std::max(1, p.pairs_per_split);
-    q.inner = kQ4Warps / std::max(1, p.tiles_per_block);
-    q.per_tile = (q.tile_units + q.split_units - 1) / q.split_units * q.inner;
-    q.count = w.NT * q.per_tile;
-    q.percent = std::min(percent, 100);
-    // Scales and zeros whole (1/32 of the words at group 128), a tile's G x 64 halves per slice.
-    auto whole = [&](L2Warm &r, const __half *a) {
-        r.base = reinterpret_cast<const char *>(a);
-        r.unit_bytes = size_t(w.G) * kQ4TileN * sizeof(__half);
-        r.count = w.NT;
-    };
-    if (w.scales) whole(s.r[1], w.scales);
-    if (w.zeros) whole(s.r[2], w.zeros);
-    return s;
-}
-
 Q4ScratchNeed q4_scratch_need(const Q4Dev &w, int max_rows, const Q4Limits &lim) {
     Q4ScratchNeed need;
     for (int m : {1, 8, 16, 32, std::min(max_rows, kQ4FusedMaxM)}) {
