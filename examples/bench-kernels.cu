@@ -16,7 +16,7 @@
 //   GPTQ_BENCH_BRIEF=1 leaves out the split sweeps, prologue and diagnostic rows at small M (A/B runs
 //   of environment knobs, one short process each).
 //   GPTQ_BENCH_HOT=1 keeps one copy of each weight (the 4-bit ones then stay in L2 where they fit):
-//   what a product takes when its weights were warmed into L2 beforehand (src/cuda/l2_warm.cuh).
+//   what a product would take with its weights fetched into L2 beforehand (src/cuda/NOTES.md run V).
 #include "bench_timer.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/elementwise.cuh"
