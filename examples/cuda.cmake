@@ -1,7 +1,7 @@
 # The CUDA benchmark programs (included from examples/CMakeLists.txt when GPTQ_CUDA is on). They
 # reach the backend's internals (kernels, synthetic weights), so they link the object library the
 # way the tests do rather than the shared library's public API.
-foreach(prog bench-kernels bench-e2e bench-quantize bench-stream)
+foreach(prog bench-kernels bench-e2e bench-quantize bench-stream bench-boundary)
   add_executable(${prog} ${prog}.cu)
   target_link_libraries(${prog} PRIVATE gptq_objects)
   target_compile_options(${prog} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo>)
