@@ -14,6 +14,8 @@
 // at one row; 16, 32: deeper), the rest after, so the rows show what the boundary costs with a
 // product's bytes around it, and what loads in flight across it buy. The values passed along are
 // not checked (a kernel may overwrite one before every reader of it took it): only time counts.
+// These kernels use few registers, so blocks of consecutive kernels can share an SM, which the
+// 4-bit kernels (168 registers, three blocks per SM) cannot: read the flag rows with that in mind.
 //
 //   bench-boundary [MB ...]   (default: 0 and the 7B products' bytes: 8.4 o_proj, 22.6 down,
 //                              26.0 q|k|v, 45.1 gate|up)
