@@ -96,28 +96,63 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
         return;
     }
     if (pro.kind == 4) {  // attention's ranges merged, a chunk of 8 columns within one head
-        for (int idx = threadIdx.x; idx < total; idx += kQ4Threads) {
-            const int row = idx / chunks, k = kbase + (idx % chunks) * 8;
-            float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-            if (k < K) {
+        // Two threads per chunk (neighbouring lanes), each taking every other range with the loads
+        // of up to kAt ranges in flight at once and a running maximum; the pair then combines its
+        // two partial merges by shuffles. One global round trip for up to 2 * kAt ranges instead of
+        // two (the maximum first, then the weighted sums): measured (H100, e87abe8's binary against
+        // this one, alternating, three runs of two each) decode b = 1 511.2-515.9 -> 517.3-522.4
+        // tok/s.
+        constexpr int kAt = 4;
+        const int span = (2 * total + kQ4Threads - 1) / kQ4Threads * kQ4Threads;  // whole warps loop
+        for (int i2 = threadIdx.x; i2 < span; i2 += kQ4Threads) {
+            const int idx = i2 >> 1, half = i2 & 1;
+            const bool on = i2 < 2 * total;
+            const int row = on ? idx / chunks : 0, k = kbase + (idx % chunks) * 8;
+            float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f}, mx = -INFINITY, wsum = 0.0f;
+            if (on && k < K) {
                 const int hq = k / pro.attn_d, d = k % pro.attn_d, used = pro.attn_used[row];
                 const size_t part = (size_t(row) * pro.attn_heads + hq) * pro.attn_stride;
                 const float *ml = pro.attn_ml + part * 2, *po = pro.attn_o + part * pro.attn_d + d;
-                float mx = -INFINITY;
-                for (int c = 0; c < used; ++c) mx = fmaxf(mx, __ldcg(ml + 2 * c));
-                float wsum = 0.0f;
-                for (int c = 0; c < used; ++c) {
-                    const float2 r = __ldcg(reinterpret_cast<const float2 *>(ml + 2 * c));
-                    const float e = __expf(r.x - mx);
-                    wsum += e * r.y;
-                    const float4 a = __ldcg(reinterpret_cast<const float4 *>(po + size_t(c) * pro.attn_d));
-                    const float4 b = __ldcg(reinterpret_cast<const float4 *>(po + size_t(c) * pro.attn_d + 4));
-                    v[0] += e * a.x, v[1] += e * a.y, v[2] += e * a.z, v[3] += e * a.w;
-                    v[4] += e * b.x, v[5] += e * b.y, v[6] += e * b.z, v[7] += e * b.w;
-                }
-                const float inv = 1.0f / wsum;
+                for (int c0 = half; c0 < used; c0 += 2 * kAt) {
+                    float2 r[kAt];
+                    float4 a[kAt], b[kAt];
 #pragma unroll
-                for (int i = 0; i < 8; ++i) v[i] *= inv;
+                    for (int j = 0; j < kAt; ++j) {
+                        const int c = c0 + 2 * j;
+                        r[j] = c < used ? __ldcg(reinterpret_cast<const float2 *>(ml + 2 * c)) : make_float2(-INFINITY, 0.f);
+                        a[j] = c < used ? __ldcg(reinterpret_cast<const float4 *>(po + size_t(c) * pro.attn_d))
+                                        : make_float4(0.f, 0.f, 0.f, 0.f);
+                        b[j] = c < used ? __ldcg(reinterpret_cast<const float4 *>(po + size_t(c) * pro.attn_d + 4))
+                                        : make_float4(0.f, 0.f, 0.f, 0.f);
+                    }
+                    float gm = mx;
+#pragma unroll
+                    for (int j = 0; j < kAt; ++j) gm = fmaxf(gm, r[j].x);
+                    const float sc = mx == -INFINITY ? 0.0f : __expf(mx - gm);
+                    wsum *= sc;
+#pragma unroll
+                    for (int i = 0; i < 8; ++i) v[i] *= sc;
+#pragma unroll
+                    for (int j = 0; j < kAt; ++j) {
+                        const float e = r[j].x == -INFINITY ? 0.0f : __expf(r[j].x - gm);
+                        wsum += e * r[j].y;
+                        v[0] += e * a[j].x, v[1] += e * a[j].y, v[2] += e * a[j].z, v[3] += e * a[j].w;
+                        v[4] += e * b[j].x, v[5] += e * b[j].y, v[6] += e * b[j].z, v[7] += e * b[j].w;
+                    }
+                    mx = gm;
+                }
+            }
+            const float om = __shfl_xor_sync(0xffffffffu, mx, 1), ow = __shfl_xor_sync(0xffffffffu, wsum, 1);
+            float ov[8];
+#pragma unroll
+            for (int i = 0; i < 8; ++i) ov[i] = __shfl_xor_sync(0xffffffffu, v[i], 1);
+            if (!on || half) continue;
+            if (k < K) {
+                const float gm = fmaxf(mx, om);
+                const float s0 = mx == -INFINITY ? 0.0f : __expf(mx - gm), s1 = om == -INFINITY ? 0.0f : __expf(om - gm);
+                const float inv = 1.0f / (wsum * s0 + ow * s1);
+#pragma unroll
+                for (int i = 0; i < 8; ++i) v[i] = (v[i] * s0 + ov[i] * s1) * inv;
             }
             put8<FOLD>(xs + size_t(row) * ldxs + (idx % chunks) * 8, pack8(v));
         }

@@ -62,7 +62,8 @@ struct Q4Out {
 //           attn_used[m] ranges of head k / attn_d, d = k % attn_d. Needs K % 8 == 0, attn_d % 8 == 0
 //           and no act-order permutation (the columns are heads in order).
 // The arithmetic (and its rounding) is that of the stand-alone rmsnorm / silu_mul kernels, and of
-// the attention merge up to the order of its sums.
+// the attention merge up to the order of its sums (kind 4 merges with a running maximum, in two
+// halves of the ranges that it then combines).
 struct Q4Prologue {
     int kind = 0;
     const float *x32 = nullptr;
