@@ -549,14 +549,17 @@ TEST_CASE("q4 deferred reduction: the shares sum to the fp16 output, and the Swi
 TEST_CASE("q4 prologue kind 4 merges attention's ranges (AttnSplitFusion::merge_used layout) into the activations") {
     std::mt19937 rng(14);
     Workspace W;
-    const int Hq = 8, D = 128, stride = 5;  // heads, head size, ranges' stride (n_chunks)
+    const int Hq = 8, D = 128, stride = 20;  // heads, head size, ranges' stride (n_chunks)
     GptqLayer L = make_layer(Hq * D, 8 * 37, 128, false, false, 1, rng);
     auto d = upload_layer(L);
-    std::uniform_real_distribution<float> um(-3.0f, 3.0f), ul(0.5f, 4.0f), uo(-2.0f, 2.0f);
-    for (int M : {1, 3}) {
+    std::uniform_real_distribution<float> ul(0.5f, 4.0f), uo(-2.0f, 2.0f);
+    // M = 2: more ranges than the kernel's threads load at once (each of a chunk's two threads takes
+    // 4 ranges per round) and maxima far apart, so that the running maximum must rescale its sums.
+    for (int M : {1, 3, 2}) {
+        std::uniform_real_distribution<float> um(M == 2 ? -60.0f : -3.0f, M == 2 ? 60.0f : 3.0f);
         // Partials: (m, l) and unnormalized o for the used ranges; the rest stays NaN (never read).
         std::vector<int> used(static_cast<size_t>(M));
-        for (int t = 0; t < M; ++t) used[size_t(t)] = M == 1 ? 4 : 1 + t * 2;  // 1, 3, 5 ranges
+        for (int t = 0; t < M; ++t) used[size_t(t)] = M == 1 ? 4 : M == 3 ? 1 + t * 2 : 11 + 9 * t;  // 4; 1, 3, 5; 11, 20
         const size_t parts = size_t(M) * Hq * stride;
         std::vector<float> po(parts * D, std::nanf("")), pml(parts * 2, std::nanf(""));
         std::vector<h16> x(size_t(M) * Hq * D);
