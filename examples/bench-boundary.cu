@@ -117,9 +117,7 @@ int main(int argc, char **argv) try {
     if (mbs.empty()) mbs = {0.0, 8.4, 22.6, 26.0, 45.1};
 
     const int G = 3 * sms, iters = 200;
-    const size_t pool_bytes = std::max<size_t>(size_t(4 * prop.l2CacheSize), size_t(512) << 20);
-    char *pool = dev_alloc<char>(pool_bytes);
-    CUDA_CHECK(cudaMemset(pool, 0x5a, pool_bytes));
+    const RotatingPool pool(prop);
     unsigned *vals = dev_alloc<unsigned>(2 * size_t(G));
     CUDA_CHECK(cudaMemset(vals, 0, 2 * size_t(G) * sizeof(unsigned)));
     unsigned *flags = dev_alloc<unsigned>(size_t(iters + 1) * G);
@@ -134,8 +132,6 @@ int main(int argc, char **argv) try {
     for (double mb : mbs) {
         const size_t per_thread16 = size_t(mb * 1e6 / 16 / (double(G) * kThreads));
         const size_t bytes = per_thread16 * 16 * size_t(G) * kThreads;
-        const size_t slot = (std::max<size_t>(bytes, 4096) + 4095) / 4096 * 4096;
-        const int copies = int(std::max<size_t>(1, pool_bytes / slot));
         double t[5];
         for (int c = 0; c < 5; ++c) {  // the three modes at R = 8, then the wait at R = 16, 32
             const int mode = c < 3 ? c : int(kWait);
@@ -146,7 +142,7 @@ int main(int argc, char **argv) try {
                         CUDA_CHECK(cudaMemsetAsync(flags, 0, size_t(iters + 1) * G * sizeof(unsigned), s));
                         CUDA_CHECK(cudaMemsetAsync(flags, 1, size_t(G) * sizeof(unsigned), s));
                     }
-                    const uint4 *w = reinterpret_cast<const uint4 *>(pool + size_t(i % copies) * slot);
+                    const uint4 *w = reinterpret_cast<const uint4 *>(pool.at(bytes, i));
                     launch(kernel, dim3(G), dim3(kThreads), 0, s, w, per_thread16, vals + size_t(i % 2) * G,
                            vals + size_t((i + 1) % 2) * G, flags + size_t(i) * G, flags + size_t(i + 1) * G, mode,
                            sink);
@@ -156,7 +152,7 @@ int main(int argc, char **argv) try {
         std::printf("%8.1f %9.2f | %9.2f %9.2f %9.2f | %9.2f %9.2f\n", bytes / 1e6, bytes / bw * 1e6, t[0], t[1], t[2],
                     t[3], t[4]);
     }
-    CUDA_CHECK(cudaFree(pool));
+    CUDA_CHECK(cudaFree(pool.base));
     CUDA_CHECK(cudaFree(vals));
     CUDA_CHECK(cudaFree(flags));
     CUDA_CHECK(cudaFree(sink));

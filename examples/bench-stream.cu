@@ -159,9 +159,7 @@ int main(int argc, char **argv) try {
     }
 
     // One pool the readers slide over: a call reads copy (i mod copies) of its bytes.
-    const size_t pool_bytes = std::max<size_t>(size_t(4 * prop.l2CacheSize), size_t(512) << 20);
-    char *pool = dev_alloc<char>(pool_bytes);
-    CUDA_CHECK(cudaMemset(pool, 0x5a, pool_bytes));
+    const RotatingPool pool(prop);
     uint32_t *sink = dev_alloc<uint32_t>(1);
     cudaStream_t s;
     CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
@@ -176,15 +174,13 @@ int main(int argc, char **argv) try {
     std::vector<double> best_of[4];
     for (const Size &z : sizes) {
         const size_t bytes = size_t(z.bytes) / 256 * 256;
-        const size_t slot = (bytes + 4095) / 4096 * 4096;
-        const int copies = int(std::max<size_t>(1, pool_bytes / slot));
-        if (copies < 2 || slot * 2 > pool_bytes) {
+        if (pool.copies(bytes) < 2 || pool.slot(bytes) * 2 > pool.bytes) {
             std::printf("%-12s: %.0f MB does not fit twice in the %zu MB pool, skipped\n", z.name.c_str(), z.bytes / 1e6,
-                        pool_bytes >> 20);
+                        pool.bytes >> 20);
             continue;
         }
         const int iters = int(std::clamp(2e9 / double(bytes), 20.0, 400.0));
-        auto at = [&](int i) { return pool + size_t(i % copies) * slot; };
+        auto at = [&](int i) { return pool.at(bytes, i); };
         std::vector<Result> plain, pdl, bulk;
         for (int bps : {1, 2, 4, 8}) {
             for (int U : {4, 8}) {
@@ -277,7 +273,7 @@ int main(int argc, char **argv) try {
         const double slope = (n * sxy - sx * sy) / (n * sxx - sx * sx), fixed = (sy - slope * sx) / n;
         std::printf("fit %-10s: %.2f us fixed + bytes at %.0f GB/s\n", kind_names[k], fixed, 1e-3 / slope);
     }
-    CUDA_CHECK(cudaFree(pool));
+    CUDA_CHECK(cudaFree(pool.base));
     CUDA_CHECK(cudaFree(sink));
     CUDA_CHECK(cudaStreamDestroy(s));
     return 0;

@@ -83,5 +83,21 @@ inline double copy_bandwidth(Timer &t) {
     return 2.0 * bytes / (us * 1e-6);  // bytes read + written per second
 }
 
+// Rotating copies of a benchmark's bytes: a pool of at least four L2 sizes (and 512 MB) that
+// back-to-back calls slide over, call i reading copy i mod copies(n) of its n bytes (each copy on a
+// 4 KB boundary), so that no call finds its bytes in L2. The caller frees `base`.
+struct RotatingPool {
+    char *base = nullptr;
+    size_t bytes = 0;
+    explicit RotatingPool(const cudaDeviceProp &prop)
+        : bytes(std::max<size_t>(size_t(4 * prop.l2CacheSize), size_t(512) << 20)) {
+        base = dev_alloc<char>(bytes);
+        CUDA_CHECK(cudaMemset(base, 0x5a, bytes));
+    }
+    size_t slot(size_t n) const { return (std::max<size_t>(n, 1) + 4095) / 4096 * 4096; }
+    int copies(size_t n) const { return int(std::max<size_t>(1, bytes / slot(n))); }
+    char *at(size_t n, int i) const { return base + size_t(i % copies(n)) * slot(n); }
+};
+
 } // namespace bench
 } // namespace gptq
