@@ -205,7 +205,7 @@ int main(int argc, char **argv) try {
             o16.out16 = y;
             double fp16 = timer.us(
                 [&](int i) {
-                    dense_matmul(cublas, x, M, K, w16[i % cf], K, N, K, o16, 0);
+                    dense_matmul_cublas(cublas, x, M, K, w16[i % cf], K, N, K, o16, 0);
                 },
                 iters);
             std::string notes;

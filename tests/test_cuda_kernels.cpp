@@ -763,33 +763,101 @@ TEST_CASE("q4_dequant_f16 reproduces the fp16 weights exactly") {
     }
 }
 
-TEST_CASE("dense fp16 matmul through cuBLAS (Hugging Face layout)") {
+TEST_CASE("dense fp16 matmul (Hugging Face layout): cuBLAS, and the dispatch to the GEMV for few rows") {
     std::mt19937 rng(7);
     Workspace W;
     const int K = 328, N = 8 * 37;
     auto Wt = random_f16(size_t(N) * K, rng, -0.1f, 0.1f);
     Dev<h16> dW(Wt);
-    for (int M : {1, 7, 130}) {
-        auto x = random_f16(size_t(M) * K, rng, -1.0f, 1.0f);
-        Dev<h16> dx(x), dy(size_t(M) * N);
-        dy.poison();
-        Q4Out out;
-        out.out16 = reinterpret_cast<__half *>(dy.p);
-        out.ldo = N;
-        dense_matmul(W.cublas, reinterpret_cast<const __half *>(dx.p), M, K, reinterpret_cast<const __half *>(dW.p),
-                     K, N, K, out, 0);
-        auto h = dy.download();
-        std::vector<double> ref(size_t(M) * N, 0.0), got(size_t(M) * N);
-        for (int m = 0; m < M; ++m)
-            for (int n = 0; n < N; ++n) {
-                double s = 0;
-                for (int k = 0; k < K; ++k) s += f16d(x[size_t(m) * K + k]) * f16d(Wt[size_t(n) * K + k]);
-                ref[size_t(m) * N + n] = s;
-                got[size_t(m) * N + n] = f16d(h[size_t(m) * N + n]);
-            }
-        INFO("M=" << M);
-        CHECK(rel_err(ref, got) < 2e-3);
+    for (int M : {1, 7, 130})
+        for (bool cublas_only : {false, true}) {
+            auto x = random_f16(size_t(M) * K, rng, -1.0f, 1.0f);
+            Dev<h16> dx(x), dy(size_t(M) * N);
+            dy.poison();
+            Q4Out out;
+            out.out16 = reinterpret_cast<__half *>(dy.p);
+            out.ldo = N;
+            const __half *xp = reinterpret_cast<const __half *>(dx.p), *wp = reinterpret_cast<const __half *>(dW.p);
+            if (cublas_only)
+                dense_matmul_cublas(W.cublas, xp, M, K, wp, K, N, K, out, 0);
+            else
+                dense_matmul(W.cublas, xp, M, K, wp, K, N, K, out, 0);
+            auto h = dy.download();
+            std::vector<double> ref(size_t(M) * N, 0.0), got(size_t(M) * N);
+            for (int m = 0; m < M; ++m)
+                for (int n = 0; n < N; ++n) {
+                    double s = 0;
+                    for (int k = 0; k < K; ++k) s += f16d(x[size_t(m) * K + k]) * f16d(Wt[size_t(n) * K + k]);
+                    ref[size_t(m) * N + n] = s;
+                    got[size_t(m) * N + n] = f16d(h[size_t(m) * N + n]);
+                }
+            INFO("M=" << M << (cublas_only ? " cuBLAS" : " dispatch"));
+            CHECK(rel_err(ref, got) < 2e-3);
+        }
+}
+
+TEST_CASE("dense fp16 GEMV (1-8 rows): fp16 out, fp32 accumulate with bias, strides, odd shapes") {
+    std::mt19937 rng(11);
+    struct Shape {
+        int K, N;
+    };
+    // K: one chunk, a partial round, several rounds with a partial last one; N: a single row, an odd
+    // count (the last warp task half empty), more tasks than the grid's warps take in one pass.
+    for (const Shape sh : {Shape{8, 1}, Shape{264, 37}, Shape{2056, 301}, Shape{4104, 1001}, Shape{520, 40001}}) {
+        const int K = sh.K, N = sh.N, ldw = K + 8;
+        auto Wt = random_f16(size_t(N) * ldw, rng, -0.1f, 0.1f);
+        auto bias = random_f16(size_t(N), rng, -1.0f, 1.0f);
+        Dev<h16> dW(Wt), db(bias);
+        for (int M : {1, 2, 3, 5, 8}) {
+            const int ldx = K + 16, ldo = N + 3;
+            auto x = random_f16(size_t(M) * ldx, rng, -1.0f, 1.0f);
+            std::uniform_real_distribution<float> d(-2.0f, 2.0f);
+            std::vector<float> y0(size_t(M) * ldo);
+            for (auto &v : y0) v = d(rng);
+            Dev<h16> dx(x), dy16(size_t(M) * ldo);
+            Dev<float> dy32(y0);
+            dy16.poison();
+            REQUIRE(dense_gemv_takes(reinterpret_cast<const __half *>(dx.p), M, ldx,
+                                     reinterpret_cast<const __half *>(dW.p), K, ldw));
+            Q4Out o16;
+            o16.out16 = reinterpret_cast<__half *>(dy16.p);
+            o16.ldo = ldo;
+            dense_gemv(reinterpret_cast<const __half *>(dx.p), M, ldx, reinterpret_cast<const __half *>(dW.p), K, N,
+                       ldw, o16, 0);
+            Q4Out o32;
+            o32.out32 = dy32.p;
+            o32.ldo = ldo;
+            o32.bias = reinterpret_cast<const __half *>(db.p);
+            dense_gemv(reinterpret_cast<const __half *>(dx.p), M, ldx, reinterpret_cast<const __half *>(dW.p), K, N,
+                       ldw, o32, 0);
+            const auto h16v = dy16.download();
+            const auto h32v = dy32.download();
+            std::vector<double> ref16, got16, ref32, got32;
+            for (int m = 0; m < M; ++m)
+                for (int n = 0; n < ldo; ++n) {
+                    const size_t at = size_t(m) * ldo + n;
+                    if (n >= N) {  // past N: the fp32 rows untouched
+                        CHECK(h32v[at] == y0[at]);
+                        continue;
+                    }
+                    double s = 0;
+                    for (int k = 0; k < K; ++k) s += f16d(x[size_t(m) * ldx + k]) * f16d(Wt[size_t(n) * ldw + k]);
+                    ref16.push_back(s);
+                    got16.push_back(f16d(h16v[at]));
+                    ref32.push_back(double(y0[at]) + s + f16d(bias[n]));
+                    got32.push_back(double(h32v[at]));
+                }
+            INFO("K=" << K << " N=" << N << " M=" << M);
+            CHECK(rel_err(ref16, got16) < 2e-3);
+            CHECK(rel_err(ref32, got32) < 1e-4);
+        }
     }
+    // What it does not take goes to cuBLAS: K not a multiple of 8, more than 8 rows.
+    Dev<h16> dx(size_t(16) * 40), dW(size_t(40) * 40);
+    CHECK_FALSE(dense_gemv_takes(reinterpret_cast<const __half *>(dx.p), 1, 36, reinterpret_cast<const __half *>(dW.p),
+                                 36, 36));
+    CHECK_FALSE(dense_gemv_takes(reinterpret_cast<const __half *>(dx.p), 9, 40, reinterpret_cast<const __half *>(dW.p),
+                                 40, 40));
 }
 
 TEST_CASE("embedding, RMSNorm (rows + perm), SwiGLU") {

@@ -1,5 +1,6 @@
-// dense_gemm.cu — fp16 products through cuBLAS (fp16 checkpoints, and the many-row 4-bit path
-// after q4_dequant_f16), the bias they add, and the act-order gather of activations.
+// dense_gemm.cu — fp16 products through cuBLAS (fp16 checkpoints past dense_gemv's few rows, and
+// the many-row 4-bit path after q4_dequant_f16), the bias they add, and the act-order gather of
+// activations.
 #include "q4_gemm.cuh"
 
 #include "cuda_check.cuh"
@@ -71,6 +72,12 @@ static void gemm_ex(cublasHandle_t h, cublasOperation_t opA, const __half *x, in
 
 void dense_matmul(cublasHandle_t h, const __half *x, int M, int ldx, const __half *W, int K, int N, int ldw,
                   const Q4Out &out, cudaStream_t stream) {
+    if (dense_gemv_takes(x, M, ldx, W, K, ldw)) return dense_gemv(x, M, ldx, W, K, N, ldw, out, stream);
+    gemm_ex(h, CUBLAS_OP_T, x, M, ldx, W, K, N, ldw, out, stream);
+}
+
+void dense_matmul_cublas(cublasHandle_t h, const __half *x, int M, int ldx, const __half *W, int K, int N, int ldw,
+                         const Q4Out &out, cudaStream_t stream) {
     gemm_ex(h, CUBLAS_OP_T, x, M, ldx, W, K, N, ldw, out, stream);
 }
 

@@ -254,10 +254,22 @@ void gather_columns(const __half *x, int M, int ldx, const int32_t *perm, int K,
 void add_bias_f16(__half *y, int M, int N, int ldy, const __half *bias, cudaStream_t stream);
 void add_bias_f32(float *y, int M, int N, int ldy, const __half *bias, cudaStream_t stream);
 
-// Dense fp16 product through cuBLAS, y = x · Wᵀ with W [N, ldw] (Hugging Face layout, k inner),
-// fp32 accumulation; out16 overwritten or out32 accumulated into.
+// Dense fp16 product, y = x · Wᵀ with W [N, ldw] (Hugging Face layout, k inner), fp32
+// accumulation; out16 overwritten or out32 accumulated into. cuBLAS, or dense_gemv for few rows.
 void dense_matmul(cublasHandle_t h, const __half *x, int M, int ldx, const __half *W, int K, int N, int ldw,
                   const Q4Out &out, cudaStream_t stream);
+
+// The same product for 1..kDenseGemvMaxRows rows by a streaming kernel of our own (dense_gemv.cu),
+// which dense_matmul takes where dense_gemv_takes says so: K, ldx and ldw multiples of 8, x and W
+// 16-byte aligned (GPTQ_CUDA_GEMV=0 keeps cuBLAS, for measurements).
+constexpr int kDenseGemvMaxRows = 8;
+bool dense_gemv_takes(const __half *x, int M, int ldx, const __half *W, int K, int ldw);
+void dense_gemv(const __half *x, int M, int ldx, const __half *W, int K, int N, int ldw, const Q4Out &out,
+                cudaStream_t stream);
+
+// dense_matmul always through cuBLAS (the benchmarks' reference column).
+void dense_matmul_cublas(cublasHandle_t h, const __half *x, int M, int ldx, const __half *W, int K, int N, int ldw,
+                         const Q4Out &out, cudaStream_t stream);
 
 // Same through a k-major W [K, ldw] (the q4_dequant_f16 output).
 void dense_matmul_kn(cublasHandle_t h, const __half *x, int M, int ldx, const __half *W, int K, int N, int ldw,
