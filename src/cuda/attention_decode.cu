@@ -25,6 +25,7 @@
 
 #include "attention_common.cuh"
 #include "cuda_check.cuh"
+#include "half_bits.cuh"
 #include "launch.cuh"
 #include "rope.cuh"
 
@@ -59,16 +60,6 @@ __device__ __forceinline__ int range_len(int p, int S) {
 __device__ __forceinline__ int ranges_used(int p, int S) {
     const int per = range_len(p, S);
     return (p + per) / per;
-}
-
-__device__ __forceinline__ void unpack8(const uint4 &u, float (&f)[8]) {
-    const __half2 *h = reinterpret_cast<const __half2 *>(&u);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const float2 v = __half22float2(h[i]);
-        f[2 * i] = v.x;
-        f[2 * i + 1] = v.y;
-    }
 }
 
 template <int D, int GP>

@@ -12,6 +12,7 @@
 #include "q4_gemm.cuh"
 
 #include "cuda_check.cuh"
+#include "half_bits.cuh"
 #include "launch.cuh"
 #include "mem_ops.cuh"
 
@@ -28,16 +29,6 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kRows = 2;    // weight rows a warp task owns (each activation chunk serves both)
 constexpr int kChunks = 8;  // 16-byte chunks per lane and row in flight: 8 KB per warp
-
-__device__ __forceinline__ void unpack8(const uint4 &u, float (&f)[8]) {
-    const __half2 *h = reinterpret_cast<const __half2 *>(&u);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const float2 v = __half22float2(h[i]);
-        f[2 * i] = v.x;
-        f[2 * i + 1] = v.y;
-    }
-}
 
 // MT: the rows of x the instantiation holds sums for (M <= MT).
 template <int MT>

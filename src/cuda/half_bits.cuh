@@ -1,4 +1,5 @@
-// half_bits.cuh — the bit-level helpers both 4-bit kernel files dequantize with.
+// half_bits.cuh — bit-level helpers for fp16 data: those the 4-bit kernels dequantize with, and
+// the unpacking of 8 halves that the fp16 streaming kernels (attention, GEMV) share.
 //
 // A 4-bit code q OR-ed into the mantissa of the fp16 number 1024 (0x6400) is the fp16 value
 // 1024 + q, exactly; subtracting 1024 + z then gives q - z with no integer-to-float conversion.
@@ -21,6 +22,17 @@ __device__ __forceinline__ uint32_t h2u(__half2 h) {
     uint32_t u;
     memcpy(&u, &h, 4);
     return u;
+}
+
+// The 8 halves of a 16-byte load as fp32.
+__device__ __forceinline__ void unpack8(const uint4 &u, float (&f)[8]) {
+    const __half2 *h = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const float2 v = __half22float2(h[i]);
+        f[2 * i] = v.x;
+        f[2 * i + 1] = v.y;
+    }
 }
 
 // (a & mask) | magic in one LOP3. Written in C++ the compiler emits an AND and an OR, because a
