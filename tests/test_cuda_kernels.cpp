@@ -559,7 +559,8 @@ TEST_CASE("q4 prologue kind 4 merges attention's ranges (AttnSplitFusion::merge_
         std::uniform_real_distribution<float> um(M == 2 ? -60.0f : -3.0f, M == 2 ? 60.0f : 3.0f);
         // Partials: (m, l) and unnormalized o for the used ranges; the rest stays NaN (never read).
         std::vector<int> used(static_cast<size_t>(M));
-        for (int t = 0; t < M; ++t) used[size_t(t)] = M == 1 ? 4 : M == 3 ? 1 + t * 2 : 11 + 9 * t;  // 4; 1, 3, 5; 11, 20
+        // Ranges per row: 4; 1, 3, 5; 11, 20.
+        for (int t = 0; t < M; ++t) used[size_t(t)] = M == 1 ? 4 : M == 3 ? 1 + t * 2 : 11 + 9 * t;
         const size_t parts = size_t(M) * Hq * stride;
         std::vector<float> po(parts * D, std::nanf("")), pml(parts * 2, std::nanf(""));
         std::vector<h16> x(size_t(M) * Hq * D);

@@ -42,9 +42,10 @@ namespace {
 // 4 warps a block rather than 8: at one token (7B: 124 registers a thread) an SM then holds four
 // blocks; the grid is sized to fill them (16 ranges at 7B), and at position ~520 the ranges in
 // use make ~2 blocks per SM, so o_proj's first blocks fit beside them and load their weights while
-// attention runs (with 8 warps, two blocks filled the register file). Measured on the H100 against 8 warps, same call, alternating: decode b = 1 517.1-522.2 ->
-// 519.9-524.5 tok/s, b = 16 3645.0-3669.1 -> 3693.7-3707.3 (CUPTI: attention adds 4.9 µs to a
-// layer instead of 6.0, o_proj 7.7 instead of 7.3).
+// attention runs (with 8 warps, two blocks filled the register file). Measured on the H100
+// against 8 warps, same call, alternating: decode b = 1 517.1-522.2 -> 519.9-524.5 tok/s, b = 16
+// 3645.0-3669.1 -> 3693.7-3707.3 (CUPTI: attention adds 4.9 µs to a layer instead of 6.0, o_proj
+// 7.7 instead of 7.3).
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kRows = 4;       // key rows per warp batch (8 * kRows keys at D = 128)

@@ -73,7 +73,7 @@ static void gemm_ex(cublasHandle_t h, cublasOperation_t opA, const __half *x, in
 void dense_matmul(cublasHandle_t h, const __half *x, int M, int ldx, const __half *W, int K, int N, int ldw,
                   const Q4Out &out, cudaStream_t stream) {
     if (dense_gemv_takes(x, M, ldx, W, K, ldw)) return dense_gemv(x, M, ldx, W, K, N, ldw, out, stream);
-    gemm_ex(h, CUBLAS_OP_T, x, M, ldx, W, K, N, ldw, out, stream);
+    dense_matmul_cublas(h, x, M, ldx, W, K, N, ldw, out, stream);
 }
 
 void dense_matmul_cublas(cublasHandle_t h, const __half *x, int M, int ldx, const __half *W, int K, int N, int ldw,

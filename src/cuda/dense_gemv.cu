@@ -5,10 +5,10 @@
 // Why not cuBLAS at these sizes: a product of one row is a stream of the weights; cuBLAS's kernel
 // (nvjet at M = 1) read the 7B head in 96.6 µs on the H100 (floor ~87) and cannot take part in
 // the step's programmatic launches; this one 93.4, and fp16 decode at b = 1 went 171.6 -> 180.6
-// tok/s (BENCHMARKS.md, session of 2026-12-05 from 18:04). Here each warp owns kRows weight rows at a time; its lanes read them in
-// 16-byte chunks (lane l takes chunks l, l + 32, ...), kChunks per lane and row in flight at
-// once, the first round before griddepcontrol.wait (weights are constants), and reduce their
-// partial sums by shuffles: no shared memory, no block barrier. Activations come through L1, where
+// tok/s (BENCHMARKS.md, session of 2026-12-05 from 18:04). Here each warp owns kRows weight rows
+// at a time; its lanes read them in 16-byte chunks (lane l takes chunks l, l + 32, ...), kChunks
+// per lane and row in flight at once, the first round before griddepcontrol.wait (weights are
+// constants), and reduce their partial sums by shuffles: no shared memory, no block barrier. Activations come through L1, where
 // every warp of the block finds the same rows.
 #include "q4_gemm.cuh"
 
@@ -133,17 +133,23 @@ template <int MT> void launch_gemv(const __half *x, int M, int ldx, const __half
 
 bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
+// What the kernel can read: 1..8 rows, whole 16-byte chunks of rows that start 16-byte aligned.
+bool gemv_shape_ok(const __half *x, int M, int ldx, const __half *W, int K, int ldw) {
+    return M >= 1 && M <= kDenseGemvMaxRows && K % 8 == 0 && ldx % 8 == 0 && ldw % 8 == 0 && aligned16(x) &&
+           aligned16(W);
+}
+
 } // namespace
 
 bool dense_gemv_takes(const __half *x, int M, int ldx, const __half *W, int K, int ldw) {
-    return M >= 1 && M <= kDenseGemvMaxRows && K % 8 == 0 && ldx % 8 == 0 && ldw % 8 == 0 && aligned16(x) &&
-           aligned16(W) && env_int("GPTQ_CUDA_GEMV", 1) != 0;
+    return gemv_shape_ok(x, M, ldx, W, K, ldw) && env_int("GPTQ_CUDA_GEMV", 1) != 0;
 }
 
 void dense_gemv(const __half *x, int M, int ldx, const __half *W, int K, int N, int ldw, const Q4Out &out,
                 cudaStream_t stream) {
     if (!out.out16 == !out.out32) fail(GPTQ_ERR_BACKEND, "dense_gemv: exactly one output must be set");
-    if (!dense_gemv_takes(x, M, ldx, W, K, ldw)) fail(GPTQ_ERR_BACKEND, "dense_gemv: %d rows of K = %d not taken", M, K);
+    if (!gemv_shape_ok(x, M, ldx, W, K, ldw))
+        fail(GPTQ_ERR_BACKEND, "dense_gemv: %d rows of K = %d not taken", M, K);
     if (N <= 0) return;
     if (M == 1) launch_gemv<1>(x, M, ldx, W, K, N, ldw, out, stream);
     else if (M == 2) launch_gemv<2>(x, M, ldx, W, K, N, ldw, out, stream);

@@ -261,7 +261,8 @@ void dense_matmul(cublasHandle_t h, const __half *x, int M, int ldx, const __hal
 
 // The same product for 1..kDenseGemvMaxRows rows by a streaming kernel of our own (dense_gemv.cu),
 // which dense_matmul takes where dense_gemv_takes says so: K, ldx and ldw multiples of 8, x and W
-// 16-byte aligned (GPTQ_CUDA_GEMV=0 keeps cuBLAS, for measurements).
+// 16-byte aligned (GPTQ_CUDA_GEMV=0 keeps cuBLAS, for measurements); dense_gemv itself refuses only
+// the shapes it cannot read.
 constexpr int kDenseGemvMaxRows = 8;
 bool dense_gemv_takes(const __half *x, int M, int ldx, const __half *W, int K, int ldw);
 void dense_gemv(const __half *x, int M, int ldx, const __half *W, int K, int N, int ldw, const Q4Out &out,
