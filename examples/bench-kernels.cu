@@ -17,6 +17,8 @@
 //   of environment knobs, one short process each).
 //   GPTQ_BENCH_HOT=1 keeps one copy of each weight (the 4-bit ones then stay in L2 where they fit):
 //   what a product would take with its weights fetched into L2 beforehand (src/cuda/NOTES.md run V).
+//   GPTQ_BENCH_SHAPES="K,N;K,N;..." replaces the shapes (after --only picks its M): what a product
+//   takes as a function of its column tiles, e.g. blocks that fill every SM slot or leave some idle.
 #include "bench_timer.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/elementwise.cuh"
@@ -30,6 +32,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -91,6 +94,20 @@ int main(int argc, char **argv) try {
     if (argc > 3 && std::strcmp(argv[1], "--only") == 0) {  // --only SHAPE_INDEX M: one row (profiling)
         shapes = {shapes.at(size_t(std::atoi(argv[2])))};
         Ms = {std::atoi(argv[3])};
+    }
+    std::vector<std::string> shape_names;
+    if (const char *list = std::getenv("GPTQ_BENCH_SHAPES")) {
+        shapes.clear();
+        for (const char *p = list; *p;) {
+            int k = 0, n = 0, used = 0;
+            if (std::sscanf(p, "%d,%d%n", &k, &n, &used) != 2 || k <= 0 || n <= 0 || k % 128 || n % 64)
+                throw std::runtime_error("GPTQ_BENCH_SHAPES: K,N pairs separated by ';' (K % 128 == 0, N % 64 == 0)");
+            shape_names.push_back(std::to_string(k) + "x" + std::to_string(n));
+            shapes.push_back({k, n, nullptr});
+            p += used;
+            if (*p == ';') ++p;
+        }
+        for (size_t i = 0; i < shapes.size(); ++i) shapes[i].name = shape_names[i].c_str();
     }
     cudaStream_t gs = nullptr;
     CUDA_CHECK(cudaStreamCreateWithFlags(&gs, cudaStreamNonBlocking));
