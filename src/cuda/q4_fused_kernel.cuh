@@ -231,11 +231,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     __syncthreads();
 
     if (active) {
-        // Zero terms: subtracted from the dequantized halves, or (FOLD) the constant fragment's rows.
-        const __half2 zau = __float2half2_rn(1024.0f + float(w.zero));
-        const __half2 zbu = __float2half2_rn(FOLD ? 1024.0f + 16.0f * float(w.zero) : -(64.0f + float(w.zero)));
-        uint32_t magic = 0x64006400u;  // a register (see and_or), not an immediate
-        asm volatile("" : "+r"(magic));
+        const DequantConsts dq = dequant_consts<FOLD>(w.zero);
         GroupCursor gc;
         gc.pairs = w.group_kt / 2;
         const int grp0 = q0 / gc.pairs;
@@ -253,7 +249,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
 #pragma unroll
         for (int t = 0; t < NTOK; ++t) xok |= (8 * t + g < M ? 1u : 0u) << t;
         constexpr int B = kQ4PairsPerBatch;
-#define Q4_COMPUTE(r, pp) compute_w<NTOK, ZT, MODE, FOLD, XD>(r, A, gc, pp, q1, xs, xbase, xstride, xok, zau, zbu, magic)
+#define Q4_COMPUTE(r, pp) compute_w<NTOK, ZT, MODE, FOLD, XD>(r, A, gc, pp, q1, xs, xbase, xstride, xok, dq.zau, dq.zbu, dq.magic)
         if constexpr (kRing == 2) {  // r0 and r1 alternate: one in flight while one is computed
             for (int p = q0; p < q1; p += 2 * B) {
                 Q4_COMPUTE(r0, p);

@@ -161,6 +161,22 @@ __device__ __forceinline__ void compute_pair(const uint4 &q0, const uint4 &q1, A
     }
 }
 
+// The constants compute_pair takes for uniform zeros: the zero terms (subtracted from the
+// dequantized halves, or with FOLD the constant fragment's rows) and the exponent bits that and_or
+// merges into the nibbles, kept in a register rather than folded into an immediate.
+struct DequantConsts {
+    __half2 zau, zbu;
+    uint32_t magic;
+};
+template <bool FOLD> __device__ __forceinline__ DequantConsts dequant_consts(int zero) {
+    DequantConsts d;
+    d.zau = __float2half2_rn(1024.0f + float(zero));
+    d.zbu = __float2half2_rn(FOLD ? 1024.0f + 16.0f * float(zero) : -(64.0f + float(zero)));
+    d.magic = 0x64006400u;
+    asm volatile("" : "+r"(d.magic));
+    return d;
+}
+
 // A batch: the weights of kQ4PairsPerBatch tile pairs (4 k-steps, 2 KB per warp).
 struct WBatch {
     uint4 q[2 * kQ4PairsPerBatch];
