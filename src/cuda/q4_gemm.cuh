@@ -108,7 +108,7 @@ struct Q4Plan {
     // Up to 8 rows under the RMSNorm prologue into a deferred or fp32 output: the work spread evenly
     // over spread_blocks blocks (every one the GPU holds at once; q4_spread_kernel.cuh) instead of
     // strips x splits, each column tile's sum in spread_slices shares. 0: the classic grid (and
-    // always for fp16 outputs, which take the fields above).
+    // always for fp16 outputs, and fp32 ones with atomics off, which take the fields above).
     int spread_blocks = 0;
     int spread_slices = 0;
     int spread_stash = 0;  // RMSNorm stash (whole rows in fp32) within the blocks per SM
