@@ -324,6 +324,10 @@ TEST_CASE("q4_plan: the switches force what they name") {
     CHECK(q4_plan(1, qkv, lim, 0, 1).spread_blocks == 0);
     setenv("GPTQ_Q4_SPREAD", "1", 1);
     CHECK(q4_plan(1, qkv, lim, 0, 1).spread_blocks == 396);
+    // 2: only where the classic grid leaves more than a tenth of the blocks empty.
+    setenv("GPTQ_Q4_SPREAD", "2", 1);
+    CHECK(q4_plan(1, qkv, lim, 0, 1).spread_blocks == 0);  // 384 of 396
+    CHECK(q4_plan(1, layer(4096, 22016, 128, false), lim, 0, 1).spread_blocks == 396);  // 344 of 396
     clear_switches();
 }
 

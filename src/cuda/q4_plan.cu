@@ -61,16 +61,19 @@ int x_direct_for(int M, const Q4Dev &w, int prologue) {
     return v >= 0 && v <= 2 ? v : -1;
 }
 
-// The spread grid (Q4Plan::spread_blocks): off until measured on a GPU (NOTES run Y);
-// GPTQ_Q4_SPREAD=1 plans it (read at every plan; measurements and tests switch it).
-bool spread_enabled() { return env_int("GPTQ_Q4_SPREAD", 0) != 0; }
+// The spread grid (Q4Plan::spread_blocks): off until measured on a GPU (NOTES run Y).
+// GPTQ_Q4_SPREAD=1 plans it wherever it adds blocks, =2 only where the classic grid leaves more
+// than a tenth of them empty (7B gate|up's 344 of 396, not q|k|v's 384: its whole-K staging may
+// cost more than 3% more warps give). Read at every plan; measurements and tests switch it.
+int spread_mode() { return env_int("GPTQ_Q4_SPREAD", 0); }
 
 // Plans the spread grid into p where it applies: up to 8 rows under the RMSNorm prologue, as many
 // blocks as the GPU holds at once (registers, and the shared memory with or without the stash),
 // more than the classic grid p has, at least one batch per warp and at most two column tiles per
 // block (NT <= blocks).
 void plan_spread(Q4Plan &p, int M, const Q4Dev &w, const Q4Limits &lim, int prologue_kind) {
-    if (M > 8 || prologue_kind != 1 || !spread_enabled()) return;
+    const int mode = spread_mode();
+    if (M > 8 || prologue_kind != 1 || mode <= 0) return;
     const int by_regs = lim.spread_blocks_per_sm[w.zeros ? 1 : 0];
     auto per_sm = [&](bool stash) {
         const size_t bytes = spread_smem(M, w, stash);
@@ -83,6 +86,7 @@ void plan_spread(Q4Plan &p, int M, const Q4Dev &w, const Q4Limits &lim, int prol
     const long long U = (w.KT / 2 + 1) / 2, T = (long long)w.NT * U;
     // Only where it adds blocks: staging the whole K of 8 rows leaves room for fewer per SM.
     if (bps < 1 || w.NT > blocks || T < blocks * kQ4Warps || blocks <= (long long)p.strips * p.splits) return;
+    if (mode == 2 && 10LL * p.strips * p.splits >= 9 * blocks) return;
     p.spread_blocks = int(blocks);
     p.spread_slices = q4_spread_slices(w, p.spread_blocks);
     p.spread_stash = with == bps ? 1 : 0;
