@@ -141,7 +141,7 @@ void check_invariants(const Q4Plan &p, int M, const Q4Dev &w, int prologue, cons
         CHECK(p.spread_blocks % lim.sm_count == 0);
         const size_t bytes = spread_smem(M, w, p.spread_stash != 0);
         CHECK(bytes <= lim.smem_per_block);
-        CHECK(size_t(p.spread_blocks / lim.sm_count) * (bytes + 1024) <= lim.smem_per_sm);
+        CHECK(size_t(p.spread_blocks / lim.sm_count) * (bytes + 2048) <= lim.smem_per_sm);
         CHECK(p.spread_slices == q4_spread_slices(w, p.spread_blocks));
         CHECK(p.spread_blocks > p.strips * p.splits);
     }

@@ -163,12 +163,12 @@ struct Q4ScratchNeed {
     int strips = 1;
 };
 Q4ScratchNeed q4_scratch_need(const Q4Dev &w, int max_rows, const Q4Limits &lim);
-// Floats of a deferred output (Q4Out::defer) under plan p: every split's share of every row.
 // The shares each column tile's sum comes in when w's work is spread over `blocks` blocks
 // (Q4Plan::spread_slices; q4_spread_kernel.cuh): the most blocks any tile's batches fall to.
 int q4_spread_slices(const Q4Dev &w, int blocks);
 // The shares a deferred output of plan p comes in (what its consumer adds up).
 inline int q4_deferred_shares(const Q4Plan &p) { return p.spread_blocks ? p.spread_slices : p.splits; }
+// Floats of a deferred output (Q4Out::defer) under plan p: every share of every row.
 inline size_t q4_deferred_floats(const Q4Plan &p, int M, const Q4Dev &w) {
     return size_t(q4_deferred_shares(p)) * M * w.NT * kQ4TileN;
 }
