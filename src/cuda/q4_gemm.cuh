@@ -1,8 +1,9 @@
 // q4_gemm.cuh — launchers for the 4-bit matrix kernels. Plain C++ header.
 //
 // Sources: q4_matmul.cu (the path by M), q4_plan.cu (Q4Plan), q4_fused.cu (launches the fused
-// kernel of q4_fused_kernel.cuh), q4_wgmma.cu (many rows, Hopper), q4_dequant.cu and
-// dense_gemm.cu (fp16 expansion, cuBLAS, bias, act-order gather).
+// kernel of q4_fused_kernel.cuh), q4_spread.cu (its loop spread over every resident warp,
+// q4_spread_kernel.cuh), q4_wgmma.cu (many rows, Hopper), q4_dequant.cu and dense_gemm.cu (fp16
+// expansion, cuBLAS, bias, act-order gather).
 //
 //   y[M, N] = x[M, K] · W[K, N]   with W in the tiled layout of q4_layout.cuh, x and y fp16
 //   (or y accumulated into fp32: the residual stream), fp32 accumulation inside the kernels.
