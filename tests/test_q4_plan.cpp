@@ -12,6 +12,7 @@ GPTQ_TEST_REQUIRES("cuda-build")
 
 #include "cuda/q4_fused_smem.cuh"
 #include "cuda/q4_gemm.cuh"
+#include "cuda/q4_spread_ranges.cuh"
 #include "cuda/q4_wgmma.cuh"
 
 #include <algorithm>
@@ -35,7 +36,7 @@ Q4Limits hopper() {
     l.smem_cap = 47 * 1024;
     const int blocks[kQ4FusedKinds] = {3, 3, 2, 4, 3, 4, 3, 4};
     for (int k = 0; k < kQ4FusedKinds; ++k) l.blocks_per_sm[k] = blocks[k];
-    l.spread_blocks_per_sm[0] = l.spread_blocks_per_sm[1] = 3;  // 168 / 167 registers
+    l.spread_blocks_per_sm[0] = l.spread_blocks_per_sm[1] = 3;  // 166 registers
     return l;
 }
 
@@ -262,43 +263,59 @@ TEST_CASE("q4_plan: the plans measured for the Llama shapes (H100 / H200)") {
     }
 }
 
-TEST_CASE("q4_spread_slices: the shares per tile as the spread kernel's block ranges give them") {
-    // Block b of B takes batches [floor(b T / B), floor((b+1) T / B)) of T = NT * U (U batches per
-    // tile); counted here by walking the ranges, against q4_spread_slices' closed form, with the
-    // kernel's assumption that a block touches at most two tiles and a warp at most two pieces.
+TEST_CASE("q4 spread ranges: every batch to one warp, within the two slots its block stages") {
+    // Walks the ranges the spread kernel takes (spread_block / spread_warp, the functions the kernel
+    // calls) over random layers and block counts: every (tile, batch) computed exactly once, a warp's
+    // pieces where the kernel reads them (tile tw from pair pa, then tile tw + 1 from pair 0), its
+    // slots the block's (0 for ta, 1 for ta + 1, staged only when the block reaches it), and each
+    // tile's shares numbered below q4_spread_slices, as the kernel's deferred writes number them.
     std::mt19937 rng(20261206);
     int cases = 0;
     for (int i = 0; i < 3000; ++i) {
         const int KP = std::uniform_int_distribution<int>(1, 400)(rng);
         const int NT = std::uniform_int_distribution<int>(1, 300)(rng);
+        const int U = (KP + 1) / 2;
+        const long long T = (long long)NT * U;
+        const int B = int(std::uniform_int_distribution<long long>(NT, std::min<long long>(T, 2000))(rng));
         Q4Dev w;
         w.KT = 2 * KP;
         w.NT = NT;
-        const long long U = (KP + 1) / 2, T = (long long)NT * U;
-        if (T < NT) continue;
-        const int B = int(std::uniform_int_distribution<long long>(NT, std::min<long long>(T, 2000))(rng));
+        const int slices = q4_spread_slices(w, B);
         CAPTURE(KP);
         CAPTURE(NT);
         CAPTURE(B);
-        std::vector<int> per_tile(size_t(NT), 0);
-        bool within = true;
+        std::vector<int> covered(size_t(T), 0), per_tile(size_t(NT), 0);
+        bool ok = true;
         for (int b = 0; b < B; ++b) {
-            const long long b0 = (long long)b * T / B, b1 = (long long)(b + 1) * T / B;
-            if (b1 == b0) continue;
-            const long long t0 = b0 / U, t1 = (b1 - 1) / U;
-            within = within && t1 - t0 <= 1;
-            for (long long t = t0; t <= t1; ++t) ++per_tile[size_t(t)];
-            for (int wi = 0; wi < kQ4Warps; ++wi) {
-                const long long gw = (long long)b * kQ4Warps + wi, W = (long long)B * kQ4Warps;
-                const long long u0 = gw * T / W, u1 = (gw + 1) * T / W;
-                within = within && u0 >= b0 && u1 <= b1 && (u1 == u0 || (u1 - 1) / U - u0 / U <= 1);
+            const SpreadBlock sb = spread_block(b, B, NT, U);
+            ok = ok && sb.b1 > sb.b0 && sb.b1 - sb.b0 <= U;
+            for (int t = sb.ta; t <= sb.ta + (sb.two ? 1 : 0); ++t) {
+                const long long o = b - spread_part_of((long long)t * U, T, B);
+                ok = ok && o >= 0 && o < slices;
+                ++per_tile[size_t(t)];
+            }
+            for (int k = 0; k < kQ4Warps; ++k) {
+                const SpreadWarp sw = spread_warp(b * kQ4Warps + k, B * kQ4Warps, NT, U);
+                if (sw.n == 0) continue;
+                const int slot = sw.tw - sb.ta;
+                ok = ok && (slot == 0 || (slot == 1 && sb.two)) && sw.pa % 2 == 0 && sw.n_a >= 1 && sw.n_a <= sw.n;
+                for (int j = 0; j < sw.n_a; ++j) {  // piece A: tile tw from pair pa
+                    const int batch = sw.pa / 2 + j;
+                    ok = ok && batch < U;
+                    if (batch < U) ++covered[size_t(sw.tw) * U + batch];
+                }
+                if (sw.n > sw.n_a) {  // piece B: tile tw + 1 from pair 0, in slot 1
+                    ok = ok && slot == 0 && sb.two && sw.tw + 1 < NT && sw.n - sw.n_a < U;
+                    for (int j = 0; j < sw.n - sw.n_a && sw.tw + 1 < NT; ++j) ++covered[size_t(sw.tw + 1) * U + j];
+                }
             }
         }
-        CHECK(within);
-        CHECK(q4_spread_slices(w, B) == *std::max_element(per_tile.begin(), per_tile.end()));
+        CHECK(ok);
+        CHECK(std::count(covered.begin(), covered.end(), 1) == T);
+        CHECK(*std::max_element(per_tile.begin(), per_tile.end()) == slices);
         ++cases;
     }
-    CHECK(cases > 2500);
+    CHECK(cases == 3000);
 }
 
 TEST_CASE("q4_plan: the switches force what they name") {

@@ -3,6 +3,7 @@
 // holds at once; and the shared memory a block may take.
 #include "q4_fused_smem.cuh"
 #include "q4_internal.cuh"
+#include "q4_spread_ranges.cuh"
 
 #include "launch.cuh"
 
@@ -98,10 +99,9 @@ void plan_spread(Q4Plan &p, int M, const Q4Dev &w, const Q4Limits &lim, int prol
 int q4_spread_slices(const Q4Dev &w, int blocks) {
     const long long U = (w.KT / 2 + 1) / 2, T = (long long)w.NT * U;
     if (blocks < 1 || T < 1) return 0;
-    auto block_of = [&](long long u) { return ((u + 1) * blocks - 1) / T; };  // the kernel's spread_block_of
     int slices = 0;
     for (long long t = 0; t < w.NT; ++t)
-        slices = std::max(slices, int(block_of((t + 1) * U - 1) - block_of(t * U) + 1));
+        slices = std::max(slices, int(spread_part_of((t + 1) * U - 1, T, blocks) - spread_part_of(t * U, T, blocks) + 1));
     return slices;
 }
 

@@ -34,16 +34,12 @@
 #include "q4_fused_smem.cuh"
 #include "q4_fused_stage.cuh"
 #include "q4_gemm.cuh"
+#include "q4_spread_ranges.cuh"
 
 namespace gptq {
 namespace cuda {
 namespace fused {
 namespace {
-
-// The block holding batch u of T spread over `blocks` blocks (block b starts at floor(b T / blocks)).
-__device__ __forceinline__ int spread_block_of(long long u, long long T, int blocks) {
-    return int(((u + 1) * blocks - 1) / T);
-}
 
 template <bool ZT, bool FOLD>
 __global__ void __launch_bounds__(kQ4Threads) q4_spread_kernel(const __half *__restrict__ x, int M, int ldx, Q4Dev w,
@@ -52,17 +48,13 @@ __global__ void __launch_bounds__(kQ4Threads) q4_spread_kernel(const __half *__r
     const int g = lane >> 2, c = lane & 3;
     const int KP = w.KT / 2, U = (KP + 1) / 2;
     const long long T = (long long)w.NT * U;
-    const int blocks = gridDim.x, W = blocks * kQ4Warps;
-    const long long b0 = (long long)blockIdx.x * T / blocks, b1 = (long long)(blockIdx.x + 1) * T / blocks;
-    const int gw = blockIdx.x * kQ4Warps + warp;
-    const long long u0 = (long long)gw * T / W, u1 = (long long)(gw + 1) * T / W;
-    if (b1 == b0) return;  // more blocks than batches: nothing here (the planner never asks for it)
-    const int ta = int(b0 / U);                                    // the block's first tile (slot 0)
-    const bool two = b1 > (long long)(ta + 1) * U && ta + 1 < w.NT;  // does it reach tile ta + 1 (slot 1)?
-    const int tw = int(u0 / U);                                    // the warp's first tile
-    const int n = int(u1 - u0);                                    // its batches
-    const int n_a = int(min(u1, (long long)(tw + 1) * U) - u0);    // ... of them in tile tw
-    const int pa = 2 * int(u0 - (long long)tw * U);                // its first pair in tile tw
+    const int blocks = gridDim.x;
+    const SpreadBlock sb = spread_block(blockIdx.x, blocks, w.NT, U);
+    if (sb.b1 == sb.b0) return;  // more blocks than batches: nothing here (the planner never asks for it)
+    const int ta = sb.ta;        // the block's first tile (slot 0); sb.two: it reaches ta + 1 (slot 1)
+    const bool two = sb.two;
+    const SpreadWarp sw = spread_warp(blockIdx.x * kQ4Warps + warp, blocks * kQ4Warps, w.NT, U);
+    const int tw = sw.tw, n = sw.n, n_a = sw.n_a, pa = sw.pa;  // see SpreadWarp
 
     Acc<1> A;
 #pragma unroll
@@ -184,8 +176,8 @@ __global__ void __launch_bounds__(kQ4Threads) q4_spread_kernel(const __half *__r
             for (int wi = 0; wi < kQ4Warps; ++wi) v += xch[size_t(wi * 2 + warp) * kKSliceAreaFloats<1> + (i * 4 + e) * 32 + lane];
             A.acc[0][i][e] = v;
         }
-    const int first = spread_block_of((long long)tile * U, T, blocks);
-    const int last = spread_block_of((long long)(tile + 1) * U - 1, T, blocks);
+    const int first = int(spread_part_of((long long)tile * U, T, blocks));
+    const int last = int(spread_part_of((long long)(tile + 1) * U - 1, T, blocks));
     const int o = blockIdx.x - first;
     const int NP = w.NT * kQ4TileN;
     if (out.defer) {
