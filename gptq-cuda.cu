@@ -603,7 +603,7 @@ private:
             pro.eps = c_.rms_norm_eps;
             pro.perm = L.q.perm;
             if (!out.defer) out.bias = L.bias;
-            if (skip_ & kSkipLinear) return q4_deferred_shares(q4_default_plan(n, L.q, ws_, pro.kind));
+            if (skip_ & kSkipLinear) return q4_default_plan(n, L.q, ws_, pro.kind).splits;
             return q4_matmul_pro(pro, n, L.q, out, ws_, stream_);
         }
         __half *xn = xn_.as<__half>();

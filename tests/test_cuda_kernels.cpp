@@ -15,7 +15,6 @@ GPTQ_TEST_REQUIRES("cuda")
 #include "cuda/attention.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/elementwise.cuh"
-#include "cuda/q4_fused_smem.cuh"
 #include "cuda/q4_gemm.cuh"
 #include "cuda/q4_wgmma.cuh"
 
@@ -248,68 +247,6 @@ bool wgmma_unavailable() {
     return true;
 }
 
-// The RMSNorm prologue's inputs for M rows of K (fp32 rows [M][K + 4], norm weights) and the
-// normalized rows as the stand-alone rmsnorm kernel writes them (fp16, original column order).
-struct NormRows {
-    int ld32 = 0;
-    std::vector<float> x32, nw;
-    std::vector<h16> xn;
-};
-NormRows make_norm_rows(int M, int K, std::mt19937 &rng) {
-    NormRows r;
-    r.ld32 = K + 4;
-    r.x32.resize(size_t(M) * r.ld32);
-    r.nw.resize(K);
-    std::uniform_real_distribution<float> u(-3.0f, 3.0f);
-    for (auto &v : r.x32) v = u(rng);
-    for (auto &v : r.nw) v = u(rng);
-    r.xn.resize(size_t(M) * K);
-    for (int m = 0; m < M; ++m) {
-        double ss = 0;
-        for (int k = 0; k < K; ++k) ss += double(r.x32[size_t(m) * r.ld32 + k]) * r.x32[size_t(m) * r.ld32 + k];
-        const double inv = 1.0 / std::sqrt(ss / K + 1e-5);
-        for (int k = 0; k < K; ++k)
-            r.xn[size_t(m) * K + k] = f32_to_f16(float(r.x32[size_t(m) * r.ld32 + k] * inv * r.nw[k]));
-    }
-    return r;
-}
-
-// The RMSNorm prologue over device copies of r's rows and norm weights (perm: the layer's gather).
-Q4Prologue norm_prologue(const NormRows &r, const float *x32, const float *nw, const int32_t *perm) {
-    Q4Prologue pro;
-    pro.kind = 1;
-    pro.x32 = x32;
-    pro.ldx32 = r.ld32;
-    pro.norm_w = nw;
-    pro.eps = 1e-5f;
-    pro.perm = perm;
-    return pro;
-}
-
-// The product under the RMSNorm prologue into deferred shares (poisoned first, so that a share
-// nobody wrote fails), summed in share order as the consumers do.
-std::vector<double> spread_deferred(const Q4Prologue &pro, int M, const Q4Dev &w, int N, const Q4Plan &plan,
-                                    const Q4Workspace &ws) {
-    const int NP = w.NT * kQ4TileN;
-    const int shares = q4_deferred_shares(plan);
-    Dev<float> d(size_t(shares) * M * NP);
-    d.poison();
-    Q4Out o;
-    o.defer = d.p;
-    o.defer_floats = d.n;
-    q4_fused(nullptr, M, 0, w, o, plan, ws.fused, 0, &pro);
-    CUDA_CHECK_LAUNCH();
-    auto h = d.download();
-    std::vector<double> y(size_t(M) * N);
-    for (int m = 0; m < M; ++m)
-        for (int j = 0; j < N; ++j) {
-            float sum = 0.0f;
-            for (int s = 0; s < shares; ++s) sum += h[(size_t(s) * M + m) * NP + j];
-            y[size_t(m) * N + j] = sum;
-        }
-    return y;
-}
-
 struct Workspace {
     std::unique_ptr<Dev<float>> partial, sums;
     std::unique_ptr<Dev<unsigned>> counters;
@@ -479,10 +416,27 @@ TEST_CASE("q4 prologues: RMSNorm (with act-order perm) and SwiGLU computed while
             INFO("K=" << K << " N=" << L.N << " act=" << c.act_order << " M=" << M);
             // RMSNorm of fp32 rows [M][K + 4] with weights w: the product sees fp16(x * inv * w),
             // columns in stored order (perm) as the stand-alone rmsnorm kernel would write them.
-            NormRows r = make_norm_rows(M, K, rng);
-            auto ref = ref_matmul(L, r.xn, M);
-            Dev<float> dx32(r.x32), dnw(r.nw);
-            const Q4Prologue pro = norm_prologue(r, dx32.p, dnw.p, d->view.perm);
+            const int ld32 = K + 4;
+            std::vector<float> x32(size_t(M) * ld32), nw(K);
+            std::uniform_real_distribution<float> u(-3.0f, 3.0f);
+            for (auto &v : x32) v = u(rng);
+            for (auto &v : nw) v = u(rng);
+            std::vector<h16> xn(size_t(M) * K);  // normalized, original column order
+            for (int m = 0; m < M; ++m) {
+                double ss = 0;
+                for (int k = 0; k < K; ++k) ss += double(x32[size_t(m) * ld32 + k]) * x32[size_t(m) * ld32 + k];
+                const double inv = 1.0 / std::sqrt(ss / K + 1e-5);
+                for (int k = 0; k < K; ++k) xn[size_t(m) * K + k] = f32_to_f16(float(x32[size_t(m) * ld32 + k] * inv * nw[k]));
+            }
+            auto ref = ref_matmul(L, xn, M);
+            Dev<float> dx32(x32), dnw(nw);
+            Q4Prologue pro;
+            pro.kind = 1;
+            pro.x32 = dx32.p;
+            pro.ldx32 = ld32;
+            pro.norm_w = dnw.p;
+            pro.eps = 1e-5f;
+            pro.perm = d->view.perm;
             // The K-range values kept in shared memory (stash 1) or re-read; staging batch 4 or 2.
             for (const char *variant : {"1/4", "0/4", "1/2", "0/2"}) {
                 setenv("GPTQ_Q4_NORM_STASH", std::string(1, variant[0]).c_str(), 1);
@@ -525,96 +479,6 @@ TEST_CASE("q4 prologues: RMSNorm (with act-order perm) and SwiGLU computed while
             }
             unsetenv("GPTQ_Q4_STAGE_BATCH");
         }
-    }
-}
-
-TEST_CASE("q4 spread grid (RMSNorm prologue, 1-8 rows): deferred shares and fp32 sums against the CPU reference") {
-    std::mt19937 rng(13);
-    Workspace W;
-    int optin = 0;
-    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
-    for (const LayerCase &c : kCases) {
-        GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
-        auto d = upload_layer(L);
-        const Q4Dev &w = d->view;
-        const long long T = (long long)w.NT * ((w.KT / 2 + 1) / 2);  // batches
-        for (int M : {1, 3, 8}) {
-            NormRows r = make_norm_rows(M, L.K, rng);
-            auto ref = ref_matmul(L, r.xn, M);
-            Dev<float> dx32(r.x32), dnw(r.nw);
-            const Q4Prologue pro = norm_prologue(r, dx32.p, dnw.p, w.perm);
-            auto bias = random_f16(size_t(L.N), rng, -1.0f, 1.0f);
-            Dev<h16> dbias(bias);
-            // Block counts: one per tile (the fewest), a few more, a warp's batch each, a block's each.
-            for (long long blocks : {(long long)w.NT, (long long)w.NT + 3, T / 4, T}) {
-                if (blocks < w.NT || blocks > T) continue;
-                for (int stash : {0, 1}) {
-                    if (spread_smem(M, w, stash != 0) > size_t(optin)) continue;
-                    Q4Plan plan = q4_default_plan(M, w, W.ws, 1);
-                    plan.spread_blocks = int(blocks);
-                    plan.spread_slices = q4_spread_slices(w, int(blocks));
-                    plan.spread_stash = stash;
-                    INFO("K=" << L.K << " N=" << L.N << " act=" << c.act_order << " asym=" << c.asym << " M=" << M
-                              << " blocks=" << blocks << " slices=" << plan.spread_slices << " stash=" << stash);
-                    CHECK(rel_err(ref, spread_deferred(pro, M, w, L.N, plan, W.ws)) < 3e-3);
-                    // fp32 accumulate with bias: initial values + product + bias (added once).
-                    std::vector<float> init(size_t(M) * L.N);
-                    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
-                    for (auto &v : init) v = u(rng);
-                    Dev<float> dy(init);
-                    Q4Out o;
-                    o.out32 = dy.p;
-                    o.ldo = L.N;
-                    o.bias = reinterpret_cast<const __half *>(dbias.p);
-                    q4_fused(nullptr, M, 0, w, o, plan, W.ws.fused, 0, &pro);
-                    CUDA_CHECK_LAUNCH();
-                    auto h = dy.download();
-                    std::vector<double> want(ref), got(h.size());
-                    for (int m = 0; m < M; ++m)
-                        for (int j = 0; j < L.N; ++j) {
-                            want[size_t(m) * L.N + j] += double(init[size_t(m) * L.N + j]) + f16d(bias[j]);
-                            got[size_t(m) * L.N + j] = h[size_t(m) * L.N + j];
-                        }
-                    CHECK(rel_err(want, got) < 3e-3);
-                }
-            }
-        }
-    }
-    // The planner's own spread grid on a layer wide enough for every resident warp, through
-    // q4_matmul_pro (which returns the shares' count), and the classic grid with the switch off.
-    GptqLayer L = make_layer(4096, 64 * 61, 128, false, false, 1, rng);
-    auto d = upload_layer(L);
-    for (int M : {1, 4}) {
-        NormRows r = make_norm_rows(M, L.K, rng);
-        auto ref = ref_matmul(L, r.xn, M);
-        Dev<float> dx32(r.x32), dnw(r.nw);
-        const Q4Prologue pro = norm_prologue(r, dx32.p, dnw.p, nullptr);
-        for (const char *on : {"1", "0"}) {
-            setenv("GPTQ_Q4_SPREAD", on, 1);
-            const Q4Plan plan = q4_default_plan(M, d->view, W.ws, 1);
-            INFO("M=" << M << " GPTQ_Q4_SPREAD=" << on << " spread blocks " << plan.spread_blocks);
-            const long long T = (long long)d->view.NT * 64;
-            if (on[0] == '1' && T >= 4LL * 3 * W.ws.sm_count) CHECK(plan.spread_blocks >= 3 * W.ws.sm_count);
-            if (on[0] == '0') CHECK(plan.spread_blocks == 0);
-            const int NP = d->view.NT * kQ4TileN;
-            Dev<float> sh(q4_deferred_floats(plan, M, d->view));
-            sh.poison();
-            Q4Out o;
-            o.defer = sh.p;
-            o.defer_floats = sh.n;
-            const int shares = q4_matmul_pro(pro, M, d->view, o, W.ws, 0);
-            CHECK(shares == q4_deferred_shares(plan));
-            auto h = sh.download();
-            std::vector<double> got(size_t(M) * L.N);
-            for (int m = 0; m < M; ++m)
-                for (int j = 0; j < L.N; ++j) {
-                    float sum = 0.0f;
-                    for (int s = 0; s < shares; ++s) sum += h[(size_t(s) * M + m) * NP + j];
-                    got[size_t(m) * L.N + j] = sum;
-                }
-            CHECK(rel_err(ref, got) < 3e-3);
-        }
-        unsetenv("GPTQ_Q4_SPREAD");
     }
 }
 

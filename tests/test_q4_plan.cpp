@@ -12,13 +12,10 @@ GPTQ_TEST_REQUIRES("cuda-build")
 
 #include "cuda/q4_fused_smem.cuh"
 #include "cuda/q4_gemm.cuh"
-#include "cuda/q4_spread_ranges.cuh"
 #include "cuda/q4_wgmma.cuh"
 
-#include <algorithm>
 #include <cstdlib>
 #include <random>
-#include <vector>
 
 using namespace gptq::cuda;
 
@@ -36,7 +33,6 @@ Q4Limits hopper() {
     l.smem_cap = 47 * 1024;
     const int blocks[kQ4FusedKinds] = {3, 3, 2, 4, 3, 4, 3, 4};
     for (int k = 0; k < kQ4FusedKinds; ++k) l.blocks_per_sm[k] = blocks[k];
-    l.spread_blocks_per_sm[0] = l.spread_blocks_per_sm[1] = 3;  // 166 registers
     return l;
 }
 
@@ -49,7 +45,6 @@ Q4Limits small_gpu() {
     l.smem_per_block = 99 * 1024;
     l.smem_cap = 47 * 1024;
     for (int &b : l.blocks_per_sm) b = 2;
-    l.spread_blocks_per_sm[0] = l.spread_blocks_per_sm[1] = 2;
     return l;
 }
 
@@ -87,7 +82,7 @@ RandomLayer random_layer(std::mt19937 &rng) {
 // The planner's switches, as a user who sets none has them.
 void clear_switches() {
     for (const char *v : {"GPTQ_Q4_BLOCK_TILES", "GPTQ_Q4_SPLIT_FIT", "GPTQ_Q4_STAGE_BATCH", "GPTQ_Q4_XDIRECT",
-                          "GPTQ_Q4_SPLITS", "GPTQ_Q4_FOLD", "GPTQ_Q4_SMEM_KB", "GPTQ_Q4_WG", "GPTQ_Q4_SPREAD"})
+                          "GPTQ_Q4_SPLITS", "GPTQ_Q4_FOLD", "GPTQ_Q4_SMEM_KB", "GPTQ_Q4_WG"})
         unsetenv(v);
     q4_set_split_fit(-1);
 }
@@ -133,19 +128,6 @@ void check_invariants(const Q4Plan &p, int M, const Q4Dev &w, int prologue, cons
     const size_t outputs = size_t(M) * w.NT * kQ4TileN;
     CHECK(p.partial_floats == (p.splits > 1 ? p.splits * outputs : 0));
     CHECK(p.sums_floats == (p.splits > 1 ? outputs : 0));
-    if (p.spread_blocks) {  // the spread grid: every resident block, a batch per warp at least
-        CHECK(M <= 8);
-        CHECK(prologue == 1);
-        CHECK(p.spread_blocks >= w.NT);
-        const long long T = (long long)w.NT * ((w.KT / 2 + 1) / 2);
-        CHECK(T >= (long long)p.spread_blocks * kQ4Warps);
-        CHECK(p.spread_blocks % lim.sm_count == 0);
-        const size_t bytes = spread_smem(M, w, p.spread_stash != 0);
-        CHECK(bytes <= lim.smem_per_block);
-        CHECK(size_t(p.spread_blocks / lim.sm_count) * (bytes + 2048) <= lim.smem_per_sm);
-        CHECK(p.spread_slices == q4_spread_slices(w, p.spread_blocks));
-        CHECK(p.spread_blocks > p.strips * p.splits);
-    }
 }
 
 // Every default plan of w at 1..max_rows rows (at most kQ4FusedMaxM), under every prologue kind:
@@ -199,28 +181,8 @@ TEST_CASE("q4_plan: the plans measured for the Llama shapes (H100 / H200)") {
         const Q4Plan p = q4_plan(1, gate_up70, lim);
         check_plan(p, {2, 448, 1, 256});
         CHECK(p.stage_batch == 2);
-        // With the RMSNorm prologue the tiles stay two (b=1 decode 584 -> 542 tok/s otherwise)
-        // for fp16 outputs; deferred and fp32 ones take the spread grid over all 396 blocks, the
-        // stash within three blocks per SM.
-        Q4Plan pro = q4_plan(1, qkv, lim, 0, 1);
-        check_plan(pro, {2, 96, 4, 32});
-        CHECK(pro.spread_blocks == 0);  // off by default (not yet measured on a GPU)
-        setenv("GPTQ_Q4_SPREAD", "1", 1);
-        pro = q4_plan(1, qkv, lim, 0, 1);
-        check_plan(pro, {2, 96, 4, 32});
-        CHECK(pro.spread_blocks == 396);
-        CHECK(pro.spread_stash == 1);
-        CHECK(pro.spread_slices == 3);
-        pro = q4_plan(1, gate_up, lim, 0, 1);
-        CHECK(pro.spread_blocks == 396);
-        CHECK(pro.spread_slices == 3);
-        CHECK(q4_plan(1, gate_up, lim).spread_blocks == 0);  // x as given: the classic grid
-        CHECK(q4_plan(9, qkv, lim, 0, 1).spread_blocks == 0);
-        // 8 rows of the whole K leave room for two blocks per SM: fewer than the classic 344.
-        CHECK(q4_plan(8, gate_up, lim, 0, 1).spread_blocks == 0);
-        CHECK(q4_plan(4, gate_up, lim, 0, 1).spread_blocks == 396);
-        CHECK(q4_plan(1, o_proj, lim, 0, 4).spread_blocks == 0);
-        unsetenv("GPTQ_Q4_SPREAD");
+        // With the RMSNorm prologue the tiles stay two (b=1 decode 584 -> 542 tok/s otherwise).
+        check_plan(q4_plan(1, qkv, lim, 0, 1), {2, 96, 4, 32});
     }
     SUBCASE("eight rows") {
         check_plan(q4_plan(8, qkv, lim), {1, 192, 2, 64});
@@ -263,61 +225,6 @@ TEST_CASE("q4_plan: the plans measured for the Llama shapes (H100 / H200)") {
     }
 }
 
-TEST_CASE("q4 spread ranges: every batch to one warp, within the two slots its block stages") {
-    // Walks the ranges the spread kernel takes (spread_block / spread_warp, the functions the kernel
-    // calls) over random layers and block counts: every (tile, batch) computed exactly once, a warp's
-    // pieces where the kernel reads them (tile tw from pair pa, then tile tw + 1 from pair 0), its
-    // slots the block's (0 for ta, 1 for ta + 1, staged only when the block reaches it), and each
-    // tile's shares numbered below q4_spread_slices, as the kernel's deferred writes number them.
-    std::mt19937 rng(20261206);
-    int cases = 0;
-    for (int i = 0; i < 3000; ++i) {
-        const int KP = std::uniform_int_distribution<int>(1, 400)(rng);
-        const int NT = std::uniform_int_distribution<int>(1, 300)(rng);
-        const int U = (KP + 1) / 2;
-        const long long T = (long long)NT * U;
-        const int B = int(std::uniform_int_distribution<long long>(NT, std::min<long long>(T, 2000))(rng));
-        Q4Dev w;
-        w.KT = 2 * KP;
-        w.NT = NT;
-        const int slices = q4_spread_slices(w, B);
-        CAPTURE(KP);
-        CAPTURE(NT);
-        CAPTURE(B);
-        std::vector<int> covered(size_t(T), 0), per_tile(size_t(NT), 0);
-        bool ok = true;
-        for (int b = 0; b < B; ++b) {
-            const SpreadBlock sb = spread_block(b, B, NT, U);
-            ok = ok && sb.b1 > sb.b0 && sb.b1 - sb.b0 <= U;
-            for (int t = sb.ta; t <= sb.ta + (sb.two ? 1 : 0); ++t) {
-                const long long o = b - spread_part_of((long long)t * U, T, B);
-                ok = ok && o >= 0 && o < slices;
-                ++per_tile[size_t(t)];
-            }
-            for (int k = 0; k < kQ4Warps; ++k) {
-                const SpreadWarp sw = spread_warp(b * kQ4Warps + k, B * kQ4Warps, NT, U);
-                if (sw.n == 0) continue;
-                const int slot = sw.tw - sb.ta;
-                ok = ok && (slot == 0 || (slot == 1 && sb.two)) && sw.pa % 2 == 0 && sw.n_a >= 1 && sw.n_a <= sw.n;
-                for (int j = 0; j < sw.n_a; ++j) {  // piece A: tile tw from pair pa
-                    const int batch = sw.pa / 2 + j;
-                    ok = ok && batch < U;
-                    if (batch < U) ++covered[size_t(sw.tw) * U + batch];
-                }
-                if (sw.n > sw.n_a) {  // piece B: tile tw + 1 from pair 0, in slot 1
-                    ok = ok && slot == 0 && sb.two && sw.tw + 1 < NT && sw.n - sw.n_a < U;
-                    for (int j = 0; j < sw.n - sw.n_a && sw.tw + 1 < NT; ++j) ++covered[size_t(sw.tw + 1) * U + j];
-                }
-            }
-        }
-        CHECK(ok);
-        CHECK(std::count(covered.begin(), covered.end(), 1) == T);
-        CHECK(*std::max_element(per_tile.begin(), per_tile.end()) == slices);
-        ++cases;
-    }
-    CHECK(cases == 3000);
-}
-
 TEST_CASE("q4_plan: the switches force what they name") {
     clear_switches();
     const Q4Limits lim = hopper();
@@ -337,14 +244,6 @@ TEST_CASE("q4_plan: the switches force what they name") {
     setenv("GPTQ_Q4_STAGE_BATCH", "2", 1);
     CHECK(q4_plan(1, qkv, lim).stage_batch == 2);
     CHECK(q4_plan(9, qkv, lim).stage_batch == 4);
-    unsetenv("GPTQ_Q4_STAGE_BATCH");
-    CHECK(q4_plan(1, qkv, lim, 0, 1).spread_blocks == 0);
-    setenv("GPTQ_Q4_SPREAD", "1", 1);
-    CHECK(q4_plan(1, qkv, lim, 0, 1).spread_blocks == 396);
-    // 2: only where the classic grid leaves more than a tenth of the blocks empty.
-    setenv("GPTQ_Q4_SPREAD", "2", 1);
-    CHECK(q4_plan(1, qkv, lim, 0, 1).spread_blocks == 0);  // 384 of 396
-    CHECK(q4_plan(1, layer(4096, 22016, 128, false), lim, 0, 1).spread_blocks == 396);  // 344 of 396
     clear_switches();
 }
 
@@ -352,8 +251,7 @@ TEST_CASE("q4_plan: every plan covers the layer and fits the block, at odd shape
     clear_switches();
     std::mt19937 rng(20261204);
     std::uniform_int_distribution<int> dm(1, 32), dpro(0, 4);
-    int cases = 0, spread = 0;
-    setenv("GPTQ_Q4_SPREAD", "1", 1);  // the spread grid's invariants too, where it applies
+    int cases = 0;
     for (const Q4Limits &lim : {hopper(), small_gpu()}) {
         for (int i = 0; i < 1500; ++i) {
             const RandomLayer r = random_layer(rng);
@@ -364,29 +262,11 @@ TEST_CASE("q4_plan: every plan covers the layer and fits the block, at odd shape
             CAPTURE(r.group);
             CAPTURE(M);
             CAPTURE(prologue);
-            const Q4Plan p = q4_plan(M, w, lim, 0, prologue);
-            check_invariants(p, M, w, prologue, lim);
-            spread += p.spread_blocks > 0;
+            check_invariants(q4_plan(M, w, lim, 0, prologue), M, w, prologue, lim);
             ++cases;
         }
     }
-    // And the spread grid's own domain: up to 8 rows under the RMSNorm prologue.
-    std::uniform_int_distribution<int> dm8(1, 8);
-    for (const Q4Limits &lim : {hopper(), small_gpu()}) {
-        for (int i = 0; i < 500; ++i) {
-            const RandomLayer r = random_layer(rng);
-            const int M = dm8(rng);
-            CAPTURE(r.K);
-            CAPTURE(r.N);
-            CAPTURE(M);
-            const Q4Plan p = q4_plan(M, r.w, lim, 0, 1);
-            check_invariants(p, M, r.w, 1, lim);
-            spread += p.spread_blocks > 0;
-        }
-    }
-    clear_switches();
     CHECK(cases == 3000);
-    CHECK(spread > 30);
 }
 
 TEST_CASE("q4_scratch_need: the sampled row counts bound every row count's scratch") {
@@ -413,23 +293,19 @@ TEST_CASE("q4_deferred_need: room for the deferred shares of every plan up to th
     // q4_deferred_need; q4_fused refuses a plan whose shares need more.
     clear_switches();
     long long plans = 0;
-    for (const char *spread : {"0", "1"}) {  // the classic grid, and the spread grid where it applies
-    setenv("GPTQ_Q4_SPREAD", spread, 1);
     for_random_batches(20261206, 8, [&](const Q4Limits &lim, const Q4Dev &w, int max_rows) {
         size_t most = 0;
         for (const RowsPlan &rp : every_plan(w, max_rows, lim)) {
             const int m = rp.m;
             // The kernel's last write: split splits-1, row m-1, column NT*64-1 (Q4Out::defer).
-            const size_t last = (size_t(q4_deferred_shares(rp.p) - 1) * m + (m - 1)) * w.NT * kQ4TileN + w.NT * kQ4TileN - 1;
+            const size_t last = (size_t(rp.p.splits - 1) * m + (m - 1)) * w.NT * kQ4TileN + w.NT * kQ4TileN - 1;
             CHECK(q4_deferred_floats(rp.p, m, w) == last + 1);
             most = std::max(most, q4_deferred_floats(rp.p, m, w));
             ++plans;
         }
         CHECK(q4_deferred_need(w, max_rows, lim) == most);  // enough, and no more than some plan needs
     });
-    }
-    clear_switches();
-    CHECK(plans > 20000);
+    CHECK(plans > 10000);
 }
 
 TEST_CASE("q4_wgmma_plan: the plans measured for the Llama shapes at 64-256 rows (H100 / H200)") {

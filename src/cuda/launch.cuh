@@ -49,18 +49,6 @@ inline std::atomic<int> &pdl_switch() {
 }
 inline void set_pdl(bool on) { pdl_switch() = on ? 1 : 0; }
 
-// The shared-memory share of the SM's L1/shared space each launch asks for, in percent
-// (GPTQ_CUDA_CARVEOUT, read at every launch; -1, the default: none asked, the driver's choice).
-// A measurement switch: consecutive kernels that size their shared memory differently may ask
-// different splits, and a block of the next kernel lands on an SM only where the split it finds
-// holds it (NOTES run Y).
-inline int carveout_percent() {
-    const char *e = std::getenv("GPTQ_CUDA_CARVEOUT");
-    if (!e || !*e) return -1;
-    const int v = std::atoi(e);
-    return v >= 0 && v <= 100 ? v : -1;
-}
-
 // A value of the current device computed once per (device, key): attributes, probes, opt-ins,
 // occupancy — properties of a device the launchers consult at every call. Each call site (each
 // lambda type) has its own table, so `key` only tells apart the values of one site. `none` when
@@ -136,13 +124,8 @@ void launch_clustered(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t sm
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = stream;
-    cudaLaunchAttribute attr[3];
+    cudaLaunchAttribute attr[2];
     unsigned n = 0;
-    if (const int pct = carveout_percent(); pct >= 0) {
-        attr[n].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
-        attr[n].val.sharedMemCarveout = unsigned(pct);
-        ++n;
-    }
     if (pdl_enabled()) {
         attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
         attr[n].val.programmaticStreamSerializationAllowed = 1;

@@ -217,12 +217,6 @@ void q4_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
     if (plan.x_direct && !q4_x_direct_allowed(M, w, pro.kind))
         fail(GPTQ_ERR_BACKEND, "q4_fused: direct activations need 9..16 rows, x as given and K %% 32 == 0 (M %d, K %d)",
              M, w.K);
-    // The spread grid: deferred shares, or fp32 sums by atomics (with atomics off, and for fp16
-    // outputs, the classic grid).
-    if (plan.spread_blocks && (out.defer || (out.out32 && q4_atomic_enabled()))) {
-        q4_spread(x, M, ldx, w, out, plan, stream, pro);
-        return;
-    }
     if (M <= 8)
         launch_fused_z<1>(x, M, ldx, w, out, plan, sc, stream, pro);
     else if (M <= 16)

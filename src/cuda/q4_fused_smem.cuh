@@ -43,18 +43,6 @@ template <int NTOK> constexpr int kKSliceAreaFloats = NTOK * 16 * 32;
 template <int NTOK, int WN>
 constexpr size_t kKSliceExchangeFloats = size_t(WN) * (kQ4Warps / WN - 1) * kKSliceAreaFloats<NTOK>;
 
-// Shared memory of the spread kernel (q4_spread_kernel.cuh, up to 8 rows): the activations over the
-// whole K and two tiles' scales (and zeros) over every group, then room for the larger of the
-// RMSNorm stash (the norm weights and M rows of the padded K, fp32) and the warps' sums (two slots
-// per warp).
-inline size_t spread_smem(int M, const Q4Dev &w, bool stash) {
-    const int KP = w.KT / 2;
-    const size_t head = (fused_smem(M, KP, w.G, w.zeros != nullptr, 2).bytes + 15) / 16 * 16;
-    const size_t sums = size_t(kQ4Warps) * 2 * kKSliceAreaFloats<1> * sizeof(float);
-    const size_t rows = stash ? (size_t(M) + 1) * KP * kQ4PairK * sizeof(float) : 0;
-    return head + std::max(sums, rows);
-}
-
 
 } // namespace cuda
 } // namespace gptq

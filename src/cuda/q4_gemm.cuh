@@ -1,9 +1,8 @@
 // q4_gemm.cuh — launchers for the 4-bit matrix kernels. Plain C++ header.
 //
 // Sources: q4_matmul.cu (the path by M), q4_plan.cu (Q4Plan), q4_fused.cu (launches the fused
-// kernel of q4_fused_kernel.cuh), q4_spread.cu (its loop spread over every resident warp,
-// q4_spread_kernel.cuh), q4_wgmma.cu (many rows, Hopper), q4_dequant.cu and dense_gemm.cu (fp16
-// expansion, cuBLAS, bias, act-order gather).
+// kernel of q4_fused_kernel.cuh), q4_wgmma.cu (many rows, Hopper), q4_dequant.cu and
+// dense_gemm.cu (fp16 expansion, cuBLAS, bias, act-order gather).
 //
 //   y[M, N] = x[M, K] · W[K, N]   with W in the tiled layout of q4_layout.cuh, x and y fp16
 //   (or y accumulated into fp32: the residual stream), fp32 accumulation inside the kernels.
@@ -106,13 +105,6 @@ struct Q4Plan {
     // split's length, 16 rows take one-token plans. 2: the kernel that scales the weights in fp16,
     // for a fourth block per SM (q4_plan says when); 0: staged.
     int x_direct = 0;
-    // Up to 8 rows under the RMSNorm prologue into a deferred or fp32 output: the work spread evenly
-    // over spread_blocks blocks (every one the GPU holds at once; q4_spread_kernel.cuh) instead of
-    // strips x splits, each column tile's sum in spread_slices shares. 0: the classic grid (and
-    // always for fp16 outputs, and fp32 ones with atomics off, which take the fields above).
-    int spread_blocks = 0;
-    int spread_slices = 0;
-    int spread_stash = 0;  // RMSNorm stash (whole rows in fp32) within the blocks per SM
 };
 
 constexpr int kQ4FusedMaxM = 32;      // rows one fused pass handles (2 m16 tiles)
@@ -151,7 +143,6 @@ struct Q4Limits {
     size_t smem_per_block = 48 * 1024;  // what one block may opt in to, at most kQ4SmemMaxBytes
     size_t smem_cap = 47 * 1024;        // what a plan's block takes by default (q4_smem_cap)
     int blocks_per_sm[kQ4FusedKinds] = {1, 1, 1, 1, 1, 1, 1, 1};  // resident blocks, by q4_fused_kind
-    int spread_blocks_per_sm[2] = {0, 0};  // the spread kernel's, by registers (uniform / per-column zeros)
 };
 Q4Limits q4_limits(int sm_count);
 void q4_set_split_fit(int mode);
@@ -164,14 +155,9 @@ struct Q4ScratchNeed {
     int strips = 1;
 };
 Q4ScratchNeed q4_scratch_need(const Q4Dev &w, int max_rows, const Q4Limits &lim);
-// The shares each column tile's sum comes in when w's work is spread over `blocks` blocks
-// (Q4Plan::spread_slices; q4_spread_kernel.cuh): the most blocks any tile's batches fall to.
-int q4_spread_slices(const Q4Dev &w, int blocks);
-// The shares a deferred output of plan p comes in (what its consumer adds up).
-inline int q4_deferred_shares(const Q4Plan &p) { return p.spread_blocks ? p.spread_slices : p.splits; }
-// Floats of a deferred output (Q4Out::defer) under plan p: every share of every row.
+// Floats of a deferred output (Q4Out::defer) under plan p: every split's share of every row.
 inline size_t q4_deferred_floats(const Q4Plan &p, int M, const Q4Dev &w) {
-    return size_t(q4_deferred_shares(p)) * M * w.NT * kQ4TileN;
+    return size_t(p.splits) * M * w.NT * kQ4TileN;
 }
 // Floats of Q4Out::defer that every default plan of w at 1..max_rows rows needs, x as given or
 // under any prologue (each row count is planned: deferred outputs are for few rows).

@@ -31,11 +31,5 @@ bool q4_x_direct_allowed(int M, const Q4Dev &w, int prologue);
 // Whether split calls add their shares with atomics (q4_set_atomic_accumulate).
 bool q4_atomic_enabled();
 
-// The spread kernel (q4_spread.cu): resident blocks per SM by its registers (zt: per-column zeros),
-// and its launch for a plan with spread_blocks (a deferred or fp32 output).
-int q4_spread_occupancy(bool zt);
-void q4_spread(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
-               cudaStream_t stream, const Q4Prologue &pro);
-
 } // namespace cuda
 } // namespace gptq

@@ -30,7 +30,7 @@ int fused_passes(const __half *x, int ldx, const Q4Prologue *pro, int M, const Q
         if (p.gu) p.gu += size_t(m0) * p.ldgu;
         const Q4Plan plan = q4_default_plan(mc, w, ws, pro ? pro->kind : 0);
         q4_fused(x ? x + size_t(m0) * ldx : nullptr, mc, ldx, w, o, plan, ws.fused, stream, pro ? &p : nullptr);
-        splits = o.defer ? q4_deferred_shares(plan) : plan.splits;
+        splits = plan.splits;
     }
     return splits;
 }

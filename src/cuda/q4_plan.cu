@@ -3,7 +3,6 @@
 // holds at once; and the shared memory a block may take.
 #include "q4_fused_smem.cuh"
 #include "q4_internal.cuh"
-#include "q4_spread_ranges.cuh"
 
 #include "launch.cuh"
 
@@ -62,48 +61,7 @@ int x_direct_for(int M, const Q4Dev &w, int prologue) {
     return v >= 0 && v <= 2 ? v : -1;
 }
 
-// The spread grid (Q4Plan::spread_blocks): off until measured on a GPU (NOTES run Y).
-// GPTQ_Q4_SPREAD=1 plans it wherever it adds blocks, =2 only where the classic grid leaves more
-// than a tenth of them empty (7B gate|up's 344 of 396, not q|k|v's 384: its whole-K staging may
-// cost more than 3% more warps give). Read at every plan; measurements and tests switch it.
-int spread_mode() { return env_int("GPTQ_Q4_SPREAD", 0); }
-
-// Plans the spread grid into p where it applies: up to 8 rows under the RMSNorm prologue, as many
-// blocks as the GPU holds at once (registers, and the shared memory with or without the stash),
-// more than the classic grid p has, at least one batch per warp and at most two column tiles per
-// block (NT <= blocks).
-void plan_spread(Q4Plan &p, int M, const Q4Dev &w, const Q4Limits &lim, int prologue_kind) {
-    const int mode = spread_mode();
-    if (M > 8 || prologue_kind != 1 || mode <= 0) return;
-    const int by_regs = lim.spread_blocks_per_sm[w.zeros ? 1 : 0];
-    auto per_sm = [&](bool stash) {
-        const size_t bytes = spread_smem(M, w, stash);
-        if (bytes > lim.smem_per_block) return 0;
-        // The driver keeps 1 KB per block; the kernel's static arrays (the norm's sums) take < 1 KB.
-        return int(std::min<size_t>(size_t(by_regs), lim.smem_per_sm / (bytes + 2048)));
-    };
-    const int with = per_sm(true), without = per_sm(false);
-    const int bps = std::max(with, without);
-    const long long blocks = (long long)std::max(1, lim.sm_count) * bps;
-    const long long U = (w.KT / 2 + 1) / 2, T = (long long)w.NT * U;
-    // Only where it adds blocks: staging the whole K of 8 rows leaves room for fewer per SM.
-    if (bps < 1 || w.NT > blocks || T < blocks * kQ4Warps || blocks <= (long long)p.strips * p.splits) return;
-    if (mode == 2 && 10LL * p.strips * p.splits >= 9 * blocks) return;
-    p.spread_blocks = int(blocks);
-    p.spread_slices = q4_spread_slices(w, p.spread_blocks);
-    p.spread_stash = with == bps ? 1 : 0;
-}
-
 } // namespace
-
-int q4_spread_slices(const Q4Dev &w, int blocks) {
-    const long long U = (w.KT / 2 + 1) / 2, T = (long long)w.NT * U;
-    if (blocks < 1 || T < 1) return 0;
-    int slices = 0;
-    for (long long t = 0; t < w.NT; ++t)
-        slices = std::max(slices, int(spread_part_of((t + 1) * U - 1, T, blocks) - spread_part_of(t * U, T, blocks) + 1));
-    return slices;
-}
 
 bool q4_x_direct_allowed(int M, const Q4Dev &w, int prologue) {
     return M > 8 && M <= 16 && prologue == 0 && w.K % kQ4PairK == 0;
@@ -127,7 +85,6 @@ Q4Limits q4_limits(int sm_count) {
         l.smem_per_sm = d.per_sm;
         l.smem_per_block = d.per_block;
         for (int k = 0; k < kQ4FusedKinds; ++k) l.blocks_per_sm[k] = q4_fused_occupancy(k);
-        for (int z = 0; z < 2; ++z) l.spread_blocks_per_sm[z] = q4_spread_occupancy(z == 1);
         return l;
     });
     lim.sm_count = sm_count;
@@ -254,7 +211,6 @@ Q4Plan q4_plan(int M, const Q4Dev &w, const Q4Limits &lim, int blocks_per_sm_tar
     p.pairs_per_split = (KP + p.splits - 1) / p.splits;
     p.partial_floats = p.splits > 1 ? size_t(p.splits) * M * w.NT * kQ4TileN : 0;
     p.sums_floats = p.splits > 1 ? size_t(M) * w.NT * kQ4TileN : 0;
-    plan_spread(p, M, w, lim, prologue_kind);
     return p;
 }
 
@@ -277,9 +233,7 @@ Q4ScratchNeed q4_scratch_need(const Q4Dev &w, int max_rows, const Q4Limits &lim)
 size_t q4_deferred_need(const Q4Dev &w, int max_rows, const Q4Limits &lim) {
     size_t need = 0;
     for (int m = 1; m <= std::min(max_rows, kQ4FusedMaxM); ++m)
-        // As in q4_scratch_need, and kind 2 for the classic grid of every prologue but the
-        // RMSNorm's (which may take the spread grid, its shares counted apart).
-        for (int prologue_kind : {0, 1, 2})
+        for (int prologue_kind : {0, 1})  // as in q4_scratch_need
             need = std::max(need, q4_deferred_floats(q4_plan(m, w, lim, 0, prologue_kind), m, w));
     return need;
 }
