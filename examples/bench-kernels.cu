@@ -58,7 +58,7 @@ double rel_l2_f16(const __half *a, const __half *b, size_t n) {
 
 struct Shape {
     int K, N;
-    const char *name;
+    std::string name;
 };
 
 } // namespace
@@ -95,19 +95,16 @@ int main(int argc, char **argv) try {
         shapes = {shapes.at(size_t(std::atoi(argv[2])))};
         Ms = {std::atoi(argv[3])};
     }
-    std::vector<std::string> shape_names;
     if (const char *list = std::getenv("GPTQ_BENCH_SHAPES")) {
         shapes.clear();
         for (const char *p = list; *p;) {
             int k = 0, n = 0, used = 0;
             if (std::sscanf(p, "%d,%d%n", &k, &n, &used) != 2 || k <= 0 || n <= 0 || k % 128 || n % 64)
                 throw std::runtime_error("GPTQ_BENCH_SHAPES: K,N pairs separated by ';' (K % 128 == 0, N % 64 == 0)");
-            shape_names.push_back(std::to_string(k) + "x" + std::to_string(n));
-            shapes.push_back({k, n, nullptr});
+            shapes.push_back({k, n, std::to_string(k) + "x" + std::to_string(n)});
             p += used;
             if (*p == ';') ++p;
         }
-        for (size_t i = 0; i < shapes.size(); ++i) shapes[i].name = shape_names[i].c_str();
     }
     cudaStream_t gs = nullptr;
     CUDA_CHECK(cudaStreamCreateWithFlags(&gs, cudaStreamNonBlocking));
@@ -213,7 +210,8 @@ int main(int argc, char **argv) try {
                 num += d * d;
                 den += double(__half2float(b[i])) * __half2float(b[i]);
             }
-            std::printf("%-12s check: fused vs dequant+cuBLAS rel L2 diff %.2e\n", s.name, std::sqrt(num / den));
+            std::printf("%-12s check: fused vs dequant+cuBLAS rel L2 diff %.2e\n", s.name.c_str(),
+                        std::sqrt(num / den));
         }
 
         double t1 = 0, t1g = 0;
@@ -412,7 +410,7 @@ int main(int argc, char **argv) try {
             char line[2400];
             std::snprintf(line, sizeof line,
                           "%-12s %5d %5d | %9.1f %9s %9.1f %9.1f | %8.2f %8.2f %8.2f | graph %6.1f %5.2fx floor %5.2fx M1 | %s",
-                          s.name, K, M, best, path, fp16, floor_us, best / floor_us, best / fp16,
+                          s.name.c_str(), K, M, best, path, fp16, floor_us, best / floor_us, best / fp16,
                           t1 > 0 ? best / t1 : 0.0, graph_us, graph_us / floor_us, t1g > 0 ? graph_us / t1g : 0.0,
                           notes.c_str());
             std::printf("%s\n", line);

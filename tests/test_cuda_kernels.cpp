@@ -818,19 +818,17 @@ TEST_CASE("dense fp16 GEMV (1-8 rows): fp16 out, fp32 accumulate with bias, stri
             Dev<h16> dx(x), dy16(size_t(M) * ldo);
             Dev<float> dy32(y0);
             dy16.poison();
-            REQUIRE(dense_gemv_takes(reinterpret_cast<const __half *>(dx.p), M, ldx,
-                                     reinterpret_cast<const __half *>(dW.p), K, ldw));
+            const __half *xp = reinterpret_cast<const __half *>(dx.p), *wp = reinterpret_cast<const __half *>(dW.p);
+            REQUIRE(dense_gemv_takes(xp, M, ldx, wp, K, ldw));
             Q4Out o16;
             o16.out16 = reinterpret_cast<__half *>(dy16.p);
             o16.ldo = ldo;
-            dense_gemv(reinterpret_cast<const __half *>(dx.p), M, ldx, reinterpret_cast<const __half *>(dW.p), K, N,
-                       ldw, o16, 0);
+            dense_gemv(xp, M, ldx, wp, K, N, ldw, o16, 0);
             Q4Out o32;
             o32.out32 = dy32.p;
             o32.ldo = ldo;
             o32.bias = reinterpret_cast<const __half *>(db.p);
-            dense_gemv(reinterpret_cast<const __half *>(dx.p), M, ldx, reinterpret_cast<const __half *>(dW.p), K, N,
-                       ldw, o32, 0);
+            dense_gemv(xp, M, ldx, wp, K, N, ldw, o32, 0);
             const auto h16v = dy16.download();
             const auto h32v = dy32.download();
             std::vector<double> ref16, got16, ref32, got32;
@@ -855,10 +853,9 @@ TEST_CASE("dense fp16 GEMV (1-8 rows): fp16 out, fp32 accumulate with bias, stri
     }
     // What it does not take goes to cuBLAS: K not a multiple of 8, more than 8 rows.
     Dev<h16> dx(size_t(16) * 40), dW(size_t(40) * 40);
-    CHECK_FALSE(dense_gemv_takes(reinterpret_cast<const __half *>(dx.p), 1, 36, reinterpret_cast<const __half *>(dW.p),
-                                 36, 36));
-    CHECK_FALSE(dense_gemv_takes(reinterpret_cast<const __half *>(dx.p), 9, 40, reinterpret_cast<const __half *>(dW.p),
-                                 40, 40));
+    const __half *xp = reinterpret_cast<const __half *>(dx.p), *wp = reinterpret_cast<const __half *>(dW.p);
+    CHECK_FALSE(dense_gemv_takes(xp, 1, 36, wp, 36, 36));
+    CHECK_FALSE(dense_gemv_takes(xp, 9, 40, wp, 40, 40));
 }
 
 TEST_CASE("embedding, RMSNorm (rows + perm), SwiGLU") {

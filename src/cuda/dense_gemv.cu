@@ -8,8 +8,8 @@
 // tok/s (BENCHMARKS.md, session of 2026-12-05 from 18:04). Here each warp owns kRows weight rows
 // at a time; its lanes read them in 16-byte chunks (lane l takes chunks l, l + 32, ...), kChunks
 // per lane and row in flight at once, the first round before griddepcontrol.wait (weights are
-// constants), and reduce their partial sums by shuffles: no shared memory, no block barrier. Activations come through L1, where
-// every warp of the block finds the same rows.
+// constants), and reduce their partial sums by shuffles: no shared memory, no block barrier.
+// Activations come through L1, where every warp of the block finds the same rows.
 #include "q4_gemm.cuh"
 
 #include "cuda_check.cuh"
@@ -130,8 +130,6 @@ template <int MT> void launch_gemv(const __half *x, int M, int ldx, const __half
     launch(gemv_f16_kernel<MT>, dim3(unsigned(blocks)), kThreads, 0, stream, x, M, ldx, W, K, N, ldw, out);
     CUDA_CHECK_LAUNCH();
 }
-
-bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // What the kernel can read: 1..8 rows, whole 16-byte chunks of rows that start 16-byte aligned.
 bool gemv_shape_ok(const __half *x, int M, int ldx, const __half *W, int K, int ldw) {

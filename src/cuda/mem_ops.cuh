@@ -16,6 +16,9 @@
 namespace gptq {
 namespace cuda {
 
+// Whether p may be read or written with 16-byte accesses (the launchers' checks).
+inline bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
 __device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
     uint4 r;
     asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"

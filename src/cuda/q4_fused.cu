@@ -184,10 +184,10 @@ int q4_fused_occupancy(int kind) {
 void q4_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
               const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue *pro_in) {
     const Q4Prologue pro = pro_in ? *pro_in : Q4Prologue();
-    if (pro.kind == 1 && (w.K % 4 || pro.ldx32 % 4 || (reinterpret_cast<uintptr_t>(pro.x32) & 15) || !pro.norm_w ||
-                          (!pro.perm && (reinterpret_cast<uintptr_t>(pro.norm_w) & 15))))
+    if (pro.kind == 1 && (w.K % 4 || pro.ldx32 % 4 || !aligned16(pro.x32) || !pro.norm_w ||
+                          (!pro.perm && !aligned16(pro.norm_w))))
         fail(GPTQ_ERR_BACKEND, "q4_fused: the RMSNorm prologue needs K %% 4 == 0 and 16-byte aligned rows (K %d)", w.K);
-    if (pro.kind == 2 && (w.K % 8 || pro.ldgu % 8 || (reinterpret_cast<uintptr_t>(pro.gu) & 15)))
+    if (pro.kind == 2 && (w.K % 8 || pro.ldgu % 8 || !aligned16(pro.gu)))
         fail(GPTQ_ERR_BACKEND, "q4_fused: the SwiGLU prologue needs K %% 8 == 0 and 16-byte aligned rows (K %d)", w.K);
     if (pro.kind < 0 || pro.kind > 4) fail(GPTQ_ERR_BACKEND, "q4_fused: unknown prologue %d", pro.kind);
     if (pro.kind == 4 && (w.K % 8 || pro.attn_d % 8 || pro.attn_d <= 0 || w.perm || !pro.attn_o || !pro.attn_ml ||
@@ -201,9 +201,9 @@ void q4_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
     if (out.defer && q4_deferred_floats(plan, M, w) > out.defer_floats)
         fail(GPTQ_ERR_BACKEND, "q4_fused: the deferred shares need %zu floats, the buffer has %zu",
              q4_deferred_floats(plan, M, w), out.defer_floats);
-    if (pro.kind == 3 && (w.K % 8 || pro.ldgu % 4 || pro.gu_splits < 1 || (reinterpret_cast<uintptr_t>(pro.gu_part) & 15)))
+    if (pro.kind == 3 && (w.K % 8 || pro.ldgu % 4 || pro.gu_splits < 1 || !aligned16(pro.gu_part)))
         fail(GPTQ_ERR_BACKEND, "q4_fused: the deferred SwiGLU prologue needs K %% 8 == 0 and aligned shares (K %d)", w.K);
-    if (pro.kind == 0 && (ldx % 8 || (reinterpret_cast<uintptr_t>(x) & 15)))
+    if (pro.kind == 0 && (ldx % 8 || !aligned16(x)))
         fail(GPTQ_ERR_BACKEND, "q4_fused: x must be 16-byte aligned with ldx %% 8 == 0 (ldx %d)", ldx);
     if (out.ldo % 2)
         fail(GPTQ_ERR_BACKEND, "q4_fused: ldo must be even (ldo %d)", out.ldo);

@@ -249,7 +249,8 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
 #pragma unroll
         for (int t = 0; t < NTOK; ++t) xok |= (8 * t + g < M ? 1u : 0u) << t;
         constexpr int B = kQ4PairsPerBatch;
-#define Q4_COMPUTE(r, pp) compute_w<NTOK, ZT, MODE, FOLD, XD>(r, A, gc, pp, q1, xs, xbase, xstride, xok, dq.zau, dq.zbu, dq.magic)
+#define Q4_COMPUTE(r, pp) \
+    compute_w<NTOK, ZT, MODE, FOLD, XD>(r, A, gc, pp, q1, xs, xbase, xstride, xok, dq.zau, dq.zbu, dq.magic)
         if constexpr (kRing == 2) {  // r0 and r1 alternate: one in flight while one is computed
             for (int p = q0; p < q1; p += 2 * B) {
                 Q4_COMPUTE(r0, p);
