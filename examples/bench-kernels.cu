@@ -341,6 +341,15 @@ int main(int argc, char **argv) try {
                         std::snprintf(buf, sizeof buf, "; loads-only w/o scales %.1f w/o staging %.1f w/o epilogue %.1f",
                                       tl[0], tl[1], tl[2]);
                         notes += buf;
+                        // The product's own kernel with its epilogue cut: no sum across splits, none at all.
+                        double tp[2];
+                        for (int mode = 7; mode <= 8; ++mode)
+                            tp[mode - 7] = timer.us_graph(
+                                [&](int i) { q4_fused_diagnostic(mode, x, M, K, q4view(i), o16, p, ws.fused, gs); },
+                                iters, gs);
+                        std::snprintf(buf, sizeof buf, "; product w/o cross-split sum %.1f w/o epilogue %.1f", tp[0],
+                                      tp[1]);
+                        notes += buf;
                     }
                 }
                 best = tdef;

@@ -240,6 +240,10 @@ void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev 
         else if (mode == 4) launch_fused<1, false, 3>(x, M, ldx, w, out, plan, sc, stream, pro);
         else if (mode == 5) launch_fused<1, false, 4>(x, M, ldx, w, out, plan, sc, stream, pro);
         else if (mode == 6) launch_fused<1, false, 5>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 7 && fold) launch_fused<1, false, 6, 4, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 7) launch_fused<1, false, 6>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 8 && fold) launch_fused<1, false, 7, 4, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 8) launch_fused<1, false, 7>(x, M, ldx, w, out, plan, sc, stream, pro);
         else if (mode == 2 && fold) launch_fused<1, false, 2, 4, true>(x, M, ldx, w, out, plan, sc, stream, pro);
         else if (mode == 2) launch_fused<1, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
         else launch_fused<1, false, 0>(x, M, ldx, w, out, plan, sc, stream, pro);

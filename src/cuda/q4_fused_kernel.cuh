@@ -205,7 +205,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     const int g0 = (2 * p0) / w.group_kt;
     static_assert(!XD || !FOLD, "direct activations: as given, zero point not folded");
     const FusedSmem f = fused_smem(XD ? 0 : M, p1 - p0, groups_spanned(p0, p1, w.group_kt), ZT, WN);
-    for (int idx = threadIdx.x; MODE < 3 && idx < WN * f.ng * 8; idx += kQ4Threads) {
+    for (int idx = threadIdx.x; q4_mode_stages_scales(MODE) && idx < WN * f.ng * 8; idx += kQ4Threads) {
         const int t = idx / (f.ng * 8), gi = (idx / 8) % f.ng, ch = idx % 8;
         const int tile = blockIdx.x * WN + t;
         if (tile >= w.NT) continue;
@@ -227,7 +227,8 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     }
     // Everything below reads or writes what earlier kernels in the stream touch.
     pdl_enter();
-    if constexpr (!XD && MODE < 4) stage_activations<SB, FOLD>(x, M, ldx, w.K, p0, p1, f.ldxs, fsm, pro, wst);
+    if constexpr (!XD && q4_mode_stages_x(MODE))
+        stage_activations<SB, FOLD>(x, M, ldx, w.K, p0, p1, f.ldxs, fsm, pro, wst);
     __syncthreads();
 
     if (active) {
@@ -272,13 +273,21 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         if constexpr (XD != 2) flush_group<NTOK, FOLD>(A, gc.s);
     }
 
-    if constexpr (MODE == 5) {  // diagnostics: the loop alone, no epilogue
+    if constexpr (MODE == 5 || MODE == 7) {  // diagnostics: the loop alone, no epilogue
         if (A.acc[0][0][0] == -1.0f) out.out16[0] = __float2half(0.0f);
         return;
     }
     // The K slices meet; red: the first of column tile wn's WK - 1 exchange areas.
     float *red = reinterpret_cast<float *>(fsm) + size_t(wn) * (WK - 1) * kKSliceAreaFloats<NTOK>;
     meet_k_slices<NTOK, WK>(A, red, wk, lane);
+
+    if constexpr (MODE == 6) {  // diagnostics: every split stores its own sums, none added across splits
+        if (wk != 0 || nt >= w.NT) return;
+        for_each_output(A, nt, g, c, [&](int row, int col, float v) {
+            if (row < M && col < w.N) store1(out, row, col, v);
+        });
+        return;
+    }
 
     if (out.defer) {  // deferred reduction: every split's share to its slice, the consumer sums
         if (wk != 0 || nt >= w.NT) return;

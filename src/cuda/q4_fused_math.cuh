@@ -11,6 +11,13 @@ namespace gptq {
 namespace cuda {
 namespace fused {
 
+// The kernel's MODE (q4_fused_diagnostic): 0 the product; diagnostics 1 loads only, 2 compute only
+// (no weight traffic), 3 loads only w/o the scales' staging, 4 w/o any staging, 5 w/o staging or
+// epilogue, 6 the product with each split storing its own sums, 7 the product without epilogue.
+constexpr bool q4_mode_loads_only(int mode) { return mode == 1 || (mode >= 3 && mode <= 5); }
+constexpr bool q4_mode_stages_scales(int mode) { return mode < 3 || mode >= 6; }
+constexpr bool q4_mode_stages_x(int mode) { return mode < 4 || mode >= 6; }
+
 __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
         "{%0, %1, %2, %3};"
@@ -223,7 +230,7 @@ __device__ __forceinline__ void compute_w(const WBatch &b, Acc<NTOK> &A, GroupCu
     for (int u = 0; u < kQ4PairsPerBatch; ++u) {
         const int pair = p + u;
         if (pair >= pend) break;
-        if (MODE == 1 || MODE >= 3) {  // diagnostics: consume the loads, no dequantization or mma
+        if (q4_mode_loads_only(MODE)) {  // diagnostics: consume the loads, no dequantization or mma
             A.acc[0][0][0] += float((b.q[2 * u].x ^ b.q[2 * u + 1].w) & 1u);
             continue;
         }
