@@ -2,7 +2,7 @@
 // on the GPU (4-bit group-128 in the kernels' layout, then fp16): decode tokens/s at batch 1 with
 // a 512-token context, decode at batch 16, prefill tokens/s for a 2048-token prompt, peak memory.
 //
-//   bench-e2e [--small] [--q4-only] [--variants] [--trace]
+//   bench-e2e [--small] [--q4-only] [--variants] [--trace] [--stamps] [--sampling] [--sweep NAME=...]
 //     --small: a 4-layer model, for a smoke run
 //     --variants: 4-bit model only; decode at batch 1 (and 16) under each decode fusion switched
 //       off (GPTQ_CUDA_FUSE), the 4-bit split fitted to one wave or not, and with stages left out
@@ -16,6 +16,8 @@
 //       (one thread), against the candidates ranked on the device (GPTQ_CUDA_RANK=1, k = 40)
 //     --trace: 4-bit model only; the kernel timeline of one decode step at batch 1 (CUPTI): each
 //       kernel's time and the gap before it, summed by kernel, and the first layer in order
+//     --stamps: 4-bit model only; the phases of each 4-bit product's blocks in one decode step at
+//       batch 1 (%globaltimer stamps: entry, PDL wait, staging, main loop), means over the layers
 #include "cuda/cuda_backend.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/q4_gemm.cuh"
@@ -387,6 +389,93 @@ void trace(bool small) {
                     i ? (double(ks[i].start) - double(ks[i - 1].end)) * 1e-3 : 0.0);
 }
 
+// One decode step's 4-bit products at batch 1 (position ~515 of a 1024 context) as their blocks
+// stamp them (q4_stamps_begin): per product, when its blocks enter, leave the PDL wait, have staged
+// their activations and have finished their main loops, in µs after the product's release (its
+// first block past the wait); means over the layers between the first and the last.
+void stamps(bool small) {
+    const cuda::SyntheticModelSpec spec = llama7b(true, small);
+    auto backend = cuda::make_synthetic_backend(spec, 0);
+    const int V = spec.cfg.vocab_size, L = spec.cfg.n_layers;
+    cuda::q4_stamps_begin(size_t(1) << 20);
+    auto ctx = backend->create_context(1024, 1, 512);
+    decode_rate(*ctx, 1, 512, 6, V, 512);  // prefill, graph capture (with the stamping kernels), a few steps
+    cuda::q4_stamps_clear();
+    std::vector<float> logits(static_cast<size_t>(V));
+    const int8_t want = 1;
+    const EvalToken tok{7, 520, 0};
+    ctx->eval(&tok, 1, &want, logits.data());
+    const std::vector<cuda::Q4Stamp> st = cuda::q4_stamps_end();
+    struct Product {
+        const char *name;
+        uint32_t K, N;
+    };
+    const int H = spec.cfg.hidden_size, I = spec.cfg.intermediate_size;
+    const int kvh = spec.cfg.n_kv_heads * (spec.cfg.head_dim > 0 ? spec.cfg.head_dim : H / spec.cfg.n_heads);
+    const Product prods[] = {{"q|k|v", uint32_t(H), uint32_t(H + 2 * kvh)},
+                             {"o_proj", uint32_t(H), uint32_t(H)},
+                             {"gate|up", uint32_t(H), uint32_t(2 * I)},
+                             {"down", uint32_t(I), uint32_t(H)}};
+    std::printf("one decode step, batch 1: %zu block stamps\n", st.size());
+    // Per product and layer: the blocks, sorted by their wait's end (a layer's blocks all come after
+    // the previous layer's).
+    const int np = 4;
+    std::vector<std::vector<std::vector<cuda::Q4Stamp>>> by(np, std::vector<std::vector<cuda::Q4Stamp>>(size_t(L)));
+    for (int p = 0; p < np; ++p) {
+        std::vector<cuda::Q4Stamp> mine;
+        for (const auto &s : st)
+            if (s.K == prods[p].K && s.N == prods[p].N) mine.push_back(s);
+        if (mine.empty() || mine.size() % size_t(L)) {
+            std::printf("%s: %zu stamps, not a whole number per layer\n", prods[p].name, mine.size());
+            return;
+        }
+        std::sort(mine.begin(), mine.end(), [](const auto &a, const auto &b) { return a.waited < b.waited; });
+        const size_t per = mine.size() / size_t(L);
+        for (int l = 0; l < L; ++l) by[p][size_t(l)].assign(mine.begin() + l * per, mine.begin() + (l + 1) * per);
+    }
+    auto release = [&](int p, int l) {
+        uint64_t r = UINT64_MAX;
+        for (const auto &s : by[p][size_t(l)]) r = std::min(r, s.waited);
+        return r;
+    };
+    // Quantiles of one field over a layer's blocks, in µs after the release.
+    auto q = [](std::vector<double> v, double f) {
+        std::sort(v.begin(), v.end());
+        return v[std::min(v.size() - 1, size_t(f * double(v.size() - 1) + 0.5))];
+    };
+    std::printf("%-8s %6s | %20s | %8s | %15s | %22s | %8s %7s\n", "product", "blocks", "entry min/med/max",
+                "wait max", "staged med/max", "loop done min/med/max", "next rel", "max/SM");
+    const int l0 = L > 2 ? 1 : 0, l1 = L > 2 ? L - 1 : L;  // layers averaged
+    for (int p = 0; p < np; ++p) {
+        double acc[11] = {0};
+        for (int l = l0; l < l1; ++l) {
+            const auto &b = by[p][size_t(l)];
+            const uint64_t r = release(p, l);
+            std::vector<double> e, w, sg, m;
+            std::vector<int> per_sm(1024, 0);
+            int most = 0;
+            for (const auto &s : b) {
+                e.push_back((double(s.entry) - double(r)) * 1e-3);
+                w.push_back((double(s.waited) - double(r)) * 1e-3);
+                sg.push_back((double(s.staged) - double(r)) * 1e-3);
+                m.push_back((double(s.met) - double(r)) * 1e-3);
+                most = std::max(most, ++per_sm[s.sm % 1024]);
+            }
+            // The next product's release: the next one in the layer, or the next layer's q|k|v.
+            const uint64_t next = p + 1 < np ? release(p + 1, l) : (l + 1 < L ? release(0, l + 1) : r);
+            const double v[11] = {q(e, 0), q(e, 0.5), q(e, 1), q(w, 1), q(sg, 0.5), q(sg, 1), q(m, 0), q(m, 0.5),
+                                  q(m, 1), (double(next) - double(r)) * 1e-3, double(most)};
+            for (int i = 0; i < 11; ++i) acc[i] += v[i] / (l1 - l0);
+        }
+        std::printf("%-8s %6zu | %6.2f %6.2f %6.2f | %8.2f | %7.2f %7.2f | %7.2f %7.2f %7.2f | %8.2f %7.1f\n",
+                    prods[p].name, by[p][0].size(), acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7],
+                    acc[8], acc[9], acc[10]);
+    }
+    std::printf("(µs after each product's release, means over layers %d..%d; next rel: the next 4-bit product's "
+                "release, attention lies between q|k|v and o_proj)\n",
+                l0, l1 - 1);
+}
+
 Result run(bool q4, bool small) {
     const cuda::SyntheticModelSpec spec = llama7b(q4, small);
     const ModelConfig &c = spec.cfg;
@@ -440,7 +529,7 @@ Result run(bool q4, bool small) {
 } // namespace
 
 int main(int argc, char **argv) try {
-    bool small = false, q4_only = false, vars = false, tr = false, samp = false;
+    bool small = false, q4_only = false, vars = false, tr = false, samp = false, stm = false;
     std::string sweep_arg;
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--sweep") && i + 1 < argc) sweep_arg = argv[++i];
@@ -449,6 +538,7 @@ int main(int argc, char **argv) try {
         if (!std::strcmp(argv[i], "--variants")) vars = true;
         if (!std::strcmp(argv[i], "--trace")) tr = true;
         if (!std::strcmp(argv[i], "--sampling")) samp = true;
+        if (!std::strcmp(argv[i], "--stamps")) stm = true;
     }
     cudaDeviceProp prop;
     CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -465,6 +555,10 @@ int main(int argc, char **argv) try {
     }
     if (samp) {
         sampling(small);
+        return 0;
+    }
+    if (stm) {
+        stamps(small);
         return 0;
     }
     if (!sweep_arg.empty()) {

@@ -35,7 +35,44 @@ bool q4_norm_stash_enabled() {
     return !(e && std::strcmp(e, "0") == 0);
 }
 
+std::atomic<bool> &stamps_switch() {
+    static std::atomic<bool> on{false};
+    return on;
+}
+
 } // namespace
+
+void q4_stamps_begin(size_t capacity) {
+    Q4Stamp *buf = nullptr;
+    CUDA_CHECK(cudaMalloc(&buf, capacity * sizeof(Q4Stamp)));
+    const unsigned cap = unsigned(std::min<size_t>(capacity, 0xffffffffu)), zero = 0;
+    CUDA_CHECK(cudaMemcpyToSymbol(fused::g_stamps, &buf, sizeof buf));
+    CUDA_CHECK(cudaMemcpyToSymbol(fused::g_stamp_capacity, &cap, sizeof cap));
+    CUDA_CHECK(cudaMemcpyToSymbol(fused::g_stamp_cursor, &zero, sizeof zero));
+    stamps_switch() = true;
+}
+
+void q4_stamps_clear() {
+    const unsigned zero = 0;
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaMemcpyToSymbol(fused::g_stamp_cursor, &zero, sizeof zero));
+}
+
+std::vector<Q4Stamp> q4_stamps_end() {
+    CUDA_CHECK(cudaDeviceSynchronize());
+    Q4Stamp *buf = nullptr;
+    unsigned n = 0, cap = 0;
+    CUDA_CHECK(cudaMemcpyFromSymbol(&buf, fused::g_stamps, sizeof buf));
+    CUDA_CHECK(cudaMemcpyFromSymbol(&n, fused::g_stamp_cursor, sizeof n));
+    CUDA_CHECK(cudaMemcpyFromSymbol(&cap, fused::g_stamp_capacity, sizeof cap));
+    std::vector<Q4Stamp> v(std::min(n, cap));
+    if (!v.empty()) CUDA_CHECK(cudaMemcpy(v.data(), buf, v.size() * sizeof(Q4Stamp), cudaMemcpyDeviceToHost));
+    Q4Stamp *none = nullptr;
+    CUDA_CHECK(cudaMemcpyToSymbol(fused::g_stamps, &none, sizeof none));
+    CUDA_CHECK(cudaFree(buf));
+    stamps_switch() = false;
+    return v;
+}
 
 bool q4_fold_enabled() { return env_int("GPTQ_Q4_FOLD", 1) != 0; }
 
@@ -89,7 +126,7 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
     // GPTQ_Q4_CLUSTER=0 never, =N up to N <= 8 splits (measurements, tests; read at every launch).
     // The variant exists for the kernels of the 7B shapes' two-split plans: one token (folded zero
     // point) and 9-16 rows read directly.
-    constexpr bool kClusterable = MODE == 0 && !ZT && ((NTOK == 1 && FOLD && SB == 4) || (NTOK == 2 && XD == 1));
+    constexpr bool kClusterable = (MODE == 0 || MODE == 9) && !ZT && ((NTOK == 1 && FOLD && SB == 4) || (NTOK == 2 && XD == 1));
     auto kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN>;
     unsigned cluster = 1;  // blocks per cluster along the splits
     if constexpr (kClusterable) {
@@ -127,6 +164,11 @@ void launch_fused_z(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out
     // but 16-row products ~1% slower (the extra mma weighs more at two token tiles).
     const bool fold = NTOK == 1 && q4_fold_enabled();
     if constexpr (NTOK == 1) {
+        if (fold && !w.zeros && stamps_switch().load(std::memory_order_relaxed)) {  // the stamping twins
+            if (plan.stage_batch == 2) launch_fused<1, false, 9, 2, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+            else launch_fused<1, false, 9, 4, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+            return;
+        }
         if (plan.stage_batch == 2) {
             if (w.zeros) launch_fused<1, true, 0, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
             else if (fold) launch_fused<1, false, 0, 2, true>(x, M, ldx, w, out, plan, sc, stream, pro);

@@ -44,6 +44,25 @@ namespace fused {
 // entry gave other SASS for every kernel that stages its activations).
 namespace {
 
+// MODE 9 (q4_stamps_begin): where thread 0 of each block records its phase times.
+__device__ Q4Stamp *g_stamps;
+__device__ unsigned g_stamp_cursor, g_stamp_capacity;
+
+__device__ __forceinline__ uint64_t globaltimer() {
+    uint64_t t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+__device__ __forceinline__ void record_stamp(const uint64_t (&t)[3], int K, int N) {
+    const unsigned i = atomicAdd(&g_stamp_cursor, 1u);
+    if (!g_stamps || i >= g_stamp_capacity) return;
+    uint32_t sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    g_stamps[i] = Q4Stamp{uint32_t(K), uint32_t(N), blockIdx.x + gridDim.x * blockIdx.y, sm, t[0], t[1], t[2],
+                          globaltimer()};
+}
+
 // Writes v to (row, col): bias, then fp16 store or fp32 accumulate.
 __device__ __forceinline__ void store1(const Q4Out &out, int row, int col, float v) {
     if (out.bias) v += __half2float(out.bias[col]);
@@ -161,6 +180,8 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
                                                               int pairs_per_split, float *__restrict__ partial,
                                                               unsigned *__restrict__ counters, Q4Out out,
                                                               Q4Prologue pro, int atomic_out) {
+    uint64_t stamp[3] = {0, 0, 0};
+    if constexpr (MODE == 9) stamp[0] = globaltimer();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, c = lane & 3;
     static_assert(WN == 1 || WN == 2, "one or two column tiles per block");
@@ -227,9 +248,11 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     }
     // Everything below reads or writes what earlier kernels in the stream touch.
     pdl_enter();
+    if constexpr (MODE == 9) stamp[1] = globaltimer();
     if constexpr (!XD && q4_mode_stages_x(MODE))
         stage_activations<SB, FOLD>(x, M, ldx, w.K, p0, p1, f.ldxs, fsm, pro, wst);
     __syncthreads();
+    if constexpr (MODE == 9) stamp[2] = globaltimer();
 
     if (active) {
         const DequantConsts dq = dequant_consts<FOLD>(w.zero);
@@ -280,6 +303,8 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     // The K slices meet; red: the first of column tile wn's WK - 1 exchange areas.
     float *red = reinterpret_cast<float *>(fsm) + size_t(wn) * (WK - 1) * kKSliceAreaFloats<NTOK>;
     meet_k_slices<NTOK, WK>(A, red, wk, lane);
+    if constexpr (MODE == 9)
+        if (threadIdx.x == 0) record_stamp(stamp, w.K, w.N);
 
     if constexpr (MODE == 6) {  // diagnostics: every split stores its own sums, none added across splits
         if (wk != 0 || nt >= w.NT) return;

@@ -13,7 +13,8 @@ namespace fused {
 
 // The kernel's MODE (q4_fused_diagnostic): 0 the product; diagnostics 1 loads only, 2 compute only
 // (no weight traffic), 3 loads only w/o the scales' staging, 4 w/o any staging, 5 w/o staging or
-// epilogue, 6 the product with each split storing its own sums, 7 the product without epilogue.
+// epilogue, 6 the product with each split storing its own sums, 7 the product without epilogue, 9
+// the product stamping its phases (q4_stamps_begin).
 constexpr bool q4_mode_loads_only(int mode) { return mode == 1 || (mode >= 3 && mode <= 5); }
 constexpr bool q4_mode_stages_scales(int mode) { return mode < 3 || mode >= 6; }
 constexpr bool q4_mode_stages_x(int mode) { return mode < 4 || mode >= 6; }

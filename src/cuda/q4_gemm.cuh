@@ -19,6 +19,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <vector>
+
 namespace gptq {
 namespace cuda {
 
@@ -234,6 +236,19 @@ struct Q4Workspace {
 // zeros.
 void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
                          const Q4Plan &plan, const Q4Scratch &sc, cudaStream_t stream);
+
+// For the benchmark: while on (q4_stamps_begin .. q4_stamps_end), the one-token kernels with the
+// folded zero point (the decode step's) run a twin that stamps each block's phases with
+// %globaltimer (ns): entry, after the PDL wait, activations staged, K slices met (its main loop
+// done). Launches captured into a CUDA graph while on keep the twin when replayed.
+struct Q4Stamp {
+    uint32_t K, N;            // the layer
+    uint32_t block, sm;       // blockIdx.x + gridDim.x * blockIdx.y, %smid
+    uint64_t entry, waited, staged, met;
+};
+void q4_stamps_begin(size_t capacity);
+void q4_stamps_clear();  // drops what was recorded so far
+std::vector<Q4Stamp> q4_stamps_end();
 
 // y = x · W for any M >= 1 (x gathered by w.perm already), choosing the path by M. Returns the
 // splits of the (last) fused pass, 0 on the cuBLAS path.
