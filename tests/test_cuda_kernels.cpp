@@ -405,6 +405,43 @@ TEST_CASE("q4 accumulates into an fp32 output with bias") {
     }
 }
 
+TEST_CASE("q4 stamping twins (bench-e2e --stamps) compute what the kernels they stand in for do, one stamp per block") {
+    std::mt19937 rng(41);
+    Workspace W;
+    q4_set_atomic_accumulate(false);  // splits summed in order: the same bits on every run
+    const LayerCase &c = kCases[0];   // uniform zero point: the one-token kernels the twins stand in for
+    GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
+    auto d = upload_layer(L);
+    for (int M : {1, 5}) {
+        auto x = random_f16(size_t(M) * L.K, rng, -1.0f, 1.0f);
+        Q4Plan planned = q4_plan(M, d->view, W.ws.sm_count), one = q4_plan(M, d->view, 1, 1);
+        Q4Plan lean = planned;
+        lean.stage_batch = 2;
+        for (const Q4Plan &p : {planned, one, lean}) {
+            auto plain = gpu_q4(*d, x, M, 0, W.ws, &p, nullptr, nullptr);
+            q4_stamps_begin(4096);
+            auto stamped = gpu_q4(*d, x, M, 0, W.ws, &p, nullptr, nullptr);
+            const std::vector<Q4Stamp> st = q4_stamps_end();
+            INFO("M=" << M << " splits=" << p.splits << " tiles per block " << p.tiles_per_block << " stage "
+                      << p.stage_batch);
+            CHECK(stamped == plain);
+            REQUIRE(st.size() == size_t(p.strips) * p.splits);
+            std::vector<int> seen(st.size(), 0);
+            for (const Q4Stamp &s : st) {
+                CHECK(s.K == uint32_t(L.K));
+                CHECK(s.N == uint32_t(L.N));
+                REQUIRE(s.block < st.size());
+                ++seen[s.block];
+                CHECK(s.entry <= s.waited);
+                CHECK(s.waited <= s.staged);
+                CHECK(s.staged <= s.met);
+            }
+            CHECK(std::count(seen.begin(), seen.end(), 1) == long(seen.size()));
+        }
+    }
+    q4_set_atomic_accumulate(true);
+}
+
 TEST_CASE("q4 prologues: RMSNorm (with act-order perm) and SwiGLU computed while staging activations") {
     std::mt19937 rng(11);
     Workspace W;
