@@ -126,7 +126,8 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
     // GPTQ_Q4_CLUSTER=0 never, =N up to N <= 8 splits (measurements, tests; read at every launch).
     // The variant exists for the kernels of the 7B shapes' two-split plans: one token (folded zero
     // point) and 9-16 rows read directly.
-    constexpr bool kClusterable = (MODE == 0 || MODE == 9) && !ZT && ((NTOK == 1 && FOLD && SB == 4) || (NTOK == 2 && XD == 1));
+    constexpr bool kClusterable =
+        (MODE == 0 || MODE == 9) && !ZT && ((NTOK == 1 && FOLD && SB == 4) || (NTOK == 2 && XD == 1));
     auto kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN>;
     unsigned cluster = 1;  // blocks per cluster along the splits
     if constexpr (kClusterable) {
