@@ -43,6 +43,7 @@ std::atomic<bool> &stamps_switch() {
 } // namespace
 
 void q4_stamps_begin(size_t capacity) {
+    if (stamps_switch()) q4_stamps_end();  // an earlier recording's buffer is freed, its stamps dropped
     Q4Stamp *buf = nullptr;
     CUDA_CHECK(cudaMalloc(&buf, capacity * sizeof(Q4Stamp)));
     const unsigned cap = unsigned(std::min<size_t>(capacity, 0xffffffffu)), zero = 0;
@@ -158,6 +159,15 @@ void launch_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
     launch_fused_tiles<NTOK, ZT, MODE, SB, FOLD, XD, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
 }
 
+// One token, uniform zero point: the kernel of the plan's staging batch (the decode step's products;
+// MODE: the product, or a diagnostic or stamping twin of it).
+template <int MODE, bool FOLD>
+void launch_one_token(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
+                      const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
+    if (plan.stage_batch == 2) launch_fused<1, false, MODE, 2, FOLD>(x, M, ldx, w, out, plan, sc, stream, pro);
+    else launch_fused<1, false, MODE, 4, FOLD>(x, M, ldx, w, out, plan, sc, stream, pro);
+}
+
 template <int NTOK>
 void launch_fused_z(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Plan &plan,
                     const Q4Scratch &sc, cudaStream_t stream, const Q4Prologue &pro) {
@@ -165,15 +175,15 @@ void launch_fused_z(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out
     // but 16-row products ~1% slower (the extra mma weighs more at two token tiles).
     const bool fold = NTOK == 1 && q4_fold_enabled();
     if constexpr (NTOK == 1) {
-        if (fold && !w.zeros && stamps_switch().load(std::memory_order_relaxed)) {  // the stamping twins
-            if (plan.stage_batch == 2) launch_fused<1, false, 9, 2, true>(x, M, ldx, w, out, plan, sc, stream, pro);
-            else launch_fused<1, false, 9, 4, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+        if (!w.zeros) {
+            if (!fold) launch_one_token<0, false>(x, M, ldx, w, out, plan, sc, stream, pro);
+            else if (stamps_switch().load(std::memory_order_relaxed))  // the stamping twins
+                launch_one_token<9, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+            else launch_one_token<0, true>(x, M, ldx, w, out, plan, sc, stream, pro);
             return;
         }
         if (plan.stage_batch == 2) {
-            if (w.zeros) launch_fused<1, true, 0, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
-            else if (fold) launch_fused<1, false, 0, 2, true>(x, M, ldx, w, out, plan, sc, stream, pro);
-            else launch_fused<1, false, 0, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
+            launch_fused<1, true, 0, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
             return;
         }
     }
@@ -190,12 +200,6 @@ void launch_fused_z(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out
     if (w.zeros) {
         launch_fused<NTOK, true>(x, M, ldx, w, out, plan, sc, stream, pro);
         return;
-    }
-    if constexpr (NTOK == 1) {
-        if (fold) {
-            launch_fused<1, false, 0, 4, true>(x, M, ldx, w, out, plan, sc, stream, pro);
-            return;
-        }
     }
     launch_fused<NTOK, false>(x, M, ldx, w, out, plan, sc, stream, pro);
 }
@@ -283,10 +287,10 @@ void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev 
         else if (mode == 4) launch_fused<1, false, 3>(x, M, ldx, w, out, plan, sc, stream, pro);
         else if (mode == 5) launch_fused<1, false, 4>(x, M, ldx, w, out, plan, sc, stream, pro);
         else if (mode == 6) launch_fused<1, false, 5>(x, M, ldx, w, out, plan, sc, stream, pro);
-        else if (mode == 7 && fold) launch_fused<1, false, 6, 4, true>(x, M, ldx, w, out, plan, sc, stream, pro);
-        else if (mode == 7) launch_fused<1, false, 6>(x, M, ldx, w, out, plan, sc, stream, pro);
-        else if (mode == 8 && fold) launch_fused<1, false, 7, 4, true>(x, M, ldx, w, out, plan, sc, stream, pro);
-        else if (mode == 8) launch_fused<1, false, 7>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 7 && fold) launch_one_token<6, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 7) launch_one_token<6, false>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 8 && fold) launch_one_token<7, true>(x, M, ldx, w, out, plan, sc, stream, pro);
+        else if (mode == 8) launch_one_token<7, false>(x, M, ldx, w, out, plan, sc, stream, pro);
         else if (mode == 2 && fold) launch_fused<1, false, 2, 4, true>(x, M, ldx, w, out, plan, sc, stream, pro);
         else if (mode == 2) launch_fused<1, false, 2>(x, M, ldx, w, out, plan, sc, stream, pro);
         else launch_fused<1, false, 0>(x, M, ldx, w, out, plan, sc, stream, pro);

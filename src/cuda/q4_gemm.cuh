@@ -231,9 +231,9 @@ struct Q4Workspace {
 // For the benchmark: mode 0 = q4_fused, 1 = its weight loads only, 2 = its compute only (no
 // weight loads), 3 = an empty kernel; at M <= 8 also the loads only without the scales' staging
 // (4), without any staging (5), and without staging or epilogue (6); and the product itself (the
-// plan's kernel, folded zero point as planned) with each split storing its own sums, no sum across
-// splits (7: a wrong result for several splits), or with no epilogue at all (8). M <= 16, uniform
-// zeros.
+// plan's kernel: its staging batch, folded zero point as planned) with each split storing its own
+// sums, no sum across splits and so no cluster (7: a wrong result for several splits), or with no
+// epilogue at all (8). M <= 16, uniform zeros.
 void q4_fused_diagnostic(int mode, const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
                          const Q4Plan &plan, const Q4Scratch &sc, cudaStream_t stream);
 
