@@ -405,6 +405,40 @@ TEST_CASE("q4 accumulates into an fp32 output with bias") {
     }
 }
 
+TEST_CASE("q4 two-split clusters: sums pushed into split 0 (GPTQ_Q4_CLUSTER_PUSH) have the bits of sums pulled") {
+    std::mt19937 rng(43);
+    Workspace W;
+    for (const LayerCase &c : {kCases[0], kCases[3]}) {  // uniform zero points: the clustered kernels
+        GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
+        auto d = upload_layer(L);
+        const int KP = d->view.KT / 2;
+        for (int M : {1, 5, 16}) {
+            auto x = random_f16(size_t(M) * L.K, rng, -1.0f, 1.0f);
+            auto ref = ref_matmul(L, x, M);
+            for (int tiles : {1, 2}) {
+                Q4Plan p = q4_plan(M, d->view, W.ws.sm_count);
+                p.splits = 2;  // a strip in two halves of K: one cluster of two
+                p.pairs_per_split = (KP + 1) / 2;
+                p.tiles_per_block = tiles;
+                p.strips = (d->view.NT + tiles - 1) / tiles;
+                p.stage_batch = 4;           // the kernels with a cluster variant: one token, 4-chunk staging,
+                p.x_direct = M > 8 ? 1 : 0;  // or 9-16 rows read directly in fp32 scaling
+                INFO("K=" << L.K << " N=" << L.N << " M=" << M << " tiles per block " << tiles << " direct x "
+                          << p.x_direct);
+                setenv("GPTQ_Q4_CLUSTER_PUSH", "0", 1);
+                auto pulled = gpu_q4(*d, x, M, 0, W.ws, &p, nullptr, nullptr);
+                setenv("GPTQ_Q4_CLUSTER_PUSH", "1", 1);
+                auto pushed = gpu_q4(*d, x, M, 0, W.ws, &p, nullptr, nullptr);
+                auto again = gpu_q4(*d, x, M, 0, W.ws, &p, nullptr, nullptr);  // a fresh barrier per launch
+                CHECK(rel_err(ref, pulled) < 3e-3);
+                CHECK(pushed == pulled);
+                CHECK(again == pulled);
+            }
+        }
+    }
+    unsetenv("GPTQ_Q4_CLUSTER_PUSH");
+}
+
 TEST_CASE("q4 stamping twins (bench-e2e --stamps) compute what the kernels they stand in for do, one stamp per block") {
     std::mt19937 rng(41);
     Workspace W;

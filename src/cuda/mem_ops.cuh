@@ -6,9 +6,9 @@
 // A bulk copy (cp.async.bulk) moves `bytes` (a multiple of 16) from global to shared memory without
 // registers or threads and reports the bytes to an mbarrier when they land; a thread that armed the
 // barrier with the expected bytes waits on its phase parity. Used by the wgmma kernel's producer
-// and by bench-stream. With them, the cluster barrier and distributed shared-memory loads of the
-// fused kernel's two-split sum. sm_90 and newer only: callers compile them under
-// __CUDA_ARCH__ >= 900.
+// and by bench-stream. With them, the cluster barrier, distributed shared-memory loads and stores
+// and remote mbarrier arrivals of the fused kernel's two-split sums. sm_90 and newer only: callers
+// compile them under __CUDA_ARCH__ >= 900.
 #pragma once
 
 #include <cstdint>
@@ -59,6 +59,12 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
 __device__ __forceinline__ void cluster_sync() {
     asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
+// The same barrier in two halves: arrive early (relaxed: what it orders was released by a fence),
+// wait later (acquire), so the blocks of a cluster meet without idling at the meeting point.
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.aligned;" ::: "memory"); }
 __device__ __forceinline__ uint32_t cluster_rank() {
     uint32_t r;
     asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
@@ -74,6 +80,32 @@ __device__ __forceinline__ float4 ld_cluster_f4(const void *local, uint32_t rank
                  : "r"(remote)
                  : "memory");
     return v;
+}
+// Writes v to the float4 at `local` (this block's shared memory) in the shared memory of cluster
+// block `rank`.
+__device__ __forceinline__ void st_cluster_f4(const void *local, uint32_t rank, const float4 &v) {
+    uint32_t remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(smem_addr(local)), "r"(rank));
+    asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};" ::"r"(remote), "f"(v.x), "f"(v.y), "f"(v.z),
+                 "f"(v.w)
+                 : "memory");
+}
+// Arrives (release, cluster scope: this thread's earlier writes to that block's shared memory
+// land first) on the mbarrier at `bar` (this block's shared-memory address) of cluster block `rank`.
+__device__ __forceinline__ void mbar_arrive_remote(uint32_t bar, uint32_t rank) {
+    uint32_t remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(bar), "r"(rank));
+    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" ::"r"(remote) : "memory");
+}
+// mbar_wait with cluster-scope acquire: what other blocks of the cluster released into this
+// block's shared memory before arriving is visible after it.
+__device__ __forceinline__ void mbar_wait_cluster(uint32_t bar, uint32_t parity) {
+    asm volatile(
+        "{\n.reg .pred done;\nwait_%=:\n"
+        "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
+        "@!done bra wait_%=;\n}\n" ::"r"(bar),
+        "r"(parity)
+        : "memory");
 }
 // 16 bytes from global to shared memory without registers (cp.async, L2 only); the issuing thread
 // waits for all of its copies with cp_async_wait_all.

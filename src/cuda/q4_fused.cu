@@ -125,6 +125,8 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
     // and 6 were far slower than the atomic sums (q|k|v one row 11.2 -> 17.8, 16 rows 19.3 -> 26.0;
     // 70B down 33.5 -> 52.4; decode b=16 3791-3806 -> 3661-3710), so two splits only.
     // GPTQ_Q4_CLUSTER=0 never, =N up to N <= 8 splits (measurements, tests; read at every launch).
+    // GPTQ_Q4_CLUSTER_PUSH=1: two splits summed by a push into split 0's shared memory and one
+    // mbarrier instead of two cluster-wide barriers (push_sum; a trial, not yet measured).
     // The variant exists for the kernels of the 7B shapes' two-split plans: one token (folded zero
     // point) and 9-16 rows read directly.
     constexpr bool kClusterable =
@@ -135,7 +137,9 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
         const int cluster_max = std::min(8, env_int("GPTQ_Q4_CLUSTER", 2));
         if (plan.splits > 1 && plan.splits <= cluster_max && out.out16 && !out.defer &&
             device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9) {
-            kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, true>;
+            kernel = plan.splits == 2 && env_int("GPTQ_Q4_CLUSTER_PUSH", 0) == 1
+                         ? q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, 2>
+                         : q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, 1>;
             cluster = unsigned(plan.splits);
             atomic_out = 0;  // the cluster sums in shared memory: no atomics, partials or counters
         }

@@ -166,16 +166,81 @@ __device__ __forceinline__ void cluster_sum(Acc<NTOK> &A, float *red, bool first
 #endif
 }
 
+// Two splits summed by a push (CL == 2): split 1's first K slices write their sums straight into
+// split 0's shared memory (`in`: WN x 32 lanes x NTOK*4 float4s, an area of its own, since split 0
+// may still be in its loop) and arrive on split 0's mbarrier `bar` (initialised before the loop by
+// push_sum_arm, count WN x 32, every first-slice lane of split 1), then leave; split 0 waits for
+// those arrivals instead of two cluster-wide barriers, adds (the same order as cluster_sum: the
+// same bits) and calls store(). Every thread of both blocks calls it.
+template <int NTOK, class F>
+__device__ __forceinline__ void push_sum(Acc<NTOK> &A, float4 *in, uint64_t *bar, bool first_slice, bool in_layer,
+                                         int wn, int lane, F &&store) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    float4 *mine = in + (size_t(wn) * 32 + lane) * NTOK * 4;
+    cluster_wait();  // pairs push_sum_arm's arrival: split 0's barrier is initialised
+    if (cluster_rank() != 0) {
+        if (first_slice) {
+#pragma unroll
+            for (int t = 0; t < NTOK; ++t)
+#pragma unroll
+                for (int i = 0; i < 4; ++i)
+                    st_cluster_f4(mine + t * 4 + i, 0u,
+                                  make_float4(A.acc[t][i][0], A.acc[t][i][1], A.acc[t][i][2], A.acc[t][i][3]));
+            mbar_arrive_remote(smem_addr(bar), 0u);
+        }
+        return;  // split 0's wait keeps its shared memory until the writes have landed
+    }
+    if (first_slice && in_layer) {
+        mbar_wait_cluster(smem_addr(bar), 0u);
+#pragma unroll
+        for (int t = 0; t < NTOK; ++t)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const float4 v = mine[t * 4 + i];
+                A.acc[t][i][0] += v.x;
+                A.acc[t][i][1] += v.y;
+                A.acc[t][i][2] += v.z;
+                A.acc[t][i][3] += v.w;
+            }
+        store();
+    }
+#endif
+}
+// push_sum's area and barrier: static shared memory of the kernels that call this only.
+struct PushArea {
+    float4 *in;
+    uint64_t *bar;
+};
+template <int N>
+__device__ __forceinline__ PushArea push_area() {
+    __shared__ __align__(16) float4 in[N];
+    __shared__ uint64_t bar;
+    return {in, &bar};
+}
+// Before the loop: split 0 initialises the barrier push_sum waits on, and every thread arrives on
+// the cluster barrier whose wait (in push_sum) makes that initialisation visible to split 1.
+template <int WN>
+__device__ __forceinline__ void push_sum_arm(uint64_t *bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (threadIdx.x == 0 && cluster_rank() == 0) {
+        mbar_init(smem_addr(bar), WN * 32);
+        mbar_init_fence();
+    }
+    cluster_arrive_relaxed();
+#endif
+}
+
 // grid (strips of WN column tiles, splits); block: WN column tiles x (kQ4Warps / WN) K slices.
 // XD (Q4Plan::x_direct, 16-token kernel, x as given): the activations are read from global memory
 // at each batch instead of staged into shared memory over the split's K range, so no shared-memory
 // cap cuts the K range into short splits. XD = 2 also scales the weights in fp16 (128 registers
 // instead of 150: 4 blocks per SM instead of 3).
 // CL: the launch groups the S splits of a strip into a thread-block cluster (1, S, 1) whose rank 0
-// sums them from the others' shared memory (sm_90; a variant of its own: the branch in every
-// kernel cost the 16-row fp16-scaled kernel ~5%, 70B gate|up 92.8-94.0 -> 97.2-98.9 µs).
+// sums them: 1 from the others' shared memory (cluster_sum), 2 (two splits) from what the other
+// pushed into its own (push_sum). sm_90; a variant of its own: the branch in every kernel cost the
+// 16-row fp16-scaled kernel ~5%, 70B gate|up 92.8-94.0 -> 97.2-98.9 µs.
 // WN (Q4Plan::tiles_per_block): column tiles per block, 1 or 2.
-template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, int XD = 0, int WN = 2, bool CL = false>
+template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, int XD = 0, int WN = 2, int CL = 0>
 __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__restrict__ x, int M, int ldx, Q4Dev w,
                                                               int pairs_per_split, float *__restrict__ partial,
                                                               unsigned *__restrict__ counters, Q4Out out,
@@ -245,6 +310,11 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
             *reinterpret_cast<float4 *>(wst + i) = kb + i < w.K
                                                        ? __ldg(reinterpret_cast<const float4 *>(pro.norm_w + kb + i))
                                                        : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    PushArea push{};
+    if constexpr (CL == 2) {
+        push = push_area<WN * 32 * NTOK * 4>();
+        push_sum_arm<WN>(push.bar);
     }
     // Everything below reads or writes what earlier kernels in the stream touch.
     pdl_enter();
@@ -322,12 +392,14 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         return;
     }
 
-    if constexpr (CL) {  // the splits of a strip are one cluster (1, S, 1): rank 0 adds the others' sums
-        cluster_sum(A, red, wk == 0, nt < w.NT, lane, S, [&] {
+    if constexpr (CL != 0) {  // the splits of a strip are one cluster (1, S, 1): rank 0 adds the others' sums
+        auto store = [&] {
             for_each_output(A, nt, g, c, [&](int row, int col, float v) {
                 if (row < M && col < w.N) store1(out, row, col, v);
             });
-        });
+        };
+        if constexpr (CL == 2) push_sum(A, push.in, push.bar, wk == 0, nt < w.NT, wn, lane, store);
+        else cluster_sum(A, red, wk == 0, nt < w.NT, lane, S, store);
         return;
     }
 
