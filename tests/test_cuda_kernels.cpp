@@ -439,6 +439,43 @@ TEST_CASE("q4 two-split clusters: sums pushed into split 0 (GPTQ_Q4_CLUSTER_PUSH
     unsetenv("GPTQ_Q4_CLUSTER_PUSH");
 }
 
+TEST_CASE("q4 into fp32 with atomics, splits in clusters that push their sums to rank 0 (GPTQ_Q4_PUSH32)") {
+    std::mt19937 rng(44);
+    Workspace W;
+    for (const LayerCase &c : {kCases[0], kCases[3]}) {  // uniform zero points: the clustered kernels
+        GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
+        auto d = upload_layer(L);
+        const int KP = d->view.KT / 2;
+        for (int M : {1, 5, 16}) {
+            auto x = random_f16(size_t(M) * L.K, rng, -1.0f, 1.0f);
+            auto bias = random_f16(L.N, rng, -0.5f, 0.5f);
+            std::vector<float> init(size_t(M) * L.N);
+            std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+            for (auto &v : init) v = u(rng);
+            auto ref = ref_matmul(L, x, M);
+            for (int m = 0; m < M; ++m)
+                for (int n = 0; n < L.N; ++n) ref[size_t(m) * L.N + n] += init[size_t(m) * L.N + n] + f16d(bias[n]);
+            for (int splits : {4, 6, 12}) {
+                for (int ranks : {2, 3, 4, 6, 12}) {
+                    if (splits % ranks) continue;
+                    Q4Plan p = q4_plan(M, d->view, W.ws.sm_count);
+                    p.pairs_per_split = (KP + splits - 1) / splits;
+                    p.splits = (KP + p.pairs_per_split - 1) / p.pairs_per_split;
+                    if (p.splits % ranks) continue;  // a short K leaves fewer splits
+                    p.stage_batch = 4;
+                    p.x_direct = M > 8 ? 1 : 0;
+                    setenv("GPTQ_Q4_PUSH32", std::to_string(ranks).c_str(), 1);
+                    INFO("K=" << L.K << " N=" << L.N << " M=" << M << " splits " << p.splits << " in clusters of "
+                              << ranks << " tiles per block " << p.tiles_per_block);
+                    auto y = gpu_q4(*d, x, M, 0, W.ws, &p, &init, &bias);
+                    CHECK(rel_err(ref, y) < 1e-3);
+                }
+            }
+        }
+    }
+    unsetenv("GPTQ_Q4_PUSH32");
+}
+
 TEST_CASE("q4 stamping twins (bench-e2e --stamps) compute what the kernels they stand in for do, one stamp per block") {
     std::mt19937 rng(41);
     Workspace W;

@@ -16,6 +16,7 @@
 namespace gptq {
 namespace cuda {
 
+using fused::push_bytes;
 using fused::q4_fused_kernel;
 
 namespace {
@@ -132,16 +133,27 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
     constexpr bool kClusterable =
         (MODE == 0 || MODE == 9) && !ZT && ((NTOK == 1 && FOLD && SB == 4) || (NTOK == 2 && XD == 1));
     auto kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN>;
+    // GPTQ_Q4_PUSH32=C (a trial, off by default): into fp32 with atomics (o_proj, down), the splits
+    // in clusters of C (dividing S, up to 16) whose rank 0 adds the others' pushed sums before its
+    // atomics: S / C atomics per output instead of S.
     unsigned cluster = 1;  // blocks per cluster along the splits
     if constexpr (kClusterable) {
         const int cluster_max = std::min(8, env_int("GPTQ_Q4_CLUSTER", 2));
-        if (plan.splits > 1 && plan.splits <= cluster_max && out.out16 && !out.defer &&
-            device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9) {
-            kernel = plan.splits == 2 && env_int("GPTQ_Q4_CLUSTER_PUSH", 0) == 1
-                         ? q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, 2>
-                         : q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, 1>;
+        const int push32 = env_int("GPTQ_Q4_PUSH32", 0);
+        const bool sm90 = device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9;
+        if (plan.splits > 1 && plan.splits <= cluster_max && out.out16 && !out.defer && sm90) {
+            const bool push = plan.splits == 2 && env_int("GPTQ_Q4_CLUSTER_PUSH", 0) == 1;
+            kernel = push ? q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, 2>
+                          : q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, 1>;
+            if (push) smem = (smem + 15) / 16 * 16 + push_bytes<NTOK, WN>(2);  // 2 or 4 KB a block
             cluster = unsigned(plan.splits);
             atomic_out = 0;  // the cluster sums in shared memory: no atomics, partials or counters
+        } else if (atomic_out == 1 && push32 >= 2 && push32 <= 16 && plan.splits % push32 == 0 && !out.defer &&
+                   sm90 && (smem + 15) / 16 * 16 + push_bytes<NTOK, WN>(push32) <= q4_device_smem().per_block) {
+            kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, 2>;
+            cluster = unsigned(push32);
+            smem = (smem + 15) / 16 * 16 + push_bytes<NTOK, WN>(push32);
+            if (push32 > 8) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
         }
     }
     allow_dynamic_smem(kernel, smem);

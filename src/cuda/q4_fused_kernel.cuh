@@ -166,64 +166,78 @@ __device__ __forceinline__ void cluster_sum(Acc<NTOK> &A, float *red, bool first
 #endif
 }
 
-// Two splits summed by a push (CL == 2): split 1's first K slices write their sums straight into
-// split 0's shared memory (`in`: WN x 32 lanes x NTOK*4 float4s, an area of its own, since split 0
-// may still be in its loop) and arrive on split 0's mbarrier `bar` (initialised before the loop by
-// push_sum_arm, count WN x 32, every first-slice lane of split 1), then leave; split 0 waits for
-// those arrivals instead of two cluster-wide barriers, adds (the same order as cluster_sum: the
-// same bits) and calls store(). Every thread of both blocks calls it.
-template <int NTOK, class F>
-__device__ __forceinline__ void push_sum(Acc<NTOK> &A, float4 *in, uint64_t *bar, bool first_slice, bool in_layer,
-                                         int wn, int lane, F &&store) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    float4 *mine = in + (size_t(wn) * 32 + lane) * NTOK * 4;
-    cluster_wait();  // pairs push_sum_arm's arrival: split 0's barrier is initialised
-    if (cluster_rank() != 0) {
-        if (first_slice) {
-#pragma unroll
-            for (int t = 0; t < NTOK; ++t)
-#pragma unroll
-                for (int i = 0; i < 4; ++i)
-                    st_cluster_f4(mine + t * 4 + i, 0u,
-                                  make_float4(A.acc[t][i][0], A.acc[t][i][1], A.acc[t][i][2], A.acc[t][i][3]));
-            mbar_arrive_remote(smem_addr(bar), 0u);
-        }
-        return;  // split 0's wait keeps its shared memory until the writes have landed
-    }
-    if (first_slice && in_layer) {
-        mbar_wait_cluster(smem_addr(bar), 0u);
-#pragma unroll
-        for (int t = 0; t < NTOK; ++t)
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const float4 v = mine[t * 4 + i];
-                A.acc[t][i][0] += v.x;
-                A.acc[t][i][1] += v.y;
-                A.acc[t][i][2] += v.z;
-                A.acc[t][i][3] += v.w;
-            }
-        store();
-    }
-#endif
-}
-// push_sum's area and barrier: static shared memory of the kernels that call this only.
+// The splits of a cluster summed by a push (CL == 2): the first K slices of ranks 1..C-1 write
+// their sums straight into rank 0's shared memory (push_area: a slot of WN x 32 lanes x NTOK*4
+// float4s per rank, an area of its own, since rank 0 may still be in its loop) and arrive on rank
+// 0's mbarrier (initialised before the loop by push_sum_arm: one arrival per first-slice lane of
+// every other rank), then leave; rank 0 waits for those arrivals instead of two cluster-wide
+// barriers, adds the slots in rank order (for two ranks the order of cluster_sum: the same bits)
+// and calls store(). Every thread of every block of the cluster calls it.
+template <int NTOK> constexpr size_t kPushSlotBytes = size_t(32) * NTOK * 4 * sizeof(float4);  // a warp's
 struct PushArea {
     float4 *in;
     uint64_t *bar;
 };
-template <int N>
-__device__ __forceinline__ PushArea push_area() {
-    __shared__ __align__(16) float4 in[N];
+// The area at the end of the dynamic shared memory (the launcher adds push_bytes to it), the
+// barrier in static shared memory of the kernels that push (CL == 2) only.
+template <int NTOK, int WN>
+__device__ __forceinline__ PushArea push_area(void *dyn) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     __shared__ uint64_t bar;
-    return {in, &bar};
+    const size_t bytes = (cluster_blocks() - 1) * WN * kPushSlotBytes<NTOK>;
+    return {reinterpret_cast<float4 *>(reinterpret_cast<char *>(dyn) + dynamic_smem_bytes() - bytes), &bar};
+#else
+    return {nullptr, nullptr};
+#endif
 }
-// Before the loop: split 0 initialises the barrier push_sum waits on, and every thread arrives on
-// the cluster barrier whose wait (in push_sum) makes that initialisation visible to split 1.
+template <int NTOK, int WN> inline size_t push_bytes(int ranks) { return size_t(ranks - 1) * WN * kPushSlotBytes<NTOK>; }
+
+template <int NTOK, int WN, class F>
+__device__ __forceinline__ void push_sum(Acc<NTOK> &A, const PushArea &pa, bool first_slice, bool in_layer, int wn,
+                                         int lane, F &&store) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const uint32_t rank = cluster_rank(), ranks = cluster_blocks();
+    constexpr int kSlot = 32 * NTOK * 4;  // float4s of a warp's sums
+    cluster_wait();  // pairs push_sum_arm's arrival: rank 0's barrier is initialised
+    if (rank != 0) {
+        if (first_slice) {
+            float4 *slot = pa.in + (size_t(rank - 1) * WN + wn) * kSlot + size_t(lane) * NTOK * 4;
+#pragma unroll
+            for (int t = 0; t < NTOK; ++t)
+#pragma unroll
+                for (int i = 0; i < 4; ++i)
+                    st_cluster_f4(slot + t * 4 + i, 0u,
+                                  make_float4(A.acc[t][i][0], A.acc[t][i][1], A.acc[t][i][2], A.acc[t][i][3]));
+            mbar_arrive_remote(smem_addr(pa.bar), 0u);
+        }
+        return;  // rank 0's wait keeps its shared memory until the writes have landed
+    }
+    if (first_slice && in_layer) {
+        mbar_wait_cluster(smem_addr(pa.bar), 0u);
+        for (uint32_t r = 1; r < ranks; ++r) {  // in rank order
+            const float4 *slot = pa.in + (size_t(r - 1) * WN + wn) * kSlot + size_t(lane) * NTOK * 4;
+#pragma unroll
+            for (int t = 0; t < NTOK; ++t)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const float4 v = slot[t * 4 + i];
+                    A.acc[t][i][0] += v.x;
+                    A.acc[t][i][1] += v.y;
+                    A.acc[t][i][2] += v.z;
+                    A.acc[t][i][3] += v.w;
+                }
+        }
+        store();
+    }
+#endif
+}
+// Before the loop: rank 0 initialises the barrier push_sum waits on, and every thread arrives on
+// the cluster barrier whose wait (in push_sum) makes that initialisation visible to the others.
 template <int WN>
-__device__ __forceinline__ void push_sum_arm(uint64_t *bar) {
+__device__ __forceinline__ void push_sum_arm(const PushArea &pa) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     if (threadIdx.x == 0 && cluster_rank() == 0) {
-        mbar_init(smem_addr(bar), WN * 32);
+        mbar_init(smem_addr(pa.bar), int(cluster_blocks() - 1) * WN * 32);
         mbar_init_fence();
     }
     cluster_arrive_relaxed();
@@ -235,10 +249,11 @@ __device__ __forceinline__ void push_sum_arm(uint64_t *bar) {
 // at each batch instead of staged into shared memory over the split's K range, so no shared-memory
 // cap cuts the K range into short splits. XD = 2 also scales the weights in fp16 (128 registers
 // instead of 150: 4 blocks per SM instead of 3).
-// CL: the launch groups the S splits of a strip into a thread-block cluster (1, S, 1) whose rank 0
-// sums them: 1 from the others' shared memory (cluster_sum), 2 (two splits) from what the other
-// pushed into its own (push_sum). sm_90; a variant of its own: the branch in every kernel cost the
-// 16-row fp16-scaled kernel ~5%, 70B gate|up 92.8-94.0 -> 97.2-98.9 µs.
+// CL: the launch groups the splits of a strip into thread-block clusters (1, C, 1) whose rank 0
+// sums them: 1 (C = S) from the others' shared memory (cluster_sum), 2 from what the others pushed
+// into its own (push_sum; into fp32 with atomics, C may divide S). sm_90; a variant of its own:
+// the branch in every kernel cost the 16-row fp16-scaled kernel ~5%, 70B gate|up 92.8-94.0 ->
+// 97.2-98.9 µs.
 // WN (Q4Plan::tiles_per_block): column tiles per block, 1 or 2.
 template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, int XD = 0, int WN = 2, int CL = 0>
 __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__restrict__ x, int M, int ldx, Q4Dev w,
@@ -313,8 +328,8 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     }
     PushArea push{};
     if constexpr (CL == 2) {
-        push = push_area<WN * 32 * NTOK * 4>();
-        push_sum_arm<WN>(push.bar);
+        push = push_area<NTOK, WN>(fsm);
+        push_sum_arm<WN>(push);
     }
     // Everything below reads or writes what earlier kernels in the stream touch.
     pdl_enter();
@@ -398,8 +413,20 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
                 if (row < M && col < w.N) store1(out, row, col, v);
             });
         };
-        if constexpr (CL == 2) push_sum(A, push.in, push.bar, wk == 0, nt < w.NT, wn, lane, store);
-        else cluster_sum(A, red, wk == 0, nt < w.NT, lane, S, store);
+        if constexpr (CL == 2) {
+            if (atomic_out == 1)  // fp32 output, clusters along the splits: each adds its sums (bias: split 0)
+                push_sum<NTOK, WN>(A, push, wk == 0, nt < w.NT, wn, lane, [&] {
+                    for_each_output(A, nt, g, c, [&](int row, int col, float v) {
+                        if (row < M && col < w.N) {
+                            if (out.bias && split == 0) v += __half2float(out.bias[col]);
+                            atomicAdd(out.out32 + size_t(row) * out.ldo + col, v);
+                        }
+                    });
+                });
+            else push_sum<NTOK, WN>(A, push, wk == 0, nt < w.NT, wn, lane, store);
+        } else {
+            cluster_sum(A, red, wk == 0, nt < w.NT, lane, S, store);
+        }
         return;
     }
 
