@@ -126,23 +126,30 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
     // and 6 were far slower than the atomic sums (q|k|v one row 11.2 -> 17.8, 16 rows 19.3 -> 26.0;
     // 70B down 33.5 -> 52.4; decode b=16 3791-3806 -> 3661-3710), so two splits only.
     // GPTQ_Q4_CLUSTER=0 never, =N up to N <= 8 splits (measurements, tests; read at every launch).
-    // GPTQ_Q4_CLUSTER_PUSH=1: two splits summed by a push into split 0's shared memory and one
-    // mbarrier instead of two cluster-wide barriers (push_sum; a trial, not yet measured).
+    // Two splits are summed by a push (push_sum: split 1 writes its sums into split 0's shared
+    // memory and arrives on one mbarrier) instead of two cluster-wide barriers around split 0's
+    // reads (cluster_sum; same bits). Measured (H200, graph-timed, one run each): one row of 7B
+    // q|k|v 10.1 -> 9.5 µs, 16 rows of gate|up 20.1 -> 20.0; decode b=16 4341-4348 -> 4354-4367
+    // tok/s, b=1 the same (594-596: its q|k|v defers its shares, no cluster). GPTQ_Q4_CLUSTER_PUSH=0
+    // pulls (measurements, tests).
     // The variant exists for the kernels of the 7B shapes' two-split plans: one token (folded zero
     // point) and 9-16 rows read directly.
     constexpr bool kClusterable =
         (MODE == 0 || MODE == 9) && !ZT && ((NTOK == 1 && FOLD && SB == 4) || (NTOK == 2 && XD == 1));
     auto kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN>;
-    // GPTQ_Q4_PUSH32=C (a trial, off by default): into fp32 with atomics (o_proj, down), the splits
-    // in clusters of C (dividing S, up to 16) whose rank 0 adds the others' pushed sums before its
-    // atomics: S / C atomics per output instead of S.
+    // GPTQ_Q4_PUSH32=C (measurements only; refuted): into fp32 with atomics (o_proj, down), the
+    // splits in clusters of C (dividing S, up to 16) whose rank 0 adds the others' pushed sums
+    // before its atomics: S / C atomics per output instead of S. The atomics cost one row of down
+    // 2.3 µs and of o_proj 2.0 (diagnostic 6, H200), but the clusters cost more: decode b=1
+    // 591.7-593.8 -> 537.8-538.4 tok/s at C = 2, 451-453 at 3 and 4, 440-441 at 6, 369-370 at 12
+    // (H200, one binary).
     unsigned cluster = 1;  // blocks per cluster along the splits
     if constexpr (kClusterable) {
         const int cluster_max = std::min(8, env_int("GPTQ_Q4_CLUSTER", 2));
         const int push32 = env_int("GPTQ_Q4_PUSH32", 0);
         const bool sm90 = device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9;
         if (plan.splits > 1 && plan.splits <= cluster_max && out.out16 && !out.defer && sm90) {
-            const bool push = plan.splits == 2 && env_int("GPTQ_Q4_CLUSTER_PUSH", 0) == 1;
+            const bool push = plan.splits == 2 && env_int("GPTQ_Q4_CLUSTER_PUSH", 1) == 1;
             kernel = push ? q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, 2>
                           : q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, 1>;
             if (push) smem = (smem + 15) / 16 * 16 + push_bytes<NTOK, WN>(2);  // 2 or 4 KB a block
