@@ -405,24 +405,32 @@ TEST_CASE("q4 accumulates into an fp32 output with bias") {
     }
 }
 
+// The plan for M rows of w with K cut into `splits` (fewer where K is short) and `tiles` column
+// tiles per block, on the kernels that have a cluster variant: one token with the 4-chunk staging,
+// or 9-16 rows read directly, weights scaled in fp32.
+Q4Plan clusterable_plan(int M, const Q4Dev &w, int sm_count, int splits, int tiles) {
+    const int KP = w.KT / 2;
+    Q4Plan p = q4_plan(M, w, sm_count);
+    p.pairs_per_split = (KP + splits - 1) / splits;
+    p.splits = (KP + p.pairs_per_split - 1) / p.pairs_per_split;
+    p.tiles_per_block = tiles;
+    p.strips = (w.NT + tiles - 1) / tiles;
+    p.stage_batch = 4;
+    p.x_direct = M > 8 ? 1 : 0;
+    return p;
+}
+
 TEST_CASE("q4 two-split clusters: sums pushed into split 0 (GPTQ_Q4_CLUSTER_PUSH) have the bits of sums pulled") {
     std::mt19937 rng(43);
     Workspace W;
     for (const LayerCase &c : {kCases[0], kCases[3]}) {  // uniform zero points: the clustered kernels
         GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
         auto d = upload_layer(L);
-        const int KP = d->view.KT / 2;
         for (int M : {1, 5, 16}) {
             auto x = random_f16(size_t(M) * L.K, rng, -1.0f, 1.0f);
             auto ref = ref_matmul(L, x, M);
             for (int tiles : {1, 2}) {
-                Q4Plan p = q4_plan(M, d->view, W.ws.sm_count);
-                p.splits = 2;  // a strip in two halves of K: one cluster of two
-                p.pairs_per_split = (KP + 1) / 2;
-                p.tiles_per_block = tiles;
-                p.strips = (d->view.NT + tiles - 1) / tiles;
-                p.stage_batch = 4;           // the kernels with a cluster variant: one token, 4-chunk staging,
-                p.x_direct = M > 8 ? 1 : 0;  // or 9-16 rows read directly in fp32 scaling
+                const Q4Plan p = clusterable_plan(M, d->view, W.ws.sm_count, 2, tiles);  // one cluster of two
                 INFO("K=" << L.K << " N=" << L.N << " M=" << M << " tiles per block " << tiles << " direct x "
                           << p.x_direct);
                 setenv("GPTQ_Q4_CLUSTER_PUSH", "0", 1);
@@ -445,7 +453,6 @@ TEST_CASE("q4 into fp32 with atomics, splits in clusters that push their sums to
     for (const LayerCase &c : {kCases[0], kCases[3]}) {  // uniform zero points: the clustered kernels
         GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
         auto d = upload_layer(L);
-        const int KP = d->view.KT / 2;
         for (int M : {1, 5, 16}) {
             auto x = random_f16(size_t(M) * L.K, rng, -1.0f, 1.0f);
             auto bias = random_f16(L.N, rng, -0.5f, 0.5f);
@@ -458,12 +465,8 @@ TEST_CASE("q4 into fp32 with atomics, splits in clusters that push their sums to
             for (int splits : {4, 6, 12}) {
                 for (int ranks : {2, 3, 4, 6, 12}) {
                     if (splits % ranks) continue;
-                    Q4Plan p = q4_plan(M, d->view, W.ws.sm_count);
-                    p.pairs_per_split = (KP + splits - 1) / splits;
-                    p.splits = (KP + p.pairs_per_split - 1) / p.pairs_per_split;
+                    const Q4Plan p = clusterable_plan(M, d->view, W.ws.sm_count, splits, 2);
                     if (p.splits % ranks) continue;  // a short K leaves fewer splits
-                    p.stage_batch = 4;
-                    p.x_direct = M > 8 ? 1 : 0;
                     setenv("GPTQ_Q4_PUSH32", std::to_string(ranks).c_str(), 1);
                     INFO("K=" << L.K << " N=" << L.N << " M=" << M << " splits " << p.splits << " in clusters of "
                               << ranks << " tiles per block " << p.tiles_per_block);

@@ -173,7 +173,11 @@ __device__ __forceinline__ void cluster_sum(Acc<NTOK> &A, float *red, bool first
 // every other rank), then leave; rank 0 waits for those arrivals instead of two cluster-wide
 // barriers, adds the slots in rank order (for two ranks the order of cluster_sum: the same bits)
 // and calls store(). Every thread of every block of the cluster calls it.
-template <int NTOK> constexpr size_t kPushSlotBytes = size_t(32) * NTOK * 4 * sizeof(float4);  // a warp's
+template <int NTOK> constexpr size_t kPushSlotBytes = size_t(32) * NTOK * 4 * sizeof(float4);  // one warp's sums
+// The shared memory a block of a C-rank push cluster adds for the others' sums.
+template <int NTOK, int WN> __host__ __device__ inline size_t push_bytes(int ranks) {
+    return size_t(ranks - 1) * WN * kPushSlotBytes<NTOK>;
+}
 struct PushArea {
     float4 *in;
     uint64_t *bar;
@@ -184,13 +188,12 @@ template <int NTOK, int WN>
 __device__ __forceinline__ PushArea push_area(void *dyn) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     __shared__ uint64_t bar;
-    const size_t bytes = (cluster_blocks() - 1) * WN * kPushSlotBytes<NTOK>;
+    const size_t bytes = push_bytes<NTOK, WN>(int(cluster_blocks()));
     return {reinterpret_cast<float4 *>(reinterpret_cast<char *>(dyn) + dynamic_smem_bytes() - bytes), &bar};
 #else
     return {nullptr, nullptr};
 #endif
 }
-template <int NTOK, int WN> inline size_t push_bytes(int ranks) { return size_t(ranks - 1) * WN * kPushSlotBytes<NTOK>; }
 
 template <int NTOK, int WN, class F>
 __device__ __forceinline__ void push_sum(Acc<NTOK> &A, const PushArea &pa, bool first_slice, bool in_layer, int wn,
