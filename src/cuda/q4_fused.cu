@@ -148,18 +148,20 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
         const int cluster_max = std::min(8, env_int("GPTQ_Q4_CLUSTER", 2));
         const int push32 = env_int("GPTQ_Q4_PUSH32", 0);
         const bool sm90 = device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9;
+        // The shared memory with the push area of a cluster of `ranks` at its end (push_area).
+        const auto with_push = [&](int ranks) { return (smem + 15) / 16 * 16 + push_bytes<NTOK, WN>(ranks); };
         if (plan.splits > 1 && plan.splits <= cluster_max && out.out16 && !out.defer && sm90) {
             const bool push = plan.splits == 2 && env_int("GPTQ_Q4_CLUSTER_PUSH", 1) == 1;
             kernel = push ? q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, 2>
                           : q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, 1>;
-            if (push) smem = (smem + 15) / 16 * 16 + push_bytes<NTOK, WN>(2);  // 2 or 4 KB a block
+            if (push) smem = with_push(2);  // 2 or 4 KB a block more
             cluster = unsigned(plan.splits);
             atomic_out = 0;  // the cluster sums in shared memory: no atomics, partials or counters
         } else if (atomic_out == 1 && push32 >= 2 && push32 <= 16 && plan.splits % push32 == 0 && !out.defer &&
-                   sm90 && (smem + 15) / 16 * 16 + push_bytes<NTOK, WN>(push32) <= q4_device_smem().per_block) {
+                   sm90 && with_push(push32) <= q4_device_smem().per_block) {
             kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, 2>;
             cluster = unsigned(push32);
-            smem = (smem + 15) / 16 * 16 + push_bytes<NTOK, WN>(push32);
+            smem = with_push(push32);
             if (push32 > 8) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
         }
     }

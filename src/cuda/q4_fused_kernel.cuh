@@ -72,6 +72,13 @@ __device__ __forceinline__ void store1(const Q4Out &out, int row, int col, float
         out.out32[size_t(row) * out.ldo + col] += v;
 }
 
+// Adds v to the fp32 output at (row, col) with an atomic, one of several splits doing so (the
+// bias once: by the first split).
+__device__ __forceinline__ void add1_atomic(const Q4Out &out, int row, int col, float v, bool first_split) {
+    if (out.bias && first_split) v += __half2float(out.bias[col]);
+    atomicAdd(out.out32 + size_t(row) * out.ldo + col, v);
+}
+
 // Writes v to (row, col) and (row, col+1): bias, then fp16 store or fp32 accumulate.
 __device__ __forceinline__ void store2(const Q4Out &out, int row, int col, float v0, float v1) {
     if (out.bias) {
@@ -410,20 +417,19 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         return;
     }
 
-    if constexpr (CL != 0) {  // the splits of a strip are one cluster (1, S, 1): rank 0 adds the others' sums
+    if constexpr (CL != 0) {  // the splits of a strip in clusters: rank 0 adds the others' sums
+        // Rank 0 stores the cluster's sum, or into fp32 with several clusters along the splits
+        // (atomic_out 1, push only) adds it with an atomic.
         auto store = [&] {
             for_each_output(A, nt, g, c, [&](int row, int col, float v) {
                 if (row < M && col < w.N) store1(out, row, col, v);
             });
         };
         if constexpr (CL == 2) {
-            if (atomic_out == 1)  // fp32 output, clusters along the splits: each adds its sums (bias: split 0)
+            if (atomic_out == 1)
                 push_sum<NTOK, WN>(A, push, wk == 0, nt < w.NT, wn, lane, [&] {
                     for_each_output(A, nt, g, c, [&](int row, int col, float v) {
-                        if (row < M && col < w.N) {
-                            if (out.bias && split == 0) v += __half2float(out.bias[col]);
-                            atomicAdd(out.out32 + size_t(row) * out.ldo + col, v);
-                        }
+                        if (row < M && col < w.N) add1_atomic(out, row, col, v, split == 0);
                     });
                 });
             else push_sum<NTOK, WN>(A, push, wk == 0, nt < w.NT, wn, lane, store);
@@ -444,10 +450,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     if (atomic_out == 1) {  // fp32 output: each split adds its share, no partials (bias: split 0)
         if (wk != 0 || nt >= w.NT) return;
         for_each_output(A, nt, g, c, [&](int row, int col, float v) {
-            if (row < M && col < w.N) {
-                if (out.bias && split == 0) v += __half2float(out.bias[col]);
-                atomicAdd(out.out32 + size_t(row) * out.ldo + col, v);
-            }
+            if (row < M && col < w.N) add1_atomic(out, row, col, v, split == 0);
         });
         return;
     }
