@@ -56,11 +56,7 @@ constexpr int kThreads = 32 * kWarps;
 constexpr int kRows = 4;       // key rows per warp batch (8 * kRows keys at D = 128)
 constexpr int kMinKeys = 64;   // fewest positions a range takes
 constexpr int kMaxRanges = 32; // merge_partials gives each range one lane
-// Ranges merged in one cluster at most: 16, past the portable 8 (the kernels opt in). At one token
-// and a 7B model's 32 heads a GPU of 132 SMs gets 16 ranges of at least kMinKeys positions each, and
-// up to 1024 positions every warp's keys are all in flight before the wait; at 8 ranges a warp
-// streams a third batch after it.
-constexpr int kMaxCluster = 16;
+constexpr int kMaxCluster = 8; // ranges merged in a cluster: the portable cluster size
 
 // Positions per range of a token at position p cut into at most S ranges, and how many ranges
 // that makes (the rest of the S blocks exit at once).
@@ -422,15 +418,9 @@ bool attention_decode_available(int D) {
     return (D == 64 || D == 128) && env_int("GPTQ_CUDA_ATTN_CHUNKED", 0) == 0;
 }
 
-namespace {
-// Ranges a cluster may hold: GPTQ_CUDA_ATTN_CLUSTER (measurements; 0 switches clusters off),
-// kMaxCluster by default.
-int cluster_cap() { return std::min(kMaxCluster, env_int("GPTQ_CUDA_ATTN_CLUSTER", kMaxCluster)); }
-} // namespace
-
 bool attention_decode_clusters(int D) {
     return attention_decode_available(D) && device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9 &&
-           cluster_cap() > 1;
+           env_int("GPTQ_CUDA_ATTN_CLUSTER", 1) != 0;
 }
 
 bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_t *seq, int n, int Hq,
@@ -449,15 +439,10 @@ bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_
     int S = forced_ranges > 0 ? forced_ranges : std::max(1, device_attribute(cudaDevAttrMultiProcessorCount, 1) * per_sm / units);
     S = std::max(1, std::min({S, n_chunks, kMaxRanges}));
     // A cluster holds at most kMaxCluster ranges; one range needs no merge.
-    const bool cl = fuse.cluster && attention_decode_clusters(D) && std::min(S, cluster_cap()) > 1;
+    const bool cl = fuse.cluster && attention_decode_clusters(D) && std::min(S, kMaxCluster) > 1;
     if (cl) {
-        S = std::min(S, cluster_cap());
+        S = std::min(S, kMaxCluster);
         kernel = pick_kernel(D, GP, true, &per_sm);
-        if (S > 8)  // past the portable cluster size: once per kernel and device
-            once_per_device<int>(reinterpret_cast<uintptr_t>(kernel), 0, [&](int) {
-                CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
-                return 1;
-            });
     }
     float *part_o = scratch;
     float *part_ml = scratch + attn_split_ml_offset(n, Hq, D, n_chunks);
