@@ -202,7 +202,6 @@ constexpr int kFuseCombine = 4;  // the attention split kernel merges its chunks
 constexpr int kFuseRope = 8;     // RoPE + KV store inside the attention kernel (one-token batches)
 constexpr int kFuseDefer = 16;   // q|k|v and gate|up split shares summed by their consumers (no tail)
 constexpr int kFuseAttnMerge = 32;  // one-token attention's ranges merged in o_proj's activation staging
-constexpr int kFuseAttnCluster = 64;  // attention's ranges merged in a thread-block cluster (sm_90; before 32)
 constexpr int kFuseMaxRows = 4;  // batches up to this size take the chunk merge / deferred fusions
                                  // (device run 2, b=16: both cost ~3% there)
 // GPTQ_CUDA_SKIP=<bit mask> leaves stages out of the forward (wrong results; timing breakdowns
@@ -330,8 +329,7 @@ public:
         logits_h_.reserve(B * V * 4);
         const char *e = std::getenv("GPTQ_CUDA_GRAPHS");
         use_graphs_ = !(e && std::strcmp(e, "0") == 0);
-        fuse_ = env_int("GPTQ_CUDA_FUSE", kFuseNorm | kFuseSilu | kFuseCombine | kFuseRope | kFuseDefer | kFuseAttnMerge |
-                                              kFuseAttnCluster);
+        fuse_ = env_int("GPTQ_CUDA_FUSE", kFuseNorm | kFuseSilu | kFuseCombine | kFuseRope | kFuseDefer | kFuseAttnMerge);
         skip_ = env_int("GPTQ_CUDA_SKIP", 0);
         // Candidates ranked on the device (generate's default sampler: H200, 7B shape, b = 16
         // 3306 -> 4456 tok/s at 32000 ids, 1967 -> 4170 at 128256; bench-e2e --sampling).
@@ -519,10 +517,7 @@ private:
             const int qkv_splits = norm_linear(L.qkv, x, n, L.attn_norm.as<const float>(), qo);
             // One token: the attention kernel leaves its ranges unmerged and o_proj's activation
             // staging merges them (no fence, counter and merge pass at the attention kernel's end).
-            // Or attention merges its ranges in thread-block clusters (sm_90) and o_proj reads a
-            // finished output.
-            const bool attn_cluster = (fuse_ & kFuseAttnCluster) && attention_decode_clusters(D);
-            const bool merge_in_o = !attn_cluster && (fuse_ & kFuseAttnMerge) && n == 1 && L.o.q4 && !L.o.q.perm &&
+            const bool merge_in_o = (fuse_ & kFuseAttnMerge) && n == 1 && L.o.q4 && !L.o.q.perm &&
                                     L.o.K == Hq * D && D % 8 == 0 && attention_decode_available(D) &&
                                     q4_takes_prologue(1, ws_) && !(skip_ & kSkipAttention);
             // The ranges' stride in the scratch: what attention() passes as n_chunks for one token.
@@ -540,7 +535,6 @@ private:
                     fz.qkv_ld = L.qkv.q.NT * kQ4TileN;
                 }
                 if (merge_in_o) fz.merge_used = attn_used_.as<int>();
-                fz.cluster = attn_cluster;
                 attention(l, n, chunks, runs, pos_h, scale, fz);
             }
             if (merge_in_o) {

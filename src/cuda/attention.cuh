@@ -46,18 +46,12 @@ inline size_t attn_split_counters(int n, int Hq) { return size_t(n) * Hq; }
 //             part_ml[2 part], its unnormalized output at part_o[part * D] — and merge_used[t]
 //             receives the token's range count; out is not written. Their consumer merges them
 //             (the 4-bit product's prologue kind 4, q4_gemm.cuh). counters is then not used.
-//   cluster:  the range kernel on sm_90 (attention_decode_clusters): the ranges of a (token, KV
-//             head, group of query heads) run as one thread-block cluster, and range 0 merges the
-//             others' partials, which they write into its shared memory; out is written, counters
-//             and scratch are not used (leave merge_used null). Where the kernel runs a single
-//             range per token, or on older GPUs, the call goes on as without it.
 struct AttnSplitFusion {
     unsigned *counters = nullptr;
     const float *inv_freq = nullptr;
     const float *qkv_part = nullptr;
     int qkv_splits = 0, qkv_ld = 0;
     int *merge_used = nullptr;
-    bool cluster = false;
 };
 void attention_split(const __half *q, int ldq, const int32_t *pos, const int32_t *seq, int n, int Hq,
                      const KVLayer &kv, float scale, int n_chunks, float *scratch, __half *out, int ldo,

@@ -15,11 +15,7 @@
 // the last block of (t, h, group) to finish merges the ranges (attention_common.cuh) — or, with
 // fz.merge_used (one-token decode), nobody here: the ranges' partials stay in scratch and o_proj's
 // activation staging merges them (q4 prologue kind 4), so this kernel ends without a fence, a
-// counter and a dependent merge (decode b=1 559-561 -> 584 tok/s on the H200) — or, with
-// fz.cluster (CL, sm_90), the ranges of (t, h, group) form one thread-block cluster: each range
-// writes its partial into range 0's shared memory and arrives on range 0's mbarrier, and range 0
-// merges them and writes the output. No global round trip and no counter: the merge waits only
-// for the slowest range of its own head, and o_proj reads a finished output.
+// counter and a dependent merge (decode b=1 559-561 -> 584 tok/s on the H200).
 //
 // One-token batches (early): the cached keys and values before position p were written before
 // the previous kernel started, so the first batch loads before griddepcontrol.wait; position p
@@ -31,7 +27,6 @@
 #include "cuda_check.cuh"
 #include "half_bits.cuh"
 #include "launch.cuh"
-#include "mem_ops.cuh"
 #include "rope.cuh"
 
 #include "../common.h"
@@ -56,7 +51,6 @@ constexpr int kThreads = 32 * kWarps;
 constexpr int kRows = 4;       // key rows per warp batch (8 * kRows keys at D = 128)
 constexpr int kMinKeys = 64;   // fewest positions a range takes
 constexpr int kMaxRanges = 32; // merge_partials gives each range one lane
-constexpr int kMaxCluster = 8; // ranges merged in a cluster: the portable cluster size
 
 // Positions per range of a token at position p cut into at most S ranges, and how many ranges
 // that makes (the rest of the S blocks exit at once).
@@ -69,7 +63,7 @@ __device__ __forceinline__ int ranges_used(int p, int S) {
     return (p + per) / per;
 }
 
-template <int D, int GP, bool CL>
+template <int D, int GP>
 __global__ void __launch_bounds__(kThreads, GP <= 2 ? 4 : 2)
     attn_decode_kernel(const __half *__restrict__ q, int ldq, const int32_t *__restrict__ pos,
                        const int32_t *__restrict__ seq, int Hq, KVLayer kv, float scale, float *__restrict__ part_o,
@@ -85,9 +79,6 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 4 : 2)
     __shared__ float wml[kWarps][GP][2];
     __shared__ float wts[kMaxRanges + 8];
     __shared__ unsigned s_last;
-    // CL, range 0: the other ranges' partials (D outputs, then m and l) and the barrier they arrive on.
-    __shared__ float cin[CL ? kMaxCluster - 1 : 1][GP][CL ? D + 2 : 1];
-    __shared__ uint64_t cbar;
 
     const int Hkv = kv.n_kv, G = Hq / Hkv, HG = G / GP;
     const int S = gridDim.y, r = blockIdx.y;
@@ -99,23 +90,7 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 4 : 2)
     if (!early) pdl_enter();
     const int p = pos[t], s = seq[t];
     const int per = range_len(p, S), used = ranges_used(p, S);
-    const bool merge_later = !CL && fz.merge_used != nullptr;  // the consumer merges the ranges
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if constexpr (CL) {
-        // Range 0's barrier takes one arrival per thread of each other range in use; this arrival
-        // on the cluster barrier, waited for before the partials move, publishes its initialisation.
-        // Every block arrives, those past the ranges in use too, before they leave.
-        if (r == 0 && threadIdx.x == 0 && used > 1) {
-            mbar_init(smem_addr(&cbar), (used - 1) * kThreads);
-            mbar_init_fence();
-        }
-        cluster_arrive_relaxed();
-        if (r >= used) {
-            cluster_wait();
-            return;
-        }
-    }
-#endif
+    const bool merge_later = fz.merge_used != nullptr;  // the consumer merges the ranges
     if (r >= used) return;
     const int k0 = r * per, k1 = min(k0 + per, p + 1);
     const bool has_p = k1 == p + 1;
@@ -293,13 +268,13 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 4 : 2)
     }
     __syncthreads();
 
-    // The block's partial for query head g, dimension d: its warps merged.
-    auto block_partial = [&](int g, int d, float &M, float &L, float &acc) {
-        M = -INFINITY;
+    const bool direct = used == 1 && fz.counters && !merge_later;  // one range: the block writes the output itself
+    for (int i = threadIdx.x; i < GP * D; i += kThreads) {
+        const int g = i / D, d = i % D;
+        float M = -INFINITY;
 #pragma unroll
         for (int w = 0; w < kWarps; ++w) M = fmaxf(M, wml[w][g][0]);
-        acc = 0.0f;
-        L = 0.0f;
+        float acc = 0.0f, L = 0.0f;
 #pragma unroll
         for (int w = 0; w < kWarps; ++w) {
             const float mw = wml[w][g][0];
@@ -307,49 +282,6 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 4 : 2)
             acc += e * wo[w][g][d];
             L += e * wml[w][g][1];
         }
-    };
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if constexpr (CL) {
-        cluster_wait();  // range 0's barrier is initialised
-        if (r != 0) {
-            for (int i = threadIdx.x; i < GP * D; i += kThreads) {
-                const int g = i / D, d = i % D;
-                float M, L, acc;
-                block_partial(g, d, M, L, acc);
-                st_cluster_f32(&cin[r - 1][g][d], 0u, acc);
-                if (d == 0) {
-                    st_cluster_f32(&cin[r - 1][g][D], 0u, M);
-                    st_cluster_f32(&cin[r - 1][g][D + 1], 0u, L);
-                }
-            }
-            mbar_arrive_remote(smem_addr(&cbar), 0u);
-            return;  // range 0's wait keeps its shared memory until the writes have landed
-        }
-        if (used > 1) mbar_wait_cluster(smem_addr(&cbar), 0u);
-        for (int i = threadIdx.x; i < GP * D; i += kThreads) {
-            const int g = i / D, d = i % D;
-            float M, L, acc;
-            block_partial(g, d, M, L, acc);
-            float Mt = M;
-            for (int j = 0; j + 1 < used; ++j) Mt = fmaxf(Mt, cin[j][g][D]);
-            const float e0 = __expf(M - Mt);
-            acc *= e0;
-            L *= e0;
-            for (int j = 0; j + 1 < used; ++j) {  // in range order
-                const float e = __expf(cin[j][g][D] - Mt);
-                acc += e * cin[j][g][d];
-                L += e * cin[j][g][D + 1];
-            }
-            out[size_t(t) * ldo + size_t(hq0 + g) * D + d] = __float2half_rn(acc / L);
-        }
-        return;
-    }
-#endif
-    const bool direct = used == 1 && fz.counters && !merge_later;  // one range: the block writes the output itself
-    for (int i = threadIdx.x; i < GP * D; i += kThreads) {
-        const int g = i / D, d = i % D;
-        float M, L, acc;
-        block_partial(g, d, M, L, acc);
         const int hq = hq0 + g;
         if (direct) {
             out[size_t(t) * ldo + size_t(hq) * D + d] = __float2half_rn(acc / L);
@@ -388,27 +320,23 @@ struct RangesUsed {
 using DecodeKernel = void (*)(const __half *, int, const int32_t *, const int32_t *, int, KVLayer, float, float *,
                               float *, int, AttnSplitFusion, __half *, int, int);
 
-// The kernel for (D, GP, CL) and how many of its blocks an SM holds (asked once per variant).
-DecodeKernel pick_kernel(int D, int GP, bool cl, int *blocks_per_sm) {
-    static int cache[2][3][2] = {};
-    const int di = D == 64 ? 0 : 1, gi = GP == 1 ? 0 : GP == 2 ? 1 : 2, ci = cl ? 1 : 0;
-    static const DecodeKernel table[2][3][2] = {
-        {{attn_decode_kernel<64, 1, false>, attn_decode_kernel<64, 1, true>},
-         {attn_decode_kernel<64, 2, false>, attn_decode_kernel<64, 2, true>},
-         {attn_decode_kernel<64, 4, false>, attn_decode_kernel<64, 4, true>}},
-        {{attn_decode_kernel<128, 1, false>, attn_decode_kernel<128, 1, true>},
-         {attn_decode_kernel<128, 2, false>, attn_decode_kernel<128, 2, true>},
-         {attn_decode_kernel<128, 4, false>, attn_decode_kernel<128, 4, true>}}};
-    DecodeKernel k = table[di][gi][ci];
-    if (cache[di][gi][ci] == 0) {
+// The kernel for (D, GP) and how many of its blocks an SM holds (asked once per variant).
+DecodeKernel pick_kernel(int D, int GP, int *blocks_per_sm) {
+    static int cache[2][3] = {};
+    const int di = D == 64 ? 0 : 1, gi = GP == 1 ? 0 : GP == 2 ? 1 : 2;
+    static const DecodeKernel table[2][3] = {
+        {attn_decode_kernel<64, 1>, attn_decode_kernel<64, 2>, attn_decode_kernel<64, 4>},
+        {attn_decode_kernel<128, 1>, attn_decode_kernel<128, 2>, attn_decode_kernel<128, 4>}};
+    DecodeKernel k = table[di][gi];
+    if (cache[di][gi] == 0) {
         int nb = 0;
         if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, k, kThreads, 0) != cudaSuccess) {
             cudaGetLastError();
             nb = 1;
         }
-        cache[di][gi][ci] = std::max(1, nb);
+        cache[di][gi] = std::max(1, nb);
     }
-    *blocks_per_sm = cache[di][gi][ci];
+    *blocks_per_sm = cache[di][gi];
     return k;
 }
 
@@ -416,11 +344,6 @@ DecodeKernel pick_kernel(int D, int GP, bool cl, int *blocks_per_sm) {
 
 bool attention_decode_available(int D) {
     return (D == 64 || D == 128) && env_int("GPTQ_CUDA_ATTN_CHUNKED", 0) == 0;
-}
-
-bool attention_decode_clusters(int D) {
-    return attention_decode_available(D) && device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9 &&
-           env_int("GPTQ_CUDA_ATTN_CLUSTER", 1) != 0;
 }
 
 bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_t *seq, int n, int Hq,
@@ -432,24 +355,18 @@ bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_
     if (!attention_decode_available(D)) return false;
     const int GP = G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
     int per_sm = 1;
-    DecodeKernel kernel = pick_kernel(D, GP, false, &per_sm);
+    const DecodeKernel kernel = pick_kernel(D, GP, &per_sm);
     // Enough ranges to fill the SMs once; the ranges' partials live in the chunk kernel's scratch
     // (n_chunks per head).
     const int units = n * kv.n_kv * (G / GP);
     int S = forced_ranges > 0 ? forced_ranges : std::max(1, device_attribute(cudaDevAttrMultiProcessorCount, 1) * per_sm / units);
     S = std::max(1, std::min({S, n_chunks, kMaxRanges}));
-    // A cluster holds at most kMaxCluster ranges; one range needs no merge.
-    const bool cl = fuse.cluster && attention_decode_clusters(D) && std::min(S, kMaxCluster) > 1;
-    if (cl) {
-        S = std::min(S, kMaxCluster);
-        kernel = pick_kernel(D, GP, true, &per_sm);
-    }
     float *part_o = scratch;
     float *part_ml = scratch + attn_split_ml_offset(n, Hq, D, n_chunks);
-    launch_clustered(kernel, dim3(unsigned(units), unsigned(S)), kThreads, 0, stream, dim3(1, cl ? unsigned(S) : 1u, 1),
-                     q, ldq, pos, seq, Hq, kv, scale, part_o, part_ml, n_chunks, fuse, out, ldo, n == 1 ? 1 : 0);
+    launch(kernel, dim3(unsigned(units), unsigned(S)), kThreads, 0, stream, q, ldq, pos, seq, Hq, kv, scale, part_o,
+           part_ml, n_chunks, fuse, out, ldo, n == 1 ? 1 : 0);
     CUDA_CHECK_LAUNCH();
-    if (!cl && !fuse.counters && !fuse.merge_used) {
+    if (!fuse.counters && !fuse.merge_used) {
         launch(attn_merge_kernel<RangesUsed>, unsigned(n * Hq), 128, (kMaxRanges + 8) * sizeof(float), stream, pos, Hq,
                D, n_chunks, part_o, part_ml, out, ldo, RangesUsed{S});
         CUDA_CHECK_LAUNCH();

@@ -17,9 +17,6 @@ bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_
 
 // Whether attention_decode runs for head_dim D (it is the only kernel that takes fuse.merge_used).
 bool attention_decode_available(int D);
-// Whether it merges a token's ranges in a thread-block cluster when fuse.cluster asks (head_dim D,
-// the current GPU sm_90 or newer, GPTQ_CUDA_ATTN_CLUSTER not 0).
-bool attention_decode_clusters(int D);
 
 } // namespace cuda
 } // namespace gptq

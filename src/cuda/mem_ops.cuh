@@ -100,13 +100,6 @@ __device__ __forceinline__ void st_cluster_f4(const void *local, uint32_t rank, 
                  "f"(v.w)
                  : "memory");
 }
-// Writes v to the float at `local` (this block's shared memory) in the shared memory of cluster
-// block `rank`.
-__device__ __forceinline__ void st_cluster_f32(const void *local, uint32_t rank, float v) {
-    uint32_t remote;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(smem_addr(local)), "r"(rank));
-    asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(remote), "f"(v) : "memory");
-}
 // Arrives (release, cluster scope: this thread's earlier writes to that block's shared memory
 // land first) on the mbarrier at `bar` (this block's shared-memory address) of cluster block `rank`.
 __device__ __forceinline__ void mbar_arrive_remote(uint32_t bar, uint32_t rank) {
