@@ -8,7 +8,7 @@
 //   q heads h*G .. h*G+G-1 (scaled, fp32 in shared memory)
 //   scores[g][j] = q_g · k_j        warps take 8 keys each (all loads first), lanes split D
 //   m_g = max_j, p = exp(s - m_g), l_g = Σ p          one warp per head, one lane per key
-//   o_g[d] = Σ_j p[g][j] v_j[d]     warps over their keys (K and V rows loaded up front), shared atomics
+//   o_g[d] = Σ_j p[g][j] v_j[d]     warps over their keys (K and V rows loaded up front), summed in warp order
 //   -> (o, m, l) partials; the merge kernel (attn_merge_kernel) weighs chunk c by exp(m_c - M) / Σ_c exp(m_c - M) l_c.
 //
 // GEMM path for long runs of one sequence: S = Q Kᵀ per head through strided-batched cuBLAS
@@ -170,10 +170,11 @@ __global__ void __launch_bounds__(128, NI == 2 ? 4 : 1) attn_split_kernel(const 
     }
     __syncthreads();
 
-    // o_g = Σ_j p[g][j] v_j: each warp its KPW keys (values already in registers), summed over the
-    // warps with shared-memory atomics in the (no longer needed) query area.
-    for (int idx = threadIdx.x; idx < G * D; idx += blockDim.x) qs[idx] = 0.0f;
-    __syncthreads();
+    // o_g = Σ_j p[g][j] v_j: each warp its KPW keys (values already in registers) into its own
+    // [G][D] area — warp 0 the (no longer needed) query area, warps 1..3 the three after the scores —
+    // then summed in warp order: the same bits on every run (shared-memory atomics added the warps in
+    // whatever order they came, and sampled generations could differ between runs).
+    float *wo = warp == 0 ? qs : sc + G * kAttnChunk + size_t(warp - 1) * G * D;
     for (int g = 0; g < G; ++g) {
 #pragma unroll
         for (int i = 0; i < NI; ++i) {
@@ -187,8 +188,8 @@ __global__ void __launch_bounds__(128, NI == 2 ? 4 : 1) attn_split_kernel(const 
                 ox += p * vf.x;
                 oy += p * vf.y;
             }
-            atomicAdd(&qs[g * D + d], ox);
-            atomicAdd(&qs[g * D + d + 1], oy);
+            wo[g * D + d] = ox;
+            wo[g * D + d + 1] = oy;
         }
         for (int d = 64 * NI + 2 * lane; d < D; d += 64) {
             float ox = 0.0f, oy = 0.0f;
@@ -200,15 +201,16 @@ __global__ void __launch_bounds__(128, NI == 2 ? 4 : 1) attn_split_kernel(const 
                 ox += p * vf.x;
                 oy += p * vf.y;
             }
-            atomicAdd(&qs[g * D + d], ox);
-            atomicAdd(&qs[g * D + d + 1], oy);
+            wo[g * D + d] = ox;
+            wo[g * D + d + 1] = oy;
         }
     }
     __syncthreads();
     float *po = part_o + (size_t(t) * Hq + size_t(h) * G) * n_chunks * D;
+    const float *w123 = sc + G * kAttnChunk;
     for (int idx = threadIdx.x; idx < G * D; idx += blockDim.x) {
         const int g = idx / D, d = idx % D;
-        po[(size_t(g) * n_chunks + ch) * D + d] = qs[idx];
+        po[(size_t(g) * n_chunks + ch) * D + d] = ((qs[idx] + w123[idx]) + w123[G * D + idx]) + w123[2 * G * D + idx];
     }
     if (!counters) return;  // attn_merge_kernel merges the chunks
 
@@ -222,7 +224,7 @@ __global__ void __launch_bounds__(128, NI == 2 ? 4 : 1) attn_split_kernel(const 
     __syncthreads();
     if (!s_last) return;
     __threadfence();
-    float *wts = sc + G * kAttnChunk;  // [n_chunks] (the launch sizes shared memory for it)
+    float *wts = sc + G * kAttnChunk + 3 * G * D;  // [n_chunks] (the launch sizes shared memory for it)
     for (int g = 0; g < G; ++g) {
         merge_partials(ml + size_t(g) * n_chunks * 2, po + size_t(g) * n_chunks * D, used, D, wts,
                      out + size_t(t) * ldo + size_t(h * G + g) * D);
@@ -283,10 +285,11 @@ void attention_split(const __half *q, int ldq, const int32_t *pos, const int32_t
     if (attention_decode(q, ldq, pos, seq, n, Hq, kv, scale, n_chunks, scratch, out, ldo, stream, fuse)) return;
     if (fuse.merge_used) fail(GPTQ_ERR_BACKEND, "attention_split: unmerged ranges need the range kernel (head_dim %d)", kv.D);
     const int G = Hq / kv.n_kv, D = kv.D;
-    // Queries and scores, then (when the last block merges) the chunk weights, padded: the
-    // compiler reads them four floats at a time in the unrolled loop.
+    // Queries (then warp 0's outputs), scores, warps 1..3's outputs, then (when the last block
+    // merges) the chunk weights, padded: the compiler reads them four floats at a time in the
+    // unrolled loop.
     const size_t wts_floats = size_t(n_chunks + 7) / 8 * 8 + 8;
-    const size_t smem = (size_t(G) * (D + kAttnChunk) + (fuse.counters ? wts_floats : 0)) * sizeof(float);
+    const size_t smem = (size_t(G) * (4 * D + kAttnChunk) + (fuse.counters ? wts_floats : 0)) * sizeof(float);
     if (smem > 48 * 1024)
         fail(GPTQ_ERR_UNSUPPORTED, "attention: %d query heads per KV head with head_dim %d is too large", G, D);
     float *part_o = scratch;
