@@ -311,10 +311,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         load_w<MODE>(r1, qp, q0 + kQ4PairsPerBatch, q1);
         if (kRing == 3) load_w<MODE>(r2, qp, q0 + 2 * kQ4PairsPerBatch, q1);
     }
-    // The block's scales (and zeros) are constants too: to shared memory before the wait, copied
-    // without registers (cp.async) so that no thread stalls on them before reaching the wait: a
-    // copy through registers made each thread wait for every round of its loads in turn, behind the
-    // ring's loads (the block's 24 KB) in its SM's queue.
+    // The block's scales (and zeros) are constants too: to shared memory before the wait.
     extern __shared__ __align__(16) __half fsm[];
     const int g0 = (2 * p0) / w.group_kt;
     static_assert(!XD || !FOLD, "direct activations: as given, zero point not folded");
@@ -325,18 +322,19 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         if (tile >= w.NT) continue;
         const size_t src = (size_t(tile) * w.G + g0 + gi) * 64 + ch * 8;
         const size_t dst = (size_t(t) * f.ng + gi) * 64 + ch * 8;
-        cp_async16(smem_addr(fsm + f.scale_off + dst), w.scales + src);
-        if constexpr (ZT) cp_async16(smem_addr(fsm + f.zero_off + dst), w.zeros + src);
+        *reinterpret_cast<uint4 *>(fsm + f.scale_off + dst) = __ldg(reinterpret_cast<const uint4 *>(w.scales + src));
+        if constexpr (ZT)
+            *reinterpret_cast<uint4 *>(fsm + f.zero_off + dst) = __ldg(reinterpret_cast<const uint4 *>(w.zeros + src));
     }
     // RMSNorm stash: the norm weights of the block's K range are constants, staged before the wait.
     float *wst = nullptr;
     if (pro.kind == 1 && pro.stash) {
         wst = reinterpret_cast<float *>(reinterpret_cast<char *>(fsm) + (f.bytes + 15) / 16 * 16);
         const int SK = (p1 - p0) * kQ4PairK, kb = p0 * kQ4PairK;
-        for (int i = 4 * threadIdx.x; i < SK; i += 4 * kQ4Threads) {
-            if (kb + i < w.K) cp_async16(smem_addr(wst + i), pro.norm_w + kb + i);
-            else *reinterpret_cast<float4 *>(wst + i) = make_float4(0.f, 0.f, 0.f, 0.f);
-        }
+        for (int i = 4 * threadIdx.x; i < SK; i += 4 * kQ4Threads)
+            *reinterpret_cast<float4 *>(wst + i) = kb + i < w.K
+                                                       ? __ldg(reinterpret_cast<const float4 *>(pro.norm_w + kb + i))
+                                                       : make_float4(0.f, 0.f, 0.f, 0.f);
     }
     PushArea push{};
     if constexpr (CL == 2) {
@@ -346,8 +344,6 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     // Everything below reads or writes what earlier kernels in the stream touch.
     pdl_enter();
     if constexpr (MODE == 9) stamp[1] = globaltimer();
-    cp_async_wait_all();      // this thread's copies of the constants have landed,
-    if (wst) __syncthreads(); // and every thread's before the staging reads the norm weights
     if constexpr (!XD && q4_mode_stages_x(MODE))
         stage_activations<SB, FOLD>(x, M, ldx, w.K, p0, p1, f.ldxs, fsm, pro, wst);
     __syncthreads();
