@@ -1140,9 +1140,11 @@ TEST_CASE("attention (range, chunk and cuBLAS paths) matches the CPU reference")
     std::mt19937 rng(10);
     Workspace W;
     // head_dim 64 / 128 take the range kernel (query heads per block: 4, 1, 1 in groups of 3, 2),
-    // 8 and 96 the chunk kernel; 700 and 2100 positions make many ranges per token.
+    // 8, 96 and 256 the chunk kernel; 700 and 2100 positions make many ranges per token; 16 query
+    // heads per KV head at head_dim 256 need more than 48 KB of shared memory (the opt-in).
     for (const AttnCase &c : {AttnCase{8, 4, 8, 2, 200}, AttnCase{8, 2, 64, 3, 300}, AttnCase{4, 4, 128, 1, 160},
-                              AttnCase{12, 2, 96, 2, 100}, AttnCase{6, 2, 128, 2, 700}, AttnCase{4, 2, 64, 1, 2100}}) {
+                              AttnCase{12, 2, 96, 2, 100}, AttnCase{6, 2, 128, 2, 700}, AttnCase{4, 2, 64, 1, 2100},
+                              AttnCase{32, 2, 256, 1, 100}}) {
         const size_t cache_elems = size_t(c.n_seq) * c.Hkv * c.n_ctx * c.D;
         auto K = random_f16(cache_elems, rng, -1.0f, 1.0f), V = random_f16(cache_elems, rng, -1.0f, 1.0f);
         Dev<h16> dk(K), dv(V);

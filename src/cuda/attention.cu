@@ -290,17 +290,17 @@ void attention_split(const __half *q, int ldq, const int32_t *pos, const int32_t
     // unrolled loop.
     const size_t wts_floats = size_t(n_chunks + 7) / 8 * 8 + 8;
     const size_t smem = (size_t(G) * (4 * D + kAttnChunk) + (fuse.counters ? wts_floats : 0)) * sizeof(float);
-    if (smem > 48 * 1024)
+    // Past 48 KB (many query heads per KV head at a large head_dim) the kernel opts in to more, up
+    // to what the GPU gives a block; beyond that a clear status.
+    if (smem > size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 * 1024)))
         fail(GPTQ_ERR_UNSUPPORTED, "attention: %d query heads per KV head with head_dim %d is too large", G, D);
     float *part_o = scratch;
     float *part_ml = scratch + attn_split_ml_offset(n, Hq, D, n_chunks);
     dim3 grid(unsigned(n * kv.n_kv), unsigned(n_chunks));
-    if (D <= 128)
-        launch(attn_split_kernel<2>, grid, 128, smem, stream, q, ldq, pos, seq, Hq, kv, scale, part_o, part_ml, fuse,
-               out, ldo, n == 1 ? 1 : 0);
-    else
-        launch(attn_split_kernel<4>, grid, 128, smem, stream, q, ldq, pos, seq, Hq, kv, scale, part_o, part_ml, fuse,
-               out, ldo, n == 1 ? 1 : 0);
+    const auto kernel = D <= 128 ? attn_split_kernel<2> : attn_split_kernel<4>;
+    allow_dynamic_smem(kernel, smem);
+    launch(kernel, grid, 128, smem, stream, q, ldq, pos, seq, Hq, kv, scale, part_o, part_ml, fuse, out, ldo,
+           n == 1 ? 1 : 0);
     CUDA_CHECK_LAUNCH();
     if (fuse.counters) return;
     launch(attn_merge_kernel<ChunksUsed>, unsigned(n * Hq), 128, wts_floats * sizeof(float), stream, pos, Hq, D,
