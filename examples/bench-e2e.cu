@@ -475,6 +475,34 @@ void stamps(bool small) {
     std::printf("(µs after each product's release, means over layers %d..%d; next rel: the next 4-bit product's "
                 "release, attention lies between q|k|v and o_proj)\n",
                 l0, l1 - 1);
+    // Does a block's loop end later where more blocks of its product share its SM? Loop done
+    // (median, max) of the blocks on SMs holding 1, 2, 3 or 4 of them, and how many blocks that is.
+    std::printf("%-8s | loop done med/max (blocks) by blocks of the product on the SM: 1 | 2 | 3 | 4\n", "product");
+    for (int p = 0; p < np; ++p) {
+        double med[5] = {0}, mx[5] = {0}, cnt[5] = {0};
+        int layers[5] = {0};
+        for (int l = l0; l < l1; ++l) {
+            const auto &b = by[p][size_t(l)];
+            const uint64_t r = release(p, l);
+            std::vector<int> per_sm(1024, 0);
+            for (const auto &s : b) ++per_sm[s.sm % 1024];
+            std::vector<double> m[5];
+            for (const auto &s : b) m[std::min(4, per_sm[s.sm % 1024])].push_back((double(s.met) - double(r)) * 1e-3);
+            for (int c = 1; c <= 4; ++c) {
+                if (m[c].empty()) continue;
+                med[c] += q(m[c], 0.5);
+                mx[c] += q(m[c], 1);
+                cnt[c] += double(m[c].size());
+                ++layers[c];
+            }
+        }
+        std::printf("%-8s |", prods[p].name);
+        for (int c = 1; c <= 4; ++c) {
+            if (layers[c]) std::printf(" %6.2f %6.2f (%4.0f) |", med[c] / layers[c], mx[c] / layers[c], cnt[c] / layers[c]);
+            else std::printf(" %20s |", "-");
+        }
+        std::printf("\n");
+    }
 }
 
 Result run(bool q4, bool small) {
