@@ -498,8 +498,10 @@ void stamps(bool small) {
         }
         std::printf("%-8s |", prods[p].name);
         for (int c = 1; c <= 4; ++c) {
-            if (layers[c]) std::printf(" %6.2f %6.2f (%4.0f) |", med[c] / layers[c], mx[c] / layers[c], cnt[c] / layers[c]);
-            else std::printf(" %20s |", "-");
+            if (layers[c])
+                std::printf(" %6.2f %6.2f (%4.0f) |", med[c] / layers[c], mx[c] / layers[c], cnt[c] / layers[c]);
+            else
+                std::printf(" %20s |", "-");
         }
         std::printf("\n");
     }
