@@ -195,18 +195,9 @@ private:
 
 // ------------------------------------------------------------------ one context: cache, scratch, graphs
 
-// Decode fusions (all on by default; GPTQ_CUDA_FUSE=<bit mask> switches them for measurements):
-constexpr int kFuseNorm = 1;     // RMSNorm inside the 4-bit kernel's activation staging (few rows)
-constexpr int kFuseSilu = 2;     // SwiGLU inside the down product's activation staging
-constexpr int kFuseCombine = 4;  // the attention split kernel merges its chunks itself
-constexpr int kFuseRope = 8;     // RoPE + KV store inside the attention kernel (one-token batches)
-constexpr int kFuseDefer = 16;   // q|k|v and gate|up split shares summed by their consumers (no tail)
-constexpr int kFuseAttnMerge = 32;  // one-token attention's ranges merged in o_proj's activation staging
+// The decode fusions' bits (kFuse*) and the stages GPTQ_CUDA_SKIP leaves out (kSkip*): cuda_backend.cuh.
 constexpr int kFuseMaxRows = 4;  // batches up to this size take the chunk merge / deferred fusions
                                  // (device run 2, b=16: both cost ~3% there)
-// GPTQ_CUDA_SKIP=<bit mask> leaves stages out of the forward (wrong results; timing breakdowns
-// only): 1 attention (RoPE, KV store, attention), 2 the layers' matrix products, 4 the head.
-constexpr int kSkipAttention = 1, kSkipLinear = 2, kSkipHead = 4;
 
 constexpr int kGraphMaxTokens = 16;   // batches up to this size run as a replayed CUDA graph
 constexpr int kSplitMaxTokens = 64;   // tokens per attention_split call (bounds its scratch)
@@ -329,7 +320,7 @@ public:
         logits_h_.reserve(B * V * 4);
         const char *e = std::getenv("GPTQ_CUDA_GRAPHS");
         use_graphs_ = !(e && std::strcmp(e, "0") == 0);
-        fuse_ = env_int("GPTQ_CUDA_FUSE", kFuseNorm | kFuseSilu | kFuseCombine | kFuseRope | kFuseDefer | kFuseAttnMerge);
+        fuse_ = env_int("GPTQ_CUDA_FUSE", kFuseAll);
         skip_ = env_int("GPTQ_CUDA_SKIP", 0);
         // Candidates ranked on the device (generate's default sampler: H200, 7B shape, b = 16
         // 3306 -> 4456 tok/s at 32000 ids, 1967 -> 4170 at 128256; bench-e2e --sampling).

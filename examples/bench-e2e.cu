@@ -83,37 +83,41 @@ void variants(bool small) {
     auto backend = cuda::make_synthetic_backend(spec, 0);
     const int V = spec.cfg.vocab_size;
     struct Var {
-        const char *label, *fuse, *skip, *silu_rows;
+        const char *label;
+        int fuse, skip;  // GPTQ_CUDA_FUSE and GPTQ_CUDA_SKIP masks
+        const char *silu_rows;
         int fit;     // 4-bit splits fitted to one wave: -1 by M (default), 0 never, 1 always
         int atomic;  // 1: fp32 outputs accumulated with atomics
         bool b16;
         const char *env = nullptr;  // one more NAME=VALUE for this variant
     };
+    using namespace cuda;
+    constexpr int all = kFuseAll, skip_all = kSkipAttention | kSkipLinear | kSkipHead;
     const Var vars[] = {
-        {"all fusions (default)", "63", "0", "4", -1, 1, true},
-        {"no fusions", "0", "0", "4", -1, 1, true},
-        {"all but deferred", "47", "0", "4", -1, 1, false},
-        {"all but chunk combine", "59", "0", "4", -1, 1, false},
-        {"attn merges (counters)", "31", "0", "4", -1, 1, false},
-        {"all but rope+deferred", "39", "0", "4", -1, 1, false},
-        {"all, deterministic", "63", "0", "4", -1, 0, true},
-        {"all, split fit off", "63", "0", "4", 0, 1, true},
-        {"all, silu <= 16 rows", "63", "0", "16", -1, 1, true},
-        {"all, norm stash off", "63", "0", "4", -1, 1, false},
-        {"none, determ., fit off", "0", "0", "4", 0, 0, true},
-        {"all, skip attention", "63", "1", "4", -1, 1, false},
-        {"all, skip linears", "63", "2", "4", -1, 1, false},
-        {"all, skip head", "63", "4", "4", -1, 1, false},
-        {"all, skip all three", "63", "7", "4", -1, 1, false},
-        {"all, chunk attention", "63", "0", "4", -1, 1, true, "GPTQ_CUDA_ATTN_CHUNKED=1"},
-        {"all, attention 4 ranges", "63", "0", "4", -1, 1, false, "GPTQ_CUDA_ATTN_SPLITS=4"},
-        {"all, attention 16 ranges", "63", "0", "4", -1, 1, false, "GPTQ_CUDA_ATTN_SPLITS=16"},
-        {"all fusions (again)", "63", "0", "4", -1, 1, true},
+        {"all fusions (default)", all, 0, "4", -1, 1, true},
+        {"no fusions", 0, 0, "4", -1, 1, true},
+        {"all but deferred", all & ~kFuseDefer, 0, "4", -1, 1, false},
+        {"all but chunk combine", all & ~kFuseCombine, 0, "4", -1, 1, false},
+        {"attn merges (counters)", all & ~kFuseAttnMerge, 0, "4", -1, 1, false},
+        {"all but rope+deferred", all & ~(kFuseRope | kFuseDefer), 0, "4", -1, 1, false},
+        {"all, deterministic", all, 0, "4", -1, 0, true},
+        {"all, split fit off", all, 0, "4", 0, 1, true},
+        {"all, silu <= 16 rows", all, 0, "16", -1, 1, true},
+        {"all, norm stash off", all, 0, "4", -1, 1, false},
+        {"none, determ., fit off", 0, 0, "4", 0, 0, true},
+        {"all, skip attention", all, kSkipAttention, "4", -1, 1, false},
+        {"all, skip linears", all, kSkipLinear, "4", -1, 1, false},
+        {"all, skip head", all, kSkipHead, "4", -1, 1, false},
+        {"all, skip all three", all, skip_all, "4", -1, 1, false},
+        {"all, chunk attention", all, 0, "4", -1, 1, true, "GPTQ_CUDA_ATTN_CHUNKED=1"},
+        {"all, attention 4 ranges", all, 0, "4", -1, 1, false, "GPTQ_CUDA_ATTN_SPLITS=4"},
+        {"all, attention 16 ranges", all, 0, "4", -1, 1, false, "GPTQ_CUDA_ATTN_SPLITS=16"},
+        {"all fusions (again)", all, 0, "4", -1, 1, true},
     };
     std::printf("%-24s | %12s %12s\n", "variant", "decode b=1", "decode b=16");
     for (const Var &v : vars) {
-        setenv("GPTQ_CUDA_FUSE", v.fuse, 1);
-        setenv("GPTQ_CUDA_SKIP", v.skip, 1);
+        setenv("GPTQ_CUDA_FUSE", std::to_string(v.fuse).c_str(), 1);
+        setenv("GPTQ_CUDA_SKIP", std::to_string(v.skip).c_str(), 1);
         setenv("GPTQ_Q4_SILU_ROWS", v.silu_rows, 1);
         setenv("GPTQ_Q4_NORM_STASH", std::strstr(v.label, "stash off") ? "0" : "1", 1);
         cuda::q4_set_split_fit(v.fit);

@@ -30,6 +30,19 @@ std::unique_ptr<Backend> make_synthetic_backend(const SyntheticModelSpec &spec, 
 // reason: GPTQ_ERR_BACKEND when there is no such device, GPTQ_ERR_UNSUPPORTED for too old a GPU.
 void require_cuda_device(int device, const char *who);
 
+// Decode fusions, all on by default; GPTQ_CUDA_FUSE=<bit mask> switches them for measurements
+// (bench-e2e --variants builds its masks from these names).
+constexpr int kFuseNorm = 1;     // RMSNorm inside the 4-bit kernel's activation staging (few rows)
+constexpr int kFuseSilu = 2;     // SwiGLU inside the down product's activation staging
+constexpr int kFuseCombine = 4;  // the attention split kernel merges its chunks itself
+constexpr int kFuseRope = 8;     // RoPE + KV store inside the attention kernel (one-token batches)
+constexpr int kFuseDefer = 16;   // q|k|v and gate|up split shares summed by their consumers (no tail)
+constexpr int kFuseAttnMerge = 32;  // one-token attention's ranges merged in o_proj's activation staging
+constexpr int kFuseAll = kFuseNorm | kFuseSilu | kFuseCombine | kFuseRope | kFuseDefer | kFuseAttnMerge;
+// GPTQ_CUDA_SKIP=<bit mask> leaves stages out of the forward (wrong results; timing breakdowns
+// only): attention (RoPE, KV store, attention), the layers' matrix products, the head.
+constexpr int kSkipAttention = 1, kSkipLinear = 2, kSkipHead = 4;
+
 // Programmatic dependent launch on Hopper (default on; GPTQ_CUDA_PDL=0 starts it off).
 void set_pdl_enabled(bool on);
 
