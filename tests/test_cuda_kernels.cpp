@@ -326,12 +326,15 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
     // rows with activations read directly (-1: the kernel the plan picks; 1; 2: weights scaled in
     // fp16) or staged (0); the splits of a strip as a cluster summed in shared memory for up to 2
     // splits (the default) or up to 8 (sm_90); column tiles per block as planned (-1), or forced to
-    // one (four K slices per block; up to 16 rows) or two.
-    const char *variants[][6] = {
-        {"1", "47", "1", "-1", "2", "-1"}, {"0", "47", "1", "1", "2", "-1"}, {"1", "96", "1", "0", "8", "-1"},
-        {"1", "47", "0", "2", "8", "-1"},  {"1", "47", "1", "0", "2", "-1"}, {"1", "47", "1", "2", "8", "-1"},
-        {"1", "47", "1", "-1", "8", "-1"}, {"1", "47", "1", "-1", "2", "1"}, {"0", "47", "0", "1", "8", "1"},
-        {"1", "96", "1", "0", "2", "1"},   {"1", "47", "1", "2", "8", "1"},  {"0", "47", "1", "-1", "2", "2"}};
+    // one (four K slices per block; up to 16 rows) or two; the atomics four columns at a time (sm_90,
+    // the default) or one.
+    const char *variants[][7] = {
+        {"1", "47", "1", "-1", "2", "-1", "1"}, {"0", "47", "1", "1", "2", "-1", "0"},
+        {"1", "96", "1", "0", "8", "-1", "1"},  {"1", "47", "0", "2", "8", "-1", "1"},
+        {"1", "47", "1", "0", "2", "-1", "1"},  {"1", "47", "1", "2", "8", "-1", "0"},
+        {"1", "47", "1", "-1", "8", "-1", "1"}, {"1", "47", "1", "-1", "2", "1", "1"},
+        {"0", "47", "0", "1", "8", "1", "1"},   {"1", "96", "1", "0", "2", "1", "0"},
+        {"1", "47", "1", "2", "8", "1", "1"},   {"0", "47", "1", "-1", "2", "2", "1"}};
     for (const auto &v : variants)
     for (const LayerCase &c : kCases) {
         const char *fold = v[0];
@@ -340,6 +343,7 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
         setenv("GPTQ_Q4_XDIRECT", v[3], 1);
         setenv("GPTQ_Q4_CLUSTER", v[4], 1);
         setenv("GPTQ_Q4_BLOCK_TILES", v[5], 1);
+        setenv("GPTQ_Q4_RED4", v[6], 1);
         q4_set_atomic_accumulate(v[2][0] == '1');
         GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
         auto d = upload_layer(L);
@@ -361,7 +365,7 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
                           << " M=" << M << " splits=" << (p ? p->splits : -1) << " stage " << (p ? p->stage_batch : 0)
                           << " fold " << fold << " smem cap KB " << v[1] << " atomics " << v[2] << " direct x "
                           << (p ? p->x_direct : -1) << " cluster up to " << v[4] << " tiles per block "
-                          << (p ? p->tiles_per_block : -1) << " (asked " << v[5] << ")");
+                          << (p ? p->tiles_per_block : -1) << " (asked " << v[5] << ") atomics by 4 " << v[6]);
                 CHECK(e < 3e-3);
             }
         }
@@ -372,6 +376,7 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
     unsetenv("GPTQ_Q4_XDIRECT");
     unsetenv("GPTQ_Q4_CLUSTER");
     unsetenv("GPTQ_Q4_BLOCK_TILES");
+    unsetenv("GPTQ_Q4_RED4");
     // Every launch left the fp32 sums of its fp16 splits at zero for the next one.
     auto sums = W.sums->download();
     CHECK(std::count(sums.begin(), sums.end(), 0.0f) == long(sums.size()));
@@ -392,8 +397,10 @@ TEST_CASE("q4 accumulates into an fp32 output with bias") {
         for (int m = 0; m < M; ++m)
             for (int n = 0; n < L.N; ++n) ref[size_t(m) * L.N + n] += init[size_t(m) * L.N + n] + f16d(bias[n]);
         Q4Plan many = q4_plan(M, d->view, W.ws.sm_count, 64);
-        for (int atomic = 0; atomic <= 1; ++atomic) {  // splits added with atomics, or in order
-            q4_set_atomic_accumulate(atomic == 1);
+        // Splits added in order (0), with atomics one column (1) or four columns (2) at a time.
+        for (int atomic = 0; atomic <= 2; ++atomic) {
+            q4_set_atomic_accumulate(atomic >= 1);
+            setenv("GPTQ_Q4_RED4", atomic == 2 ? "1" : "0", 1);
             for (const Q4Plan *p : {(const Q4Plan *)nullptr, (const Q4Plan *)&many}) {
                 if (p && M > kQ4FusedMaxM) continue;
                 auto y = gpu_q4(*d, x, M, 0, W.ws, p, &init, &bias);
@@ -402,6 +409,7 @@ TEST_CASE("q4 accumulates into an fp32 output with bias") {
             }
         }
         q4_set_atomic_accumulate(true);
+        unsetenv("GPTQ_Q4_RED4");
     }
 }
 

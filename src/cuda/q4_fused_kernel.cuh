@@ -79,6 +79,34 @@ __device__ __forceinline__ void add1_atomic(const Q4Out &out, int row, int col, 
     atomicAdd(out.out32 + size_t(row) * out.ldo + col, v);
 }
 
+// Adds v to the four fp32 values at p (16-byte aligned) as one vector reduction (sm_90; four scalar
+// atomics before). Why: the splits of a strip all add into the same outputs at about the same time,
+// and the L2 performs the adds to one address one after another; a quarter of the operations
+// shortens the tail that the next kernel waits for.
+__device__ __forceinline__ void red_add4(float *p, const float4 &v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
+                 : "memory");
+#else
+    atomicAdd(p, v.x);
+    atomicAdd(p + 1, v.y);
+    atomicAdd(p + 2, v.z);
+    atomicAdd(p + 3, v.w);
+#endif
+}
+
+// add1_atomic for four neighbouring columns (col a multiple of 4; out.out32 and out.ldo 16-byte
+// aligned: the launcher checks).
+__device__ __forceinline__ void add4_atomic(const Q4Out &out, int row, int col, float4 v, bool first_split) {
+    if (out.bias && first_split) {
+        v.x += __half2float(out.bias[col]);
+        v.y += __half2float(out.bias[col + 1]);
+        v.z += __half2float(out.bias[col + 2]);
+        v.w += __half2float(out.bias[col + 3]);
+    }
+    red_add4(out.out32 + size_t(row) * out.ldo + col, v);
+}
+
 // Writes v to (row, col) and (row, col+1): bias, then fp16 store or fp32 accumulate.
 __device__ __forceinline__ void store2(const Q4Out &out, int row, int col, float v0, float v1) {
     if (out.bias) {
@@ -129,6 +157,28 @@ __device__ __forceinline__ void meet_k_slices(Acc<NTOK> &A, float *red, int wk, 
 #pragma unroll
                     for (int e = 0; e < 4; ++e)
                         A.acc[t][i][e] += red[size_t(s) * kRedFloats + ((t * 4 + i) * 4 + e) * 32 + lane];
+    }
+}
+
+// for_each_output four columns at a time, for the warp of K slice 0 after meet_k_slices: f(row,
+// col, float4) for rows < M and columns < N, col a multiple of 4. The warp's sums go through its
+// tile's first exchange area (`area`; only this warp reads it, and it is done) so that one lane
+// holds four neighbouring columns, which the mma's layout spreads over four lanes.
+template <int NTOK, class F>
+__device__ __forceinline__ void for_each_output4(const Acc<NTOK> &A, float *area, int nt, int g, int c, int lane,
+                                                 int M, int N, F &&f) {
+    static_assert(8 * NTOK * kQ4TileN <= kKSliceAreaFloats<NTOK>, "a tile's rows fit in one exchange area");
+    __syncwarp();  // every lane has read the area in meet_k_slices
+    for_each_output(A, nt, g, c, [&](int row, int col, float v) {
+        if (row < M) area[row * kQ4TileN + col - nt * kQ4TileN] = v;
+    });
+    __syncwarp();
+    constexpr int kQuads = kQ4TileN / 4;
+    const int items = min(M, 8 * NTOK) * kQuads;
+    for (int i = lane; i < items; i += 32) {
+        const int row = i / kQuads, c4 = 4 * (i % kQuads);
+        if (nt * kQ4TileN + c4 < N)
+            f(row, nt * kQ4TileN + c4, *reinterpret_cast<const float4 *>(area + row * kQ4TileN + c4));
     }
 }
 
@@ -284,6 +334,9 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     const int len = (p1 - p0 + WK - 1) / WK;
     const int q0 = p0 + wk * len, q1 = min(p1, q0 + len);
     const int NP = w.NT * kQ4TileN;
+    // atomic_out + 4: the atomics four columns at a time (red_add4)
+    const bool red4 = atomic_out >= 4;
+    atomic_out &= 3;
 
     Acc<NTOK> A;
 #pragma unroll
@@ -449,6 +502,11 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
 
     if (atomic_out == 1) {  // fp32 output: each split adds its share, no partials (bias: split 0)
         if (wk != 0 || nt >= w.NT) return;
+        if (red4) {
+            for_each_output4(A, red, nt, g, c, lane, M, w.N,
+                             [&](int row, int col, const float4 &v) { add4_atomic(out, row, col, v, split == 0); });
+            return;
+        }
         for_each_output(A, nt, g, c, [&](int row, int col, float v) {
             if (row < M && col < w.N) add1_atomic(out, row, col, v, split == 0);
         });
@@ -457,7 +515,10 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
 
     // atomic_out 2 (fp16 output): partial is the fp32 sums [M][NP]; every split adds its share, the
     // last block rounds the sums and zeroes them for the next launch (launch_fused says when).
-    if (wk == 0 && nt < w.NT)
+    if (wk == 0 && nt < w.NT && red4 && atomic_out == 2)
+        for_each_output4(A, red, nt, g, c, lane, M, w.N,
+                         [&](int row, int col, const float4 &v) { red_add4(partial + size_t(row) * NP + col, v); });
+    else if (wk == 0 && nt < w.NT)
         for_each_output(A, nt, g, c, [&](int row, int col, float v) {
             if (row < M && col < w.N) {
                 if (atomic_out == 2) atomicAdd(partial + size_t(row) * NP + col, v);
