@@ -20,6 +20,7 @@
 #include "cuda_check.cuh"
 #include "cuda_handles.cuh"
 #include "launch.cuh"
+#include "mem_ops.cuh"
 #include "rope.cuh"
 
 #include <algorithm>
@@ -216,14 +217,8 @@ __global__ void __launch_bounds__(128, NI == 2 ? 4 : 1) attn_split_kernel(const 
 
     // The last block of (t, h) to finish merges the chunks (no second kernel): weights
     // exp(m_c - M) / sum_c exp(m_c - M) l_c, a lane per chunk, then threads over d.
-    __shared__ unsigned s_last;
-    __threadfence();
-    __syncthreads();
     const int used = p / kAttnChunk + 1;
-    if (threadIdx.x == 0) s_last = atomicAdd(&counters[t * Hkv + h], 1u) == unsigned(used - 1);
-    __syncthreads();
-    if (!s_last) return;
-    __threadfence();
+    if (!last_to_arrive(&counters[t * Hkv + h], unsigned(used))) return;
     float *wts = sc + G * kAttnChunk + 3 * G * D;  // [n_chunks] (the launch sizes shared memory for it)
     for (int g = 0; g < G; ++g) {
         merge_partials(ml + size_t(g) * n_chunks * 2, po + size_t(g) * n_chunks * D, used, D, wts,

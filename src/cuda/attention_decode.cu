@@ -27,6 +27,7 @@
 #include "cuda_check.cuh"
 #include "half_bits.cuh"
 #include "launch.cuh"
+#include "mem_ops.cuh"
 #include "rope.cuh"
 
 #include "../common.h"
@@ -78,7 +79,6 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 4 : 2)
     __shared__ float wo[kWarps][GP][D];
     __shared__ float wml[kWarps][GP][2];
     __shared__ float wts[kMaxRanges + 8];
-    __shared__ unsigned s_last;
 
     const int Hkv = kv.n_kv, G = Hq / Hkv, HG = G / GP;
     const int S = gridDim.y, r = blockIdx.y;
@@ -296,12 +296,7 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 4 : 2)
     }
     if (direct || !fz.counters || merge_later) return;  // no merge, attn_merge_kernel's, or the consumer's
 
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) s_last = atomicAdd(&fz.counters[blockIdx.x], 1u) == unsigned(used - 1);
-    __syncthreads();
-    if (!s_last) return;
-    __threadfence();
+    if (!last_to_arrive(&fz.counters[blockIdx.x], unsigned(used))) return;
     for (int g = 0; g < GP; ++g) {
         const size_t part = (size_t(t) * Hq + hq0 + g) * part_stride;
         merge_partials(part_ml + part * 2, part_o + part * D, used, D, wts,

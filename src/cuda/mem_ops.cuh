@@ -31,6 +31,24 @@ __device__ __forceinline__ uint32_t smem_addr(const void *p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+// Whether the calling block is the last of `count` blocks to arrive at *counter (every thread of
+// the block calls it; all get the same answer). What any thread of an arriving block wrote before
+// the call is visible to every thread of the last block after it: the barrier orders the block's
+// writes before thread 0's release, and the last block's acquire before its threads' reads (the
+// PTX model's cumulativity). Why not __threadfence in every thread: that is a sequentially
+// consistent fence per thread, where one acquire-release atomic per block is all the order needs.
+__device__ __forceinline__ bool last_to_arrive(unsigned *counter, unsigned count) {
+    __shared__ unsigned s_last;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned prev;
+        asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(prev) : "l"(counter) : "memory");
+        s_last = prev == count - 1;
+    }
+    __syncthreads();
+    return s_last != 0;
+}
+
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, int count) {

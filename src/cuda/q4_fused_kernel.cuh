@@ -525,13 +525,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
                 else __stcg(partial + (size_t(split) * M + row) * NP + col, v);
             }
         });
-    __threadfence();
-    __syncthreads();
-    __shared__ unsigned s_last;
-    if (threadIdx.x == 0) s_last = (atomicAdd(&counters[blockIdx.x], 1u) == unsigned(S - 1));
-    __syncthreads();
-    if (!s_last) return;
-    __threadfence();
+    if (!last_to_arrive(&counters[blockIdx.x], unsigned(S))) return;
     const int col0 = blockIdx.x * WN * kQ4TileN;
     const int w4 = min(WN * kQ4TileN, w.N - col0) / 4;
     const int items = M * w4;
