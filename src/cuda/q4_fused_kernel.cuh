@@ -252,11 +252,9 @@ __device__ __forceinline__ PushArea push_area(void *dyn) {
 #endif
 }
 
-// Only the sums of rows < M cross: a lane holds rows 8t + 2c and 8t + 2c + 1 (c = lane % 4), so at
-// one row three lanes in four push nothing (they still arrive).
 template <int NTOK, int WN, class F>
 __device__ __forceinline__ void push_sum(Acc<NTOK> &A, const PushArea &pa, bool first_slice, bool in_layer, int wn,
-                                         int lane, int M, F &&store) {
+                                         int lane, F &&store) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     const uint32_t rank = cluster_rank(), ranks = cluster_blocks();
     constexpr int kSlot = 32 * NTOK * 4;  // float4s of a warp's sums
@@ -266,11 +264,10 @@ __device__ __forceinline__ void push_sum(Acc<NTOK> &A, const PushArea &pa, bool 
             float4 *slot = pa.in + (size_t(rank - 1) * WN + wn) * kSlot + size_t(lane) * NTOK * 4;
 #pragma unroll
             for (int t = 0; t < NTOK; ++t)
-                if (8 * t + 2 * (lane & 3) < M)
 #pragma unroll
-                    for (int i = 0; i < 4; ++i)
-                        st_cluster_f4(slot + t * 4 + i, 0u,
-                                      make_float4(A.acc[t][i][0], A.acc[t][i][1], A.acc[t][i][2], A.acc[t][i][3]));
+                for (int i = 0; i < 4; ++i)
+                    st_cluster_f4(slot + t * 4 + i, 0u,
+                                  make_float4(A.acc[t][i][0], A.acc[t][i][1], A.acc[t][i][2], A.acc[t][i][3]));
             mbar_arrive_remote(smem_addr(pa.bar), 0u);
         }
         return;  // rank 0's wait keeps its shared memory until the writes have landed
@@ -283,7 +280,6 @@ __device__ __forceinline__ void push_sum(Acc<NTOK> &A, const PushArea &pa, bool 
             for (int t = 0; t < NTOK; ++t)
 #pragma unroll
                 for (int i = 0; i < 4; ++i) {
-                    if (8 * t + 2 * (lane & 3) >= M) continue;  // not pushed: rows past M are not stored
                     const float4 v = slot[t * 4 + i];
                     A.acc[t][i][0] += v.x;
                     A.acc[t][i][1] += v.y;
@@ -484,12 +480,12 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         };
         if constexpr (CL == 2) {
             if (atomic_out == 1)
-                push_sum<NTOK, WN>(A, push, wk == 0, nt < w.NT, wn, lane, M, [&] {
+                push_sum<NTOK, WN>(A, push, wk == 0, nt < w.NT, wn, lane, [&] {
                     for_each_output(A, nt, g, c, [&](int row, int col, float v) {
                         if (row < M && col < w.N) add1_atomic(out, row, col, v, split == 0);
                     });
                 });
-            else push_sum<NTOK, WN>(A, push, wk == 0, nt < w.NT, wn, lane, M, store);
+            else push_sum<NTOK, WN>(A, push, wk == 0, nt < w.NT, wn, lane, store);
         } else {
             cluster_sum(A, red, wk == 0, nt < w.NT, lane, S, store);
         }
