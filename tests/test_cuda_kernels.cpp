@@ -434,7 +434,7 @@ TEST_CASE("q4 two-split clusters: sums pushed into split 0 (GPTQ_Q4_CLUSTER_PUSH
     for (const LayerCase &c : {kCases[0], kCases[3]}) {  // uniform zero points: the clustered kernels
         GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
         auto d = upload_layer(L);
-        for (int M : {1, 5, 16}) {
+        for (int M : {1, 2, 5, 9, 16}) {
             auto x = random_f16(size_t(M) * L.K, rng, -1.0f, 1.0f);
             auto ref = ref_matmul(L, x, M);
             for (int tiles : {1, 2}) {
