@@ -326,8 +326,8 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
     // rows with activations read directly (-1: the kernel the plan picks; 1; 2: weights scaled in
     // fp16) or staged (0); the splits of a strip as a cluster summed in shared memory for up to 2
     // splits (the default) or up to 8 (sm_90); column tiles per block as planned (-1), or forced to
-    // one (four K slices per block; up to 16 rows) or two; the epilogue's atomics and stores four
-    // columns per access (sm_90, the default) or one.
+    // one (four K slices per block; up to 16 rows) or two; the atomics four columns at a time (sm_90,
+    // the default) or one.
     const char *variants[][7] = {
         {"1", "47", "1", "-1", "2", "-1", "1"}, {"0", "47", "1", "1", "2", "-1", "0"},
         {"1", "96", "1", "0", "8", "-1", "1"},  {"1", "47", "0", "2", "8", "-1", "1"},
@@ -343,7 +343,7 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
         setenv("GPTQ_Q4_XDIRECT", v[3], 1);
         setenv("GPTQ_Q4_CLUSTER", v[4], 1);
         setenv("GPTQ_Q4_BLOCK_TILES", v[5], 1);
-        setenv("GPTQ_Q4_VEC4", v[6], 1);
+        setenv("GPTQ_Q4_RED4", v[6], 1);
         q4_set_atomic_accumulate(v[2][0] == '1');
         GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
         auto d = upload_layer(L);
@@ -376,7 +376,7 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
     unsetenv("GPTQ_Q4_XDIRECT");
     unsetenv("GPTQ_Q4_CLUSTER");
     unsetenv("GPTQ_Q4_BLOCK_TILES");
-    unsetenv("GPTQ_Q4_VEC4");
+    unsetenv("GPTQ_Q4_RED4");
     // Every launch left the fp32 sums of its fp16 splits at zero for the next one.
     auto sums = W.sums->download();
     CHECK(std::count(sums.begin(), sums.end(), 0.0f) == long(sums.size()));
@@ -400,7 +400,7 @@ TEST_CASE("q4 accumulates into an fp32 output with bias") {
         // Splits added in order (0), with atomics one column (1) or four columns (2) at a time.
         for (int atomic = 0; atomic <= 2; ++atomic) {
             q4_set_atomic_accumulate(atomic >= 1);
-            setenv("GPTQ_Q4_VEC4", atomic == 2 ? "1" : "0", 1);
+            setenv("GPTQ_Q4_RED4", atomic == 2 ? "1" : "0", 1);
             for (const Q4Plan *p : {(const Q4Plan *)nullptr, (const Q4Plan *)&many}) {
                 if (p && M > kQ4FusedMaxM) continue;
                 auto y = gpu_q4(*d, x, M, 0, W.ws, p, &init, &bias);
@@ -409,7 +409,7 @@ TEST_CASE("q4 accumulates into an fp32 output with bias") {
             }
         }
         q4_set_atomic_accumulate(true);
-        unsetenv("GPTQ_Q4_VEC4");
+        unsetenv("GPTQ_Q4_RED4");
     }
 }
 
@@ -615,14 +615,12 @@ TEST_CASE("q4 deferred reduction: the shares sum to the fp16 output, and the Swi
     for (int M : {1, 3, 4}) {
         auto x = random_f16(size_t(M) * gu_layer.K, rng, -1.0f, 1.0f);
         Dev<h16> dx(x);
-        for (int bps : {0, 64})
-        for (const char *vec4 : {"1", "0"}) {  // shares stored four columns per access (sm_90) or one
-            setenv("GPTQ_Q4_VEC4", vec4, 1);
+        for (int bps : {0, 64}) {
             Q4Out o16;
             o16.ldo = 2 * I;
             Q4Out od;
             Q4Plan plan = bps ? q4_plan(M, dg->view, W.ws.sm_count, bps) : q4_default_plan(M, dg->view, W.ws);
-            INFO("M=" << M << " splits=" << plan.splits << " by 4 columns " << vec4);
+            INFO("M=" << M << " splits=" << plan.splits);
             Dev<h16> y16(size_t(M) * 2 * I);
             y16.poison();
             o16.out16 = reinterpret_cast<__half *>(y16.p);
@@ -664,7 +662,6 @@ TEST_CASE("q4 deferred reduction: the shares sum to the fp16 output, and the Swi
             CHECK(rel_err(ref, gpu_q4_pro_f32(pro, M, dd->view, down.N, W.ws)) < 3e-3);
         }
     }
-    unsetenv("GPTQ_Q4_VEC4");
     q4_set_atomic_accumulate(true);
 }
 

@@ -119,17 +119,13 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
         else if (out.out16 && (M <= 8 || plan.splits >= kSumsMinSplits) && sc.sums && sc.sums_floats >= plan.sums_floats)
             atomic_out = 2;
     }
-    // The epilogue four columns per lane access (sm_90; kQ4Vec4): one red.global.add.v4.f32 per four
-    // fp32 sums, one 16-byte store per four deferred shares, one 8-byte store per four fp16 outputs;
-    // where the output this launch writes takes such accesses (the fp32 sums always do).
-    // GPTQ_Q4_VEC4=0 keeps one column per access (measurements, tests; read at every launch).
-    const uintptr_t out_bits =
-        out.defer ? reinterpret_cast<uintptr_t>(out.defer) & 15
-        : out.out32 ? (reinterpret_cast<uintptr_t>(out.out32) | uintptr_t(out.ldo) * sizeof(float)) & 15
-                    : (reinterpret_cast<uintptr_t>(out.out16) | uintptr_t(out.ldo) * sizeof(__half)) & 7;
-    if (env_int("GPTQ_Q4_VEC4", 1) == 1 && device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9 &&
-        (out_bits == 0 || atomic_out == 2))
-        atomic_out |= fused::kQ4Vec4;
+    // The atomics four columns at a time (red.global.add.v4.f32, sm_90) where the outputs are 16-byte
+    // aligned (the fp32 sums always are); GPTQ_Q4_RED4=0 adds one column at a time (measurements,
+    // tests; read at every launch).
+    if (atomic_out != 0 && env_int("GPTQ_Q4_RED4", 1) == 1 &&
+        device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9 &&
+        (atomic_out == 2 || ((reinterpret_cast<uintptr_t>(out.out32) | uintptr_t(out.ldo) * sizeof(float)) & 15) == 0))
+        atomic_out += 4;
     // Two splits into fp16 (sm_90): the strip's two blocks form a thread-block cluster and split 0
     // adds the other's sums from its shared memory (no atomics, counter or scratch; the same sum on
     // every run). Measured (H200, graph-timed, one binary): 7B gate|up (2 splits) one row 16.6 ->
@@ -168,7 +164,7 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
             if (push) smem = with_push(2);  // 2 or 4 KB a block more
             cluster = unsigned(plan.splits);
             atomic_out = 0;  // the cluster sums in shared memory: no atomics, partials or counters
-        } else if ((atomic_out & (fused::kQ4Vec4 - 1)) == 1 && push32 >= 2 && push32 <= 16 && plan.splits % push32 == 0 && !out.defer &&
+        } else if ((atomic_out & 3) == 1 && push32 >= 2 && push32 <= 16 && plan.splits % push32 == 0 && !out.defer &&
                    sm90 && with_push(push32) <= q4_device_smem().per_block) {
             kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, 2>;
             cluster = unsigned(push32);
@@ -178,7 +174,7 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
     }
     allow_dynamic_smem(kernel, smem);
     launch_clustered(kernel, grid, kQ4Threads, smem, stream, dim3(1, cluster, 1), x, M, ldx, w, plan.pairs_per_split,
-                     (atomic_out & (fused::kQ4Vec4 - 1)) == 2 ? sc.sums : sc.partial, sc.counters, out, p, atomic_out);
+                     (atomic_out & 3) == 2 ? sc.sums : sc.partial, sc.counters, out, p, atomic_out);
     CUDA_CHECK_LAUNCH();
 }
 

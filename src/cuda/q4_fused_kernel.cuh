@@ -44,10 +44,6 @@ namespace fused {
 // entry gave other SASS for every kernel that stages its activations).
 namespace {
 
-// Added to the kernel's atomic_out (0: ordered partials, 1: fp32 atomics, 2: fp32 sums of an fp16
-// output) by the launcher: the epilogue writes four neighbouring columns per lane access.
-constexpr int kQ4Vec4 = 4;
-
 // MODE 9 (q4_stamps_begin): where thread 0 of each block records its phase times.
 __device__ Q4Stamp *g_stamps;
 __device__ unsigned g_stamp_cursor, g_stamp_capacity;
@@ -126,20 +122,6 @@ __device__ __forceinline__ void store2(const Q4Out &out, int row, int col, float
         o.y += v1;
         *p = o;
     }
-}
-
-// Writes v (+ bias) to the fp16 output at (row, col .. col + 3) with one 8-byte store (out.out16 and
-// out.ldo 8-byte aligned: the launcher checks).
-__device__ __forceinline__ void store4_f16(const Q4Out &out, int row, int col, float4 v) {
-    if (out.bias) {
-        v.x += __half2float(out.bias[col]);
-        v.y += __half2float(out.bias[col + 1]);
-        v.z += __half2float(out.bias[col + 2]);
-        v.w += __half2float(out.bias[col + 3]);
-    }
-    const __half2 lo = __floats2half2_rn(v.x, v.y), hi = __floats2half2_rn(v.z, v.w);
-    *reinterpret_cast<uint2 *>(out.out16 + size_t(row) * out.ldo + col) =
-        make_uint2(*reinterpret_cast<const uint32_t *>(&lo), *reinterpret_cast<const uint32_t *>(&hi));
 }
 
 // Writes v to (row, col .. col + 3) (N is a multiple of 8: repack_q4 refuses other layers).
@@ -352,9 +334,9 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     const int len = (p1 - p0 + WK - 1) / WK;
     const int q0 = p0 + wk * len, q1 = min(p1, q0 + len);
     const int NP = w.NT * kQ4TileN;
-    // atomic_out + kQ4Vec4: the epilogue four columns per lane access (for_each_output4)
-    const bool vec4 = (atomic_out & kQ4Vec4) != 0;
-    atomic_out &= kQ4Vec4 - 1;
+    // atomic_out + 4: the atomics four columns at a time (red_add4)
+    const bool red4 = atomic_out >= 4;
+    atomic_out &= 3;
 
     Acc<NTOK> A;
 #pragma unroll
@@ -482,12 +464,6 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
 
     if (out.defer) {  // deferred reduction: every split's share to its slice, the consumer sums
         if (wk != 0 || nt >= w.NT) return;
-        if (vec4) {
-            for_each_output4(A, red, nt, g, c, lane, M, NP, [&](int row, int col, const float4 &v) {
-                __stcg(reinterpret_cast<float4 *>(out.defer + (size_t(split) * M + row) * NP + col), v);
-            });
-            return;
-        }
         for_each_output(A, nt, g, c, [&](int row, int col, float v) {
             if (row < M) __stcg(out.defer + (size_t(split) * M + row) * NP + col, v);
         });
@@ -518,11 +494,6 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
 
     if (S == 1) {
         if (wk != 0 || nt >= w.NT) return;
-        if (vec4 && out.out16) {
-            for_each_output4(A, red, nt, g, c, lane, M, w.N,
-                             [&](int row, int col, const float4 &v) { store4_f16(out, row, col, v); });
-            return;
-        }
         for_each_output(A, nt, g, c, [&](int row, int col, float v) {
             if (row < M && col < w.N) store1(out, row, col, v);
         });
@@ -531,7 +502,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
 
     if (atomic_out == 1) {  // fp32 output: each split adds its share, no partials (bias: split 0)
         if (wk != 0 || nt >= w.NT) return;
-        if (vec4) {
+        if (red4) {
             for_each_output4(A, red, nt, g, c, lane, M, w.N,
                              [&](int row, int col, const float4 &v) { add4_atomic(out, row, col, v, split == 0); });
             return;
@@ -544,7 +515,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
 
     // atomic_out 2 (fp16 output): partial is the fp32 sums [M][NP]; every split adds its share, the
     // last block rounds the sums and zeroes them for the next launch (launch_fused says when).
-    if (wk == 0 && nt < w.NT && vec4 && atomic_out == 2)
+    if (wk == 0 && nt < w.NT && red4 && atomic_out == 2)
         for_each_output4(A, red, nt, g, c, lane, M, w.N,
                          [&](int row, int col, const float4 &v) { red_add4(partial + size_t(row) * NP + col, v); });
     else if (wk == 0 && nt < w.NT)
