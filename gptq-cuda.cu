@@ -534,12 +534,6 @@ private:
                 pro.attn_o = split_scratch_.as<const float>();
                 pro.attn_ml = pro.attn_o + attn_split_ml_offset(n, Hq, D, attn_stride);
                 pro.attn_used = attn_used_.as<const int>();
-                // The ranges counted from the token's position before o_proj's wait (one round trip
-                // fewer after it); GPTQ_CUDA_ATTN_USED_READ=1 reads attention's count (measurements).
-                if (env_int("GPTQ_CUDA_ATTN_USED_READ", 0) == 0) {
-                    pro.attn_pos = pos;
-                    pro.attn_ranges = attention_decode_ranges(n, Hq, kv_[size_t(l)], attn_stride);
-                }
                 pro.attn_stride = attn_stride;
                 pro.attn_heads = Hq;
                 pro.attn_d = D;

@@ -2,7 +2,7 @@
 // values, the decode step's attention (attention_decode.cuh; the general kernel is attention.cu's).
 //
 // One block per (token t, KV head h, group of GP query heads of h, range r of S). A token's
-// positions 0..p are cut into ranges of at least kAttnMinKeys positions sized from p itself: the grid
+// positions 0..p are cut into ranges of at least kMinKeys positions sized from p itself: the grid
 // (fixed while a CUDA graph replays it) does not grow with the context capacity, and every block
 // that runs has work. Why not one block per 32 positions, as the chunk kernel does: at a 7B
 // model's 32 heads and ~600 positions those ~600 small blocks made two waves of a short, mostly
@@ -24,7 +24,6 @@
 #include "attention_decode.cuh"
 
 #include "attention_common.cuh"
-#include "attention_ranges.cuh"
 #include "cuda_check.cuh"
 #include "half_bits.cuh"
 #include "launch.cuh"
@@ -51,11 +50,19 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kRows = 4;       // key rows per warp batch (8 * kRows keys at D = 128)
+constexpr int kMinKeys = 64;   // fewest positions a range takes
 constexpr int kMaxRanges = 32; // merge_partials gives each range one lane
 
-// The ranges (attention_ranges.cuh: o_proj's merge counts them with the same rule).
-__device__ __forceinline__ int range_len(int p, int S) { return attn_range_len(p, S); }
-__device__ __forceinline__ int ranges_used(int p, int S) { return attn_ranges_used(p, S); }
+// Positions per range of a token at position p cut into at most S ranges, and how many ranges
+// that makes (the rest of the S blocks exit at once).
+__device__ __forceinline__ int range_len(int p, int S) {
+    const int per = (p + S) / S;  // ceil((p + 1) / S)
+    return max(kMinKeys, (per + 31) & ~31);
+}
+__device__ __forceinline__ int ranges_used(int p, int S) {
+    const int per = range_len(p, S);
+    return (p + per) / per;
+}
 
 template <int D, int GP>
 __global__ void __launch_bounds__(kThreads, GP <= 2 ? 4 : 2)
@@ -334,32 +341,21 @@ bool attention_decode_available(int D) {
     return (D == 64 || D == 128) && env_int("GPTQ_CUDA_ATTN_CHUNKED", 0) == 0;
 }
 
-int attention_decode_ranges(int n, int Hq, const KVLayer &kv, int n_chunks) {
-    // Read per call (once per layer at graph capture): the benchmark switches them between contexts.
-    const int forced_ranges = env_int("GPTQ_CUDA_ATTN_SPLITS", 0);
-    const int D = kv.D, G = Hq / kv.n_kv;
-    if (!attention_decode_available(D)) return 0;
-    const int GP = G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
-    int per_sm = 1;
-    pick_kernel(D, GP, &per_sm);
-    // Enough ranges to fill the SMs once; the ranges' partials live in the chunk kernel's scratch
-    // (n_chunks per head).
-    const int units = n * kv.n_kv * (G / GP);
-    const int S = forced_ranges > 0 ? forced_ranges
-                                    : std::max(1, device_attribute(cudaDevAttrMultiProcessorCount, 1) * per_sm / units);
-    return std::max(1, std::min({S, n_chunks, kMaxRanges}));
-}
-
 bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_t *seq, int n, int Hq,
                       const KVLayer &kv, float scale, int n_chunks, float *scratch, __half *out, int ldo,
                       cudaStream_t stream, const AttnSplitFusion &fuse) {
+    // Read per call (once per layer at graph capture): the benchmark switches them between contexts.
+    const int forced_ranges = env_int("GPTQ_CUDA_ATTN_SPLITS", 0);
     const int D = kv.D, G = Hq / kv.n_kv;
     if (!attention_decode_available(D)) return false;
     const int GP = G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
     int per_sm = 1;
     const DecodeKernel kernel = pick_kernel(D, GP, &per_sm);
+    // Enough ranges to fill the SMs once; the ranges' partials live in the chunk kernel's scratch
+    // (n_chunks per head).
     const int units = n * kv.n_kv * (G / GP);
-    const int S = attention_decode_ranges(n, Hq, kv, n_chunks);
+    int S = forced_ranges > 0 ? forced_ranges : std::max(1, device_attribute(cudaDevAttrMultiProcessorCount, 1) * per_sm / units);
+    S = std::max(1, std::min({S, n_chunks, kMaxRanges}));
     float *part_o = scratch;
     float *part_ml = scratch + attn_split_ml_offset(n, Hq, D, n_chunks);
     launch(kernel, dim3(unsigned(units), unsigned(S)), kThreads, 0, stream, q, ldq, pos, seq, Hq, kv, scale, part_o,

@@ -15,11 +15,6 @@ bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_
                       const KVLayer &kv, float scale, int n_chunks, float *scratch, __half *out, int ldo,
                       cudaStream_t stream, const AttnSplitFusion &fuse);
 
-// The ranges per token (the grid's second dimension) attention_decode launches for these arguments;
-// 0 where it does not run. A consumer of fuse.merge_used's partials can count a token's ranges in
-// use from its position with attn_ranges_used (attention_ranges.cuh).
-int attention_decode_ranges(int n, int Hq, const KVLayer &kv, int n_chunks);
-
 // Whether attention_decode runs for head_dim D (it is the only kernel that takes fuse.merge_used).
 bool attention_decode_available(int D);
 

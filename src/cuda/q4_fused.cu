@@ -270,8 +270,7 @@ void q4_fused(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out,
         fail(GPTQ_ERR_BACKEND, "q4_fused: the SwiGLU prologue needs K %% 8 == 0 and 16-byte aligned rows (K %d)", w.K);
     if (pro.kind < 0 || pro.kind > 4) fail(GPTQ_ERR_BACKEND, "q4_fused: unknown prologue %d", pro.kind);
     if (pro.kind == 4 && (w.K % 8 || pro.attn_d % 8 || pro.attn_d <= 0 || w.perm || !pro.attn_o || !pro.attn_ml ||
-                          !(pro.attn_pos ? M == 1 && pro.attn_ranges > 0 : pro.attn_used != nullptr) ||
-                          w.K != pro.attn_heads * pro.attn_d))
+                          !pro.attn_used || w.K != pro.attn_heads * pro.attn_d))
         fail(GPTQ_ERR_BACKEND, "q4_fused: the attention-merge prologue needs K = heads * D, K %% 8 == 0 and no perm (K %d)",
              w.K);
     if (M < 1 || M > kQ4FusedMaxM) fail(GPTQ_ERR_BACKEND, "q4_fused: M = %d outside 1..%d", M, kQ4FusedMaxM);

@@ -394,13 +394,11 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         push = push_area<NTOK, WN>(fsm);
         push_sum_arm<WN>(push);
     }
-    // Attention's ranges in use for row 0, from its position (written before the step began).
-    const int used0 = pro.kind == 4 && pro.attn_pos ? attn_ranges_used(__ldg(pro.attn_pos), pro.attn_ranges) : 0;
     // Everything below reads or writes what earlier kernels in the stream touch.
     pdl_enter();
     if constexpr (MODE == 9) stamp[1] = globaltimer();
     if constexpr (!XD && q4_mode_stages_x(MODE))
-        stage_activations<SB, FOLD>(x, M, ldx, w.K, p0, p1, f.ldxs, fsm, pro, wst, used0);
+        stage_activations<SB, FOLD>(x, M, ldx, w.K, p0, p1, f.ldxs, fsm, pro, wst);
     __syncthreads();
     if constexpr (MODE == 9) stamp[2] = globaltimer();
 

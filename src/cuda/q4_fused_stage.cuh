@@ -3,7 +3,6 @@
 // (RMSNorm, SwiGLU, SwiGLU of deferred shares, attention merge; Q4Prologue in q4_gemm.cuh).
 #pragma once
 
-#include "attention_ranges.cuh"
 #include "half_bits.cuh"
 #include "q4_gemm.cuh"
 
@@ -41,10 +40,9 @@ __device__ __forceinline__ void put8(__half *dst, uint4 v) {
 // wait for the previous kernel and the first mma, so its round trips are not hidden. SB = 4 is the
 // default; SB = 2 needs fewer registers (one more block per SM at one token), which pays where a
 // plan has no split to shrink and would otherwise run a second wave (Q4Plan::stage_batch).
-// used0: kind 4 with attn_pos, row 0's ranges in use (counted before the wait).
 template <int SB, bool FOLD>
 __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, int K, int p0, int p1, int ldxs,
-                                  __half *xs, const Q4Prologue &pro, float *wst, int used0) {
+                                  __half *xs, const Q4Prologue &pro, float *wst) {
     const int chunks = (p1 - p0) * (kQ4PairK / 8);  // 16-byte chunks per row
     const int kbase = p0 * kQ4PairK;
     const int total = M * chunks;
@@ -112,7 +110,7 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
             const int row = on ? idx / chunks : 0, k = kbase + (idx % chunks) * 8;
             float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f}, mx = -INFINITY, wsum = 0.0f;
             if (on && k < K) {
-                const int hq = k / pro.attn_d, d = k % pro.attn_d, used = pro.attn_pos ? used0 : pro.attn_used[row];
+                const int hq = k / pro.attn_d, d = k % pro.attn_d, used = pro.attn_used[row];
                 const size_t part = (size_t(row) * pro.attn_heads + hq) * pro.attn_stride;
                 const float *ml = pro.attn_ml + part * 2, *po = pro.attn_o + part * pro.attn_d + d;
                 for (int c0 = half; c0 < used; c0 += 2 * kAt) {

@@ -62,10 +62,7 @@ struct Q4Out {
 //           (attention.cuh AttnSplitFusion::merge_used, the same layout): x[m, k] =
 //           fp16(sum_r e_r o_r[d] / sum_r e_r l_r), e_r = exp(m_r - max_r m_r), over the
 //           attn_used[m] ranges of head k / attn_d, d = k % attn_d. Needs K % 8 == 0, attn_d % 8 == 0
-//           and no act-order permutation (the columns are heads in order). With attn_pos (one row
-//           only), the ranges are counted from the row's position instead, attn_ranges_used(
-//           attn_pos[0], attn_ranges) (attention_ranges.cuh), before the PDL wait: attn_used is
-//           what the attention kernel just wrote, one dependent round trip after the wait.
+//           and no act-order permutation (the columns are heads in order).
 // The arithmetic (and its rounding) is that of the stand-alone rmsnorm / silu_mul kernels, and of
 // the attention merge up to the order of its sums (kind 4 merges with a running maximum, in two
 // halves of the ranges that it then combines).
@@ -84,8 +81,6 @@ struct Q4Prologue {
     const float *attn_o = nullptr, *attn_ml = nullptr;
     const int *attn_used = nullptr;
     int attn_stride = 0, attn_heads = 0, attn_d = 0;
-    const int32_t *attn_pos = nullptr;
-    int attn_ranges = 0;
 };
 
 // Up to how many rows the RMSNorm prologue pays (each block re-reads the rows), and the SwiGLU
