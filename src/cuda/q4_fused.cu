@@ -119,13 +119,13 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
         else if (out.out16 && (M <= 8 || plan.splits >= kSumsMinSplits) && sc.sums && sc.sums_floats >= plan.sums_floats)
             atomic_out = 2;
     }
+    const bool sm90 = device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9;
     // The atomics four columns at a time (red.global.add.v4.f32, sm_90) where the outputs are 16-byte
     // aligned (the fp32 sums always are); GPTQ_Q4_RED4=0 adds one column at a time (measurements,
     // tests; read at every launch).
-    if (atomic_out != 0 && env_int("GPTQ_Q4_RED4", 1) == 1 &&
-        device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9 &&
-        (atomic_out == 2 || ((reinterpret_cast<uintptr_t>(out.out32) | uintptr_t(out.ldo) * sizeof(float)) & 15) == 0))
-        atomic_out += 4;
+    const bool by4 = atomic_out != 0 && sm90 && env_int("GPTQ_Q4_RED4", 1) == 1 &&
+                     (atomic_out == 2 ||
+                      ((reinterpret_cast<uintptr_t>(out.out32) | uintptr_t(out.ldo) * sizeof(float)) & 15) == 0);
     // Two splits into fp16 (sm_90): the strip's two blocks form a thread-block cluster and split 0
     // adds the other's sums from its shared memory (no atomics, counter or scratch; the same sum on
     // every run). Measured (H200, graph-timed, one binary): 7B gate|up (2 splits) one row 16.6 ->
@@ -154,7 +154,6 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
     if constexpr (kClusterable) {
         const int cluster_max = std::min(8, env_int("GPTQ_Q4_CLUSTER", 2));
         const int push32 = env_int("GPTQ_Q4_PUSH32", 0);
-        const bool sm90 = device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9;
         // The shared memory with the push area of a cluster of `ranks` at its end (push_area).
         const auto with_push = [&](int ranks) { return (smem + 15) / 16 * 16 + push_bytes<NTOK, WN>(ranks); };
         if (plan.splits > 1 && plan.splits <= cluster_max && out.out16 && !out.defer && sm90) {
@@ -164,7 +163,7 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
             if (push) smem = with_push(2);  // 2 or 4 KB a block more
             cluster = unsigned(plan.splits);
             atomic_out = 0;  // the cluster sums in shared memory: no atomics, partials or counters
-        } else if ((atomic_out & 3) == 1 && push32 >= 2 && push32 <= 16 && plan.splits % push32 == 0 && !out.defer &&
+        } else if (atomic_out == 1 && push32 >= 2 && push32 <= 16 && plan.splits % push32 == 0 && !out.defer &&
                    sm90 && with_push(push32) <= q4_device_smem().per_block) {
             kernel = q4_fused_kernel<NTOK, ZT, MODE, SB, FOLD, XD, WN, 2>;
             cluster = unsigned(push32);
@@ -174,7 +173,8 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
     }
     allow_dynamic_smem(kernel, smem);
     launch_clustered(kernel, grid, kQ4Threads, smem, stream, dim3(1, cluster, 1), x, M, ldx, w, plan.pairs_per_split,
-                     (atomic_out & 3) == 2 ? sc.sums : sc.partial, sc.counters, out, p, atomic_out);
+                     atomic_out == 2 ? sc.sums : sc.partial, sc.counters, out, p,
+                     atomic_out | (by4 && atomic_out ? fused::kQ4AtomicsBy4 : 0));
     CUDA_CHECK_LAUNCH();
 }
 

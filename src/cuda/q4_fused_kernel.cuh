@@ -44,6 +44,10 @@ namespace fused {
 // entry gave other SASS for every kernel that stages its activations).
 namespace {
 
+// A flag on the kernel's atomic_out (0: ordered partials, 1: fp32 atomics, 2: fp32 sums behind an
+// fp16 output): the atomics add four columns at a time (red_add4; the launcher checks alignment).
+constexpr int kQ4AtomicsBy4 = 4;
+
 // MODE 9 (q4_stamps_begin): where thread 0 of each block records its phase times.
 __device__ Q4Stamp *g_stamps;
 __device__ unsigned g_stamp_cursor, g_stamp_capacity;
@@ -334,9 +338,8 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     const int len = (p1 - p0 + WK - 1) / WK;
     const int q0 = p0 + wk * len, q1 = min(p1, q0 + len);
     const int NP = w.NT * kQ4TileN;
-    // atomic_out + 4: the atomics four columns at a time (red_add4)
-    const bool red4 = atomic_out >= 4;
-    atomic_out &= 3;
+    const bool red4 = atomic_out >= kQ4AtomicsBy4;  // the flag is the highest bit
+    atomic_out &= kQ4AtomicsBy4 - 1;
 
     Acc<NTOK> A;
 #pragma unroll
