@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -411,6 +412,16 @@ void stamps(bool small) {
     const EvalToken tok{7, 520, 0};
     ctx->eval(&tok, 1, &want, logits.data());
     const std::vector<cuda::Q4Stamp> st = cuda::q4_stamps_end();
+    if (const char *path = std::getenv("GPTQ_STAMPS_CSV")) {  // every block's stamps, for analysis elsewhere
+        if (FILE *f = std::fopen(path, "w")) {
+            std::fprintf(f, "K,N,block,sm,entry,waited,staged,met\n");
+            for (const auto &s : st)
+                std::fprintf(f, "%u,%u,%u,%u,%llu,%llu,%llu,%llu\n", s.K, s.N, s.block, s.sm,
+                             (unsigned long long)s.entry, (unsigned long long)s.waited, (unsigned long long)s.staged,
+                             (unsigned long long)s.met);
+            std::fclose(f);
+        }
+    }
     struct Product {
         const char *name;
         uint32_t K, N;
@@ -508,6 +519,47 @@ void stamps(bool small) {
                 std::printf(" %20s |", "-");
         }
         std::printf("\n");
+    }
+    // Is a late block late because of where it runs or of what it reads? Each block's loop end minus
+    // its layer's median, averaged per SM and per block index over the even and over the odd layers:
+    // the correlation of the two halves (near 1: the same SMs / blocks are late in every layer, near
+    // 0: noise), and the spread of the per-SM means over all layers.
+    std::printf("%-8s | loop end - layer median, even vs odd layers: r by SM, r by block | SM means p5 / p95 µs\n",
+                "product");
+    for (int p = 0; p < np; ++p) {
+        const size_t nb = by[p][0].size();
+        std::vector<double> sm_sum[2], sm_n[2], bl_sum[2], bl_n[2];
+        for (int h = 0; h < 2; ++h) {
+            sm_sum[h].assign(1024, 0.0), sm_n[h].assign(1024, 0.0), bl_sum[h].assign(nb * 4, 0.0), bl_n[h].assign(nb * 4, 0.0);
+        }
+        for (int l = l0; l < l1; ++l) {
+            const auto &b = by[p][size_t(l)];
+            std::vector<double> m;
+            for (const auto &s : b) m.push_back(double(s.met) * 1e-3);
+            const double med = q(m, 0.5);
+            for (const auto &s : b) {
+                const double d = double(s.met) * 1e-3 - med;
+                sm_sum[l & 1][s.sm % 1024] += d, sm_n[l & 1][s.sm % 1024] += 1;
+                if (s.block < nb * 4) bl_sum[l & 1][s.block] += d, bl_n[l & 1][s.block] += 1;
+            }
+        }
+        auto corr = [](const std::vector<double> *sum, const std::vector<double> *n) {
+            std::vector<double> a, b;
+            for (size_t i = 0; i < sum[0].size(); ++i)
+                if (n[0][i] > 0 && n[1][i] > 0) a.push_back(sum[0][i] / n[0][i]), b.push_back(sum[1][i] / n[1][i]);
+            if (a.size() < 3) return 0.0;
+            double ma = 0, mb = 0;
+            for (size_t i = 0; i < a.size(); ++i) ma += a[i] / a.size(), mb += b[i] / b.size();
+            double sab = 0, saa = 0, sbb = 0;
+            for (size_t i = 0; i < a.size(); ++i)
+                sab += (a[i] - ma) * (b[i] - mb), saa += (a[i] - ma) * (a[i] - ma), sbb += (b[i] - mb) * (b[i] - mb);
+            return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : 0.0;
+        };
+        std::vector<double> sm_mean;
+        for (size_t i = 0; i < 1024; ++i)
+            if (sm_n[0][i] + sm_n[1][i] > 0) sm_mean.push_back((sm_sum[0][i] + sm_sum[1][i]) / (sm_n[0][i] + sm_n[1][i]));
+        std::printf("%-8s | %6.2f %6.2f | %6.2f %6.2f\n", prods[p].name, corr(sm_sum, sm_n), corr(bl_sum, bl_n),
+                    sm_mean.empty() ? 0.0 : q(sm_mean, 0.05), sm_mean.empty() ? 0.0 : q(sm_mean, 0.95));
     }
 }
 
