@@ -382,6 +382,37 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
     CHECK(std::count(sums.begin(), sums.end(), 0.0f) == long(sums.size()));
 }
 
+TEST_CASE("q4 fused kernel: the L2 head changes no result and stays inside each warp's range") {
+    // The head is a prefetch: off (0), the default, and far past every warp's range (clamped to it;
+    // unclamped it would ask for bytes past the layer) give the same bits. Splits summed in order, so
+    // that two runs can be compared bit for bit.
+    std::mt19937 rng(41);
+    Workspace W;
+    q4_set_atomic_accumulate(false);
+    for (const LayerCase &c : kCases) {
+        GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
+        auto d = upload_layer(L);
+        for (int M : {1, 3, 16}) {
+            auto x = random_f16(size_t(M) * L.K, rng, -1.0f, 1.0f);
+            auto ref = ref_matmul(L, x, M);
+            Q4Plan many = q4_plan(M, d->view, W.ws.sm_count, 64);
+            for (const Q4Plan *p : {(const Q4Plan *)nullptr, (const Q4Plan *)&many}) {
+                std::vector<std::vector<double>> ys;
+                for (const char *head : {"0", "4", "100000"}) {
+                    setenv("GPTQ_Q4_L2HEAD", head, 1);
+                    ys.push_back(gpu_q4(*d, x, M, 0, W.ws, p, nullptr, nullptr));
+                }
+                INFO("K=" << L.K << " N=" << L.N << " M=" << M << " splits=" << (p ? p->splits : -1));
+                CHECK(rel_err(ref, ys[0]) < 3e-3);
+                CHECK(ys[1] == ys[0]);
+                CHECK(ys[2] == ys[0]);
+            }
+        }
+    }
+    unsetenv("GPTQ_Q4_L2HEAD");
+    q4_set_atomic_accumulate(true);
+}
+
 TEST_CASE("q4 accumulates into an fp32 output with bias") {
     std::mt19937 rng(4);
     Workspace W;

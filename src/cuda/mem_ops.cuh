@@ -4,7 +4,8 @@
 // path.
 //
 // A bulk copy (cp.async.bulk) moves `bytes` (a multiple of 16) from global to shared memory without
-// registers or threads and reports the bytes to an mbarrier when they land; a thread that armed the
+// registers or threads and reports the bytes to an mbarrier when they land (prefetch_l2: into the L2
+// only, nothing reported; the fused kernel's L2 head); a thread that armed the
 // barrier with the expected bytes waits on its phase parity. Used by the wgmma kernel's producer
 // and by bench-stream. With them, the cluster barrier, distributed shared-memory loads and stores
 // and remote mbarrier arrivals of the fused kernel's two-split sums. sm_90 and newer only: callers
@@ -50,6 +51,12 @@ __device__ __forceinline__ bool last_to_arrive(unsigned *counter, unsigned count
 }
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+
+// Asks the L2 to fetch [p, p + bytes) (16-byte aligned, a multiple of 16 bytes) from memory: one
+// instruction, no registers or shared memory, nothing to wait for.
+__device__ __forceinline__ void prefetch_l2(const void *p, uint32_t bytes) {
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+}
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");

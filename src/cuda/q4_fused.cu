@@ -126,6 +126,17 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
     const bool by4 = atomic_out != 0 && sm90 && env_int("GPTQ_Q4_RED4", 1) == 1 &&
                      (atomic_out == 2 ||
                       ((reinterpret_cast<uintptr_t>(out.out32) | uintptr_t(out.ldo) * sizeof(float)) & 15) == 0);
+    // The L2 head (sm_90, q4_fused_kernel): each warp asks the L2 for this many tile pairs past its
+    // register ring before the PDL wait. Measured (H100, one binary, GPTQ_Q4_L2HEAD swept): decode
+    // b=1 533.9-537.5 tok/s without, 541-542 at 1 pair, 543-545 at 2, 540-548 at 4, 540-548 at 5,
+    // 538-547 at 6, 537 at 8 (b=16 within its spread: 3780-3809 without, 3792-3832 at 4);
+    // graph-timed one row of 7B q|k|v 11.0 -> 10.2-10.3 µs, gate+up 16.8 -> 16.2, down 11.0 -> 10.5,
+    // 70B down 42.1 -> 41.0, o_proj unchanged (its ring holds its whole range); 16 rows q|k|v 13.2 ->
+    // 12.6, gate+up 20.9 -> 20.1, but down 14.6 -> 15.0. Issued before the scales' and norm weights'
+    // copies instead, every amount cost (b=1 526 at 2 pairs, 499 at 8). GPTQ_Q4_L2HEAD=N overrides
+    // (0: off; measurements, tests; read at every launch).
+    constexpr int kL2HeadPairs = 4;
+    const int l2_head = sm90 ? std::max(0, env_int("GPTQ_Q4_L2HEAD", kL2HeadPairs)) : 0;
     // Two splits into fp16 (sm_90): the strip's two blocks form a thread-block cluster and split 0
     // adds the other's sums from its shared memory (no atomics, counter or scratch; the same sum on
     // every run). Measured (H200, graph-timed, one binary): 7B gate|up (2 splits) one row 16.6 ->
@@ -174,7 +185,7 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
     allow_dynamic_smem(kernel, smem);
     launch_clustered(kernel, grid, kQ4Threads, smem, stream, dim3(1, cluster, 1), x, M, ldx, w, plan.pairs_per_split,
                      atomic_out == 2 ? sc.sums : sc.partial, sc.counters, out, p,
-                     atomic_out | (by4 && atomic_out ? fused::kQ4AtomicsBy4 : 0));
+                     atomic_out | (by4 && atomic_out ? fused::kQ4AtomicsBy4 : 0), l2_head);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -14,6 +14,7 @@
 //   ▼  └─────────────────┴────────┴──────────────────────────┘   weights, activations, scales)
 //                                                                 ahead of the one it computes,
 //   dequantizes each step into 16 half2 B fragments in registers and issues 8·MT mma.m16n8k16.
+//   Before the PDL wait a warp loads its whole ring and asks the L2 for a few pairs past it.
 //
 // x rows are read with one 16-byte load per row per two k-steps (the K order inside 32-row blocks
 // is arranged for it, see q4_layout.cuh); rows >= M are zeros, never loaded. The block stages its
@@ -319,11 +320,12 @@ __device__ __forceinline__ void push_sum_arm(const PushArea &pa) {
 // the branch in every kernel cost the 16-row fp16-scaled kernel ~5%, 70B gate|up 92.8-94.0 ->
 // 97.2-98.9 µs.
 // WN (Q4Plan::tiles_per_block): column tiles per block, 1 or 2.
+// l2_head: tile pairs per warp past its register ring that the L2 fetches before the PDL wait (sm_90).
 template <int NTOK, bool ZT, int MODE = 0, int SB = 4, bool FOLD = false, int XD = 0, int WN = 2, int CL = 0>
 __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__restrict__ x, int M, int ldx, Q4Dev w,
                                                               int pairs_per_split, float *__restrict__ partial,
                                                               unsigned *__restrict__ counters, Q4Out out,
-                                                              Q4Prologue pro, int atomic_out) {
+                                                              Q4Prologue pro, int atomic_out, int l2_head) {
     uint64_t stamp[3] = {0, 0, 0};
     if constexpr (MODE == 9) stamp[0] = globaltimer();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -397,6 +399,19 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         push = push_area<NTOK, WN>(fsm);
         push_sum_arm<WN>(push);
     }
+    // The L2 head: the warp's next l2_head tile pairs past its ring (1 KB each, contiguous in the
+    // layout), asked of the L2 by one bulk prefetch. Until the wait and the staging after it are
+    // done, the ring is the warp's only load in flight and memory idles; the loop then finds these
+    // pairs in L2. Issued after the constants' copies above: issued before them, the prefetches
+    // delayed those loads and with them the wait (measured, launch_fused_tiles).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if constexpr (MODE == 0 || MODE == 9) {
+        if (l2_head > 0 && active && lane == 0) {
+            const int h0 = q0 + kRing * kQ4PairsPerBatch, h1 = min(q1, h0 + l2_head);
+            if (h1 > h0) prefetch_l2(w.qw + (size_t(nt) * w.KT + size_t(2 * h0)) * 32, uint32_t(h1 - h0) * 1024u);
+        }
+    }
+#endif
     // Everything below reads or writes what earlier kernels in the stream touch.
     pdl_enter();
     if constexpr (MODE == 9) stamp[1] = globaltimer();
