@@ -374,25 +374,53 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     const int g0 = (2 * p0) / w.group_kt;
     static_assert(!XD || !FOLD, "direct activations: as given, zero point not folded");
     const FusedSmem f = fused_smem(XD ? 0 : M, p1 - p0, groups_spanned(p0, p1, w.group_kt), ZT, WN);
-    for (int idx = threadIdx.x; q4_mode_stages_scales(MODE) && idx < WN * f.ng * 8; idx += kQ4Threads) {
-        const int t = idx / (f.ng * 8), gi = (idx / 8) % f.ng, ch = idx % 8;
-        const int tile = blockIdx.x * WN + t;
-        if (tile >= w.NT) continue;
-        const size_t src = (size_t(tile) * w.G + g0 + gi) * 64 + ch * 8;
-        const size_t dst = (size_t(t) * f.ng + gi) * 64 + ch * 8;
-        *reinterpret_cast<uint4 *>(fsm + f.scale_off + dst) = __ldg(reinterpret_cast<const uint4 *>(w.scales + src));
-        if constexpr (ZT)
-            *reinterpret_cast<uint4 *>(fsm + f.zero_off + dst) = __ldg(reinterpret_cast<const uint4 *>(w.zeros + src));
+    // Loads first, then the stores: each round of the copies waits for its loads once, and they
+    // return behind the ring's loads (TRIAL: rounds of 2 scale chunks and 8 norm chunks).
+    const int n_scale = q4_mode_stages_scales(MODE) ? WN * f.ng * 8 : 0;
+    for (int base = threadIdx.x; base < n_scale; base += 2 * kQ4Threads) {
+        uint4 sv[2], zv[2];
+        size_t dst[2];
+        bool ok[2];
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+            const int idx = base + j * kQ4Threads;
+            const int t = idx / (f.ng * 8), gi = (idx / 8) % f.ng, ch = idx % 8;
+            const int tile = blockIdx.x * WN + t;
+            ok[j] = idx < n_scale && tile < w.NT;
+            const size_t src = (size_t(tile) * w.G + g0 + gi) * 64 + ch * 8;
+            dst[j] = (size_t(t) * f.ng + gi) * 64 + ch * 8;
+            if (ok[j]) {
+                sv[j] = __ldg(reinterpret_cast<const uint4 *>(w.scales + src));
+                if constexpr (ZT) zv[j] = __ldg(reinterpret_cast<const uint4 *>(w.zeros + src));
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+            if (ok[j]) {
+                *reinterpret_cast<uint4 *>(fsm + f.scale_off + dst[j]) = sv[j];
+                if constexpr (ZT) *reinterpret_cast<uint4 *>(fsm + f.zero_off + dst[j]) = zv[j];
+            }
     }
     // RMSNorm stash: the norm weights of the block's K range are constants, staged before the wait.
     float *wst = nullptr;
     if (pro.kind == 1 && pro.stash) {
         wst = reinterpret_cast<float *>(reinterpret_cast<char *>(fsm) + (f.bytes + 15) / 16 * 16);
         const int SK = (p1 - p0) * kQ4PairK, kb = p0 * kQ4PairK;
-        for (int i = 4 * threadIdx.x; i < SK; i += 4 * kQ4Threads)
-            *reinterpret_cast<float4 *>(wst + i) = kb + i < w.K
-                                                       ? __ldg(reinterpret_cast<const float4 *>(pro.norm_w + kb + i))
-                                                       : make_float4(0.f, 0.f, 0.f, 0.f);
+        constexpr int kRound = 8;
+        for (int i0 = 4 * threadIdx.x; i0 < SK; i0 += 4 * kQ4Threads * kRound) {
+            float4 v[kRound];
+#pragma unroll
+            for (int j = 0; j < kRound; ++j) {
+                const int i = i0 + j * 4 * kQ4Threads;
+                v[j] = i < SK && kb + i < w.K ? __ldg(reinterpret_cast<const float4 *>(pro.norm_w + kb + i))
+                                              : make_float4(0.f, 0.f, 0.f, 0.f);
+            }
+#pragma unroll
+            for (int j = 0; j < kRound; ++j) {
+                const int i = i0 + j * 4 * kQ4Threads;
+                if (i < SK) *reinterpret_cast<float4 *>(wst + i) = v[j];
+            }
+        }
     }
     PushArea push{};
     if constexpr (CL == 2) {
