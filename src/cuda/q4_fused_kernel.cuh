@@ -374,8 +374,12 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     const int g0 = (2 * p0) / w.group_kt;
     static_assert(!XD || !FOLD, "direct activations: as given, zero point not folded");
     const FusedSmem f = fused_smem(XD ? 0 : M, p1 - p0, groups_spanned(p0, p1, w.group_kt), ZT, WN);
-    // Loads first, then the stores: each round of the copies waits for its loads once, and they
-    // return behind the ring's loads (TRIAL: rounds of 2 scale chunks and 8 norm chunks).
+    // Each thread loads a round of its chunks first (2 of the scales, 8 of the norm weights below),
+    // then stores them: a round waits once for its loads, which return behind the ring's. One load
+    // and its store at a time made every chunk a round trip, and the block reached the wait late.
+    // Measured (H100, decode b=1, binaries alternating): 537-547 -> 546-552 tok/s. Not better:
+    // both lists in one round of up to 10 chunks (510-519 against 553-558; why not separated), or
+    // cp.async for both, waited for before the wait (527-533 against 550-555).
     const int n_scale = q4_mode_stages_scales(MODE) ? WN * f.ng * 8 : 0;
     for (int base = threadIdx.x; base < n_scale; base += 2 * kQ4Threads) {
         uint4 sv[2], zv[2];
