@@ -127,9 +127,9 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
                      (atomic_out == 2 ||
                       ((reinterpret_cast<uintptr_t>(out.out32) | uintptr_t(out.ldo) * sizeof(float)) & 15) == 0);
     // The L2 head (sm_90, q4_fused_kernel): each warp asks the L2 for this many tile pairs past its
-    // register ring before the PDL wait. Measured (H100, one binary, GPTQ_Q4_L2HEAD swept): decode
-    // b=1 533.9-537.5 tok/s without, 541-542 at 1 pair, 543-545 at 2, 540-548 at 4, 540-548 at 5,
-    // 538-547 at 6, 537 at 8 (b=16 within its spread: 3780-3809 without, 3792-3832 at 4);
+    // register ring before the PDL wait. Measured (H100, one binary, GPTQ_Q4_L2HEAD swept, two
+    // calls): decode b=1 527.8-537.5 tok/s without, 541-542 at 1 pair, 543-545 at 2, 540-548 at 4,
+    // 540-548 at 5, 538-547 at 6, 537 at 8 (b=16 within its spread: 3780-3809 without, 3792-3832 at 4);
     // graph-timed one row of 7B q|k|v 11.0 -> 10.2-10.3 µs, gate+up 16.8 -> 16.2, down 11.0 -> 10.5,
     // 70B down 42.1 -> 41.0, o_proj unchanged (its ring holds its whole range); 16 rows q|k|v 13.2 ->
     // 12.6, gate+up 20.9 -> 20.1, but down 14.6 -> 15.0. Issued before the scales' and norm weights'
