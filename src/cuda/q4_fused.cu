@@ -136,7 +136,7 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
     // copies instead, every amount cost (b=1 526 at 2 pairs, 499 at 8). GPTQ_Q4_L2HEAD=N overrides
     // (0: off; measurements, tests; read at every launch).
     constexpr int kL2HeadPairs = 4;
-    const int l2_head = sm90 ? std::max(0, env_int("GPTQ_Q4_L2HEAD", kL2HeadPairs)) : 0;
+    const int l2_head = sm90 ? std::clamp(env_int("GPTQ_Q4_L2HEAD", kL2HeadPairs), 0, 1 << 20) : 0;
     // Two splits into fp16 (sm_90): the strip's two blocks form a thread-block cluster and split 0
     // adds the other's sums from its shared memory (no atomics, counter or scratch; the same sum on
     // every run). Measured (H200, graph-timed, one binary): 7B gate|up (2 splits) one row 16.6 ->

@@ -440,7 +440,8 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     if constexpr (MODE == 0 || MODE == 9) {
         if (l2_head > 0 && active && lane == 0) {
             const int h0 = q0 + kRing * kQ4PairsPerBatch, h1 = min(q1, h0 + l2_head);
-            if (h1 > h0) prefetch_l2(w.qw + (size_t(nt) * w.KT + size_t(2 * h0)) * 32, uint32_t(h1 - h0) * 1024u);
+            constexpr uint32_t kPairBytes = 2 * 32 * sizeof(uint4);  // two k-steps of the warp's 32 lanes
+            if (h1 > h0) prefetch_l2(w.qw + (size_t(nt) * w.KT + size_t(2 * h0)) * 32, uint32_t(h1 - h0) * kPairBytes);
         }
     }
 #endif
