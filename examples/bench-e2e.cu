@@ -529,8 +529,9 @@ void stamps(bool small) {
     for (int p = 0; p < np; ++p) {
         const size_t nb = by[p][0].size();
         std::vector<double> sm_sum[2], sm_n[2], bl_sum[2], bl_n[2];
-        for (int h = 0; h < 2; ++h) {
-            sm_sum[h].assign(1024, 0.0), sm_n[h].assign(1024, 0.0), bl_sum[h].assign(nb * 4, 0.0), bl_n[h].assign(nb * 4, 0.0);
+        for (int h = 0; h < 2; ++h) {  // per SM (as per_sm above) and per block index (< nb)
+            sm_sum[h].assign(1024, 0.0), sm_n[h].assign(1024, 0.0);
+            bl_sum[h].assign(nb, 0.0), bl_n[h].assign(nb, 0.0);
         }
         for (int l = l0; l < l1; ++l) {
             const auto &b = by[p][size_t(l)];
@@ -540,7 +541,7 @@ void stamps(bool small) {
             for (const auto &s : b) {
                 const double d = double(s.met) * 1e-3 - med;
                 sm_sum[l & 1][s.sm % 1024] += d, sm_n[l & 1][s.sm % 1024] += 1;
-                if (s.block < nb * 4) bl_sum[l & 1][s.block] += d, bl_n[l & 1][s.block] += 1;
+                if (s.block < nb) bl_sum[l & 1][s.block] += d, bl_n[l & 1][s.block] += 1;
             }
         }
         auto corr = [](const std::vector<double> *sum, const std::vector<double> *n) {
@@ -557,7 +558,8 @@ void stamps(bool small) {
         };
         std::vector<double> sm_mean;
         for (size_t i = 0; i < 1024; ++i)
-            if (sm_n[0][i] + sm_n[1][i] > 0) sm_mean.push_back((sm_sum[0][i] + sm_sum[1][i]) / (sm_n[0][i] + sm_n[1][i]));
+            if (sm_n[0][i] + sm_n[1][i] > 0)
+                sm_mean.push_back((sm_sum[0][i] + sm_sum[1][i]) / (sm_n[0][i] + sm_n[1][i]));
         std::printf("%-8s | %6.2f %6.2f | %6.2f %6.2f\n", prods[p].name, corr(sm_sum, sm_n), corr(bl_sum, bl_n),
                     sm_mean.empty() ? 0.0 : q(sm_mean, 0.05), sm_mean.empty() ? 0.0 : q(sm_mean, 0.95));
     }
