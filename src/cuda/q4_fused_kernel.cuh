@@ -46,7 +46,8 @@ namespace fused {
 namespace {
 
 // A flag on the kernel's atomic_out (0: ordered partials, 1: fp32 atomics, 2: fp32 sums behind an
-// fp16 output): the atomics add four columns at a time (red_add4; the launcher checks alignment).
+// fp16 output, 3: fixed-point sums behind an fp16 output): the atomics add four columns at a time
+// (red_add4; atomic_out 1 and 2; the launcher checks alignment).
 constexpr int kQ4AtomicsBy4 = 4;
 
 // MODE 9 (q4_stamps_begin): where thread 0 of each block records its phase times.
@@ -98,6 +99,35 @@ __device__ __forceinline__ void red_add4(float *p, const float4 &v) {
     atomicAdd(p + 2, v.z);
     atomicAdd(p + 3, v.w);
 #endif
+}
+
+// Fixed-point split sums (atomic_out 3, fp16 outputs). An output's slot is one 64-bit integer: the
+// low 56 bits its sum so far in units of 2^-26 (two's complement), the high 8 the splits that have
+// added. A split adds (1 << 56) + its share with one atomic that returns the old slot, so the split
+// that brings the count to S holds the whole sum: it stores the output and zeroes the slot for the
+// next launch. Against fp32 sums and a counter per strip (atomic_out 2): one global round trip
+// after the loop instead of the reductions' drain, a fence, the counter's atomic and the last
+// block's reads; and integer adds commute, so the output has the same bits whatever order the
+// splits arrive in. A share is clamped to +-2^21 (255 of them stay inside the 56 bits; a non-finite
+// share becomes the clamp, so the fp16 output is infinite); units of 2^-26 are below half an fp16
+// ulp of any normal fp16 value.
+constexpr int kFixedFracBits = 26, kFixedCountShift = 56;
+
+__device__ __forceinline__ unsigned long long fixed_share(float v) {
+    constexpr float kLimit = 2097152.0f;  // 2^21
+    if (!(fabsf(v) <= kLimit)) v = copysignf(kLimit, v);
+    const long long units = __float2ll_rn(v * float(1 << kFixedFracBits));
+    return (1ull << kFixedCountShift) + static_cast<unsigned long long>(units);
+}
+
+// Whether `slot_after` (the slot's old value plus this split's share) holds all S shares; if so,
+// their sum in `sum`.
+__device__ __forceinline__ bool fixed_complete(unsigned long long slot_after, int S, float &sum) {
+    const unsigned long long half = 1ull << (kFixedCountShift - 1);
+    if (int((slot_after + half) >> kFixedCountShift) != S) return false;
+    const long long units = static_cast<long long>(slot_after - (static_cast<unsigned long long>(S) << kFixedCountShift));
+    sum = __ll2float_rn(units) * (1.0f / float(1 << kFixedFracBits));
+    return true;
 }
 
 // add1_atomic for four neighbouring columns (col a multiple of 4; out.out32 and out.ldo 16-byte
@@ -441,7 +471,8 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         if (l2_head > 0 && active && lane == 0) {
             const int h0 = q0 + kRing * kQ4PairsPerBatch, h1 = min(q1, h0 + l2_head);
             constexpr uint32_t kPairBytes = 2 * 32 * sizeof(uint4);  // two k-steps of the warp's 32 lanes
-            if (h1 > h0) prefetch_l2(w.qw + (size_t(nt) * w.KT + size_t(2 * h0)) * 32, uint32_t(h1 - h0) * kPairBytes);
+            // Lane 0's qp is the start of its column tile.
+            if (h1 > h0) prefetch_l2(qp + size_t(2 * h0) * 32, uint32_t(h1 - h0) * kPairBytes);
         }
     }
 #endif
@@ -561,6 +592,38 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         for_each_output(A, nt, g, c, [&](int row, int col, float v) {
             if (row < M && col < w.N) add1_atomic(out, row, col, v, split == 0);
         });
+        return;
+    }
+
+    if (q4_mode_fixed_sums(MODE) && atomic_out == 3) {  // fp16 output, fixed-point slots [M][NP] (fixed_share)
+        if (wk != 0 || nt >= w.NT) return;
+        unsigned long long *slots = reinterpret_cast<unsigned long long *>(partial);
+        // A round's atomics first, then its stores: a store between them would hold the next
+        // atomic back (the compiler cannot tell that they touch other addresses). Two token tiles
+        // a round: 32 slots in flight per lane.
+        constexpr int kRoundTiles = NTOK < 2 ? NTOK : 2;
+#pragma unroll
+        for (int t0 = 0; t0 < NTOK; t0 += kRoundTiles) {
+            unsigned long long after[kRoundTiles * 16];  // per accumulator, in for_each_output's order
+            int k = 0;
+            for_each_output(A, nt, g, c, t0, t0 + kRoundTiles, [&](int row, int col, float v) {
+                after[k] = 0;
+                if (row < M && col < w.N) {
+                    const unsigned long long share = fixed_share(v);
+                    after[k] = atomicAdd(slots + size_t(row) * NP + col, share) + share;
+                }
+                ++k;
+            });
+            k = 0;
+            for_each_output(A, nt, g, c, t0, t0 + kRoundTiles, [&](int row, int col, float) {
+                float sum;
+                if (row < M && col < w.N && fixed_complete(after[k], S, sum)) {
+                    slots[size_t(row) * NP + col] = 0ull;
+                    store1(out, row, col, sum);
+                }
+                ++k;
+            });
+        }
         return;
     }
 
