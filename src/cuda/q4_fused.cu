@@ -112,18 +112,17 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
     // activations' plans (XD) from 2 splits on, against this rule, eager-timed in one run: 16 rows
     // of 7B q|k|v (4 splits) 19.2 vs 20.1 us (a later run: 20.2 under the rule, i.e. within the
     // spread), 7B gate|up (2) 30.8 vs 27.6, 70B gate|up (2) 134.9 vs 128.4.
-    // 3: as 2, but the sums in 64-bit fixed-point slots that also count the splits (fixed_share in
-    // q4_fused_kernel.cuh): the split that completes a slot stores the output, no counter or last
+    // 3: as 2, but the sums in 64-bit fixed-point slots that also count the splits (fixed_sums.cuh):
+    // the split that completes a slot stores the output, no counter or last
     // block, and the same bits on every run. GPTQ_Q4_FIXED_SUMS=R takes them up to R rows (0:
     // never; measurements, tests; read at every launch).
     constexpr int kSumsMinSplits = 5;  // above 8 rows
-    constexpr int kFixedSumsMaxSplits = 255;  // the slot's count field
     int atomic_out = 0;
     if (plan.splits > 1 && q4_atomic_enabled()) {
         if (out.out32) atomic_out = 1;
         else if (out.out16 && (M <= 8 || plan.splits >= kSumsMinSplits) && sc.sums && sc.sums_floats >= plan.sums_floats)
             atomic_out = fused::q4_mode_fixed_sums(MODE) && M <= env_int("GPTQ_Q4_FIXED_SUMS", kQ4FusedMaxM) &&
-                                 plan.splits <= kFixedSumsMaxSplits && (reinterpret_cast<uintptr_t>(sc.sums) & 7) == 0
+                                 plan.splits <= kFixedMaxShares && (reinterpret_cast<uintptr_t>(sc.sums) & 7) == 0
                              ? 3
                              : 2;
     }

@@ -30,6 +30,7 @@
 //
 #pragma once
 
+#include "fixed_sums.cuh"
 #include "launch.cuh"
 #include "mem_ops.cuh"
 #include "q4_fused_math.cuh"
@@ -99,35 +100,6 @@ __device__ __forceinline__ void red_add4(float *p, const float4 &v) {
     atomicAdd(p + 2, v.z);
     atomicAdd(p + 3, v.w);
 #endif
-}
-
-// Fixed-point split sums (atomic_out 3, fp16 outputs). An output's slot is one 64-bit integer: the
-// low 56 bits its sum so far in units of 2^-26 (two's complement), the high 8 the splits that have
-// added. A split adds (1 << 56) + its share with one atomic that returns the old slot, so the split
-// that brings the count to S holds the whole sum: it stores the output and zeroes the slot for the
-// next launch. Against fp32 sums and a counter per strip (atomic_out 2): one global round trip
-// after the loop instead of the reductions' drain, a fence, the counter's atomic and the last
-// block's reads; and integer adds commute, so the output has the same bits whatever order the
-// splits arrive in. A share is clamped to +-2^21 (255 of them stay inside the 56 bits; a non-finite
-// share becomes the clamp, so the fp16 output is infinite); units of 2^-26 are below half an fp16
-// ulp of any normal fp16 value.
-constexpr int kFixedFracBits = 26, kFixedCountShift = 56;
-
-__device__ __forceinline__ unsigned long long fixed_share(float v) {
-    constexpr float kLimit = 2097152.0f;  // 2^21
-    if (!(fabsf(v) <= kLimit)) v = copysignf(kLimit, v);
-    const long long units = __float2ll_rn(v * float(1 << kFixedFracBits));
-    return (1ull << kFixedCountShift) + static_cast<unsigned long long>(units);
-}
-
-// Whether `slot_after` (the slot's old value plus this split's share) holds all S shares; if so,
-// their sum in `sum`.
-__device__ __forceinline__ bool fixed_complete(unsigned long long slot_after, int S, float &sum) {
-    const unsigned long long half = 1ull << (kFixedCountShift - 1);
-    if (int((slot_after + half) >> kFixedCountShift) != S) return false;
-    const long long units = static_cast<long long>(slot_after - (static_cast<unsigned long long>(S) << kFixedCountShift));
-    sum = __ll2float_rn(units) * (1.0f / float(1 << kFixedFracBits));
-    return true;
 }
 
 // add1_atomic for four neighbouring columns (col a multiple of 4; out.out32 and out.ldo 16-byte
