@@ -169,7 +169,7 @@ int main(int argc, char **argv) try {
                 for (int kind : {0, 1}) pf = std::max(pf, q4_plan(m, q4view(0), ws.sm_count, bps, kind).partial_floats);
         ws.fused.partial = dev_alloc<float>(pf);
         ws.fused.partial_floats = pf;
-        ws.fused.sums_floats = 2 * size_t(kQ4FusedMaxM) * NT * 64;  // 64-bit slots (q4_plan)
+        ws.fused.sums_floats = size_t(kQ4FusedMaxM) * NT * 64;
         ws.fused.sums = dev_alloc<float>(ws.fused.sums_floats);
         CUDA_CHECK(cudaMemset(ws.fused.sums, 0, ws.fused.sums_floats * sizeof(float)));
         ws.fused.n_counters = NT;  // a strip per column tile at most

@@ -327,15 +327,14 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
     // fp16) or staged (0); the splits of a strip as a cluster summed in shared memory for up to 2
     // splits (the default) or up to 8 (sm_90); column tiles per block as planned (-1), or forced to
     // one (four K slices per block; up to 16 rows) or two; the atomics four columns at a time (sm_90,
-    // the default) or one; an fp16 output's atomic sums in fixed-point slots up to 32 rows (the
-    // default) or in fp32 with a counter (0).
-    const char *variants[][8] = {
-        {"1", "47", "1", "-1", "2", "-1", "1", "32"}, {"0", "47", "1", "1", "2", "-1", "0", "0"},
-        {"1", "96", "1", "0", "8", "-1", "1", "32"},  {"1", "47", "0", "2", "8", "-1", "1", "32"},
-        {"1", "47", "1", "0", "2", "-1", "1", "0"},   {"1", "47", "1", "2", "8", "-1", "0", "32"},
-        {"1", "47", "1", "-1", "8", "-1", "1", "0"},  {"1", "47", "1", "-1", "2", "1", "1", "32"},
-        {"0", "47", "0", "1", "8", "1", "1", "32"},   {"1", "96", "1", "0", "2", "1", "0", "0"},
-        {"1", "47", "1", "2", "8", "1", "1", "32"},   {"0", "47", "1", "-1", "2", "2", "1", "8"}};
+    // the default) or one.
+    const char *variants[][7] = {
+        {"1", "47", "1", "-1", "2", "-1", "1"}, {"0", "47", "1", "1", "2", "-1", "0"},
+        {"1", "96", "1", "0", "8", "-1", "1"},  {"1", "47", "0", "2", "8", "-1", "1"},
+        {"1", "47", "1", "0", "2", "-1", "1"},  {"1", "47", "1", "2", "8", "-1", "0"},
+        {"1", "47", "1", "-1", "8", "-1", "1"}, {"1", "47", "1", "-1", "2", "1", "1"},
+        {"0", "47", "0", "1", "8", "1", "1"},   {"1", "96", "1", "0", "2", "1", "0"},
+        {"1", "47", "1", "2", "8", "1", "1"},   {"0", "47", "1", "-1", "2", "2", "1"}};
     for (const auto &v : variants)
     for (const LayerCase &c : kCases) {
         const char *fold = v[0];
@@ -345,7 +344,6 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
         setenv("GPTQ_Q4_CLUSTER", v[4], 1);
         setenv("GPTQ_Q4_BLOCK_TILES", v[5], 1);
         setenv("GPTQ_Q4_RED4", v[6], 1);
-        setenv("GPTQ_Q4_FIXED_SUMS", v[7], 1);
         q4_set_atomic_accumulate(v[2][0] == '1');
         GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
         auto d = upload_layer(L);
@@ -367,8 +365,7 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
                           << " M=" << M << " splits=" << (p ? p->splits : -1) << " stage " << (p ? p->stage_batch : 0)
                           << " fold " << fold << " smem cap KB " << v[1] << " atomics " << v[2] << " direct x "
                           << (p ? p->x_direct : -1) << " cluster up to " << v[4] << " tiles per block "
-                          << (p ? p->tiles_per_block : -1) << " (asked " << v[5] << ") atomics by 4 " << v[6]
-                          << " fixed-point sums up to " << v[7] << " rows");
+                          << (p ? p->tiles_per_block : -1) << " (asked " << v[5] << ") atomics by 4 " << v[6]);
                 CHECK(e < 3e-3);
             }
         }
@@ -380,44 +377,7 @@ TEST_CASE("q4 fused kernel matches the CPU reference (all split plans, M = 1..64
     unsetenv("GPTQ_Q4_CLUSTER");
     unsetenv("GPTQ_Q4_BLOCK_TILES");
     unsetenv("GPTQ_Q4_RED4");
-    unsetenv("GPTQ_Q4_FIXED_SUMS");
-    // Every launch left the sums of its fp16 splits (fp32 or fixed-point slots) at zero for the next one.
-    auto sums = W.sums->download();
-    CHECK(std::count(sums.begin(), sums.end(), 0.0f) == long(sums.size()));
-}
-
-TEST_CASE("q4 fused kernel: fixed-point split sums give the same bits on every run, with bias") {
-    // An fp16 output's splits add into 64-bit fixed-point slots in whatever order they arrive;
-    // integer adds commute, so repeated runs must agree bit for bit, and with the fp32 sums (whose
-    // order varies) to within their rounding. Many splits (the plan for 64 blocks per SM), bias on.
-    std::mt19937 rng(43);
-    Workspace W;
-    q4_set_atomic_accumulate(true);
-    for (const LayerCase &c : kCases) {
-        GptqLayer L = make_layer(c.K, c.N, c.gs, c.act_order, c.asym, c.format, rng);
-        auto d = upload_layer(L);
-        auto bias = random_f16(L.N, rng, -0.5f, 0.5f);
-        for (int M : {1, 3, 8, 16, 32}) {
-            auto x = random_f16(size_t(M) * L.K, rng, -1.0f, 1.0f);
-            auto ref = ref_matmul(L, x, M);
-            for (int m = 0; m < M; ++m)
-                for (int n = 0; n < L.N; ++n) ref[size_t(m) * L.N + n] += f16d(bias[n]);
-            Q4Plan many = q4_plan(M, d->view, W.ws.sm_count, 64);
-            INFO("K=" << L.K << " N=" << L.N << " M=" << M << " splits=" << many.splits);
-            REQUIRE(many.splits > 1);
-            setenv("GPTQ_Q4_FIXED_SUMS", "32", 1);
-            setenv("GPTQ_Q4_CLUSTER", "0", 1);  // two splits too: no cluster
-            std::vector<std::vector<double>> ys;
-            for (int run = 0; run < 4; ++run) ys.push_back(gpu_q4(*d, x, M, 0, W.ws, &many, nullptr, &bias));
-            setenv("GPTQ_Q4_FIXED_SUMS", "0", 1);
-            auto y32 = gpu_q4(*d, x, M, 0, W.ws, &many, nullptr, &bias);
-            CHECK(rel_err(ref, ys[0]) < 3e-3);
-            for (int run = 1; run < 4; ++run) CHECK(ys[size_t(run)] == ys[0]);
-            CHECK(rel_err(y32, ys[0]) < 1e-3);  // both round one fp32-accurate sum to fp16
-        }
-    }
-    unsetenv("GPTQ_Q4_FIXED_SUMS");
-    unsetenv("GPTQ_Q4_CLUSTER");
+    // Every launch left the fp32 sums of its fp16 splits at zero for the next one.
     auto sums = W.sums->download();
     CHECK(std::count(sums.begin(), sums.end(), 0.0f) == long(sums.size()));
 }

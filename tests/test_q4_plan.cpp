@@ -127,7 +127,7 @@ void check_invariants(const Q4Plan &p, int M, const Q4Dev &w, int prologue, cons
     CHECK(smem <= lim.smem_per_block);
     const size_t outputs = size_t(M) * w.NT * kQ4TileN;
     CHECK(p.partial_floats == (p.splits > 1 ? p.splits * outputs : 0));
-    CHECK(p.sums_floats == (p.splits > 1 ? 2 * outputs : 0));  // a 64-bit slot per output
+    CHECK(p.sums_floats == (p.splits > 1 ? outputs : 0));
 }
 
 // Every default plan of w at 1..max_rows rows (at most kQ4FusedMaxM), under every prologue kind:

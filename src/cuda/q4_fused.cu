@@ -112,25 +112,18 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
     // activations' plans (XD) from 2 splits on, against this rule, eager-timed in one run: 16 rows
     // of 7B q|k|v (4 splits) 19.2 vs 20.1 us (a later run: 20.2 under the rule, i.e. within the
     // spread), 7B gate|up (2) 30.8 vs 27.6, 70B gate|up (2) 134.9 vs 128.4.
-    // 3: as 2, but the sums in 64-bit fixed-point slots that also count the splits (fixed_sums.cuh):
-    // the split that completes a slot stores the output, no counter or last
-    // block, and the same bits on every run. GPTQ_Q4_FIXED_SUMS=R takes them up to R rows (0:
-    // never; measurements, tests; read at every launch).
     constexpr int kSumsMinSplits = 5;  // above 8 rows
     int atomic_out = 0;
     if (plan.splits > 1 && q4_atomic_enabled()) {
         if (out.out32) atomic_out = 1;
         else if (out.out16 && (M <= 8 || plan.splits >= kSumsMinSplits) && sc.sums && sc.sums_floats >= plan.sums_floats)
-            atomic_out = fused::q4_mode_fixed_sums(MODE) && M <= env_int("GPTQ_Q4_FIXED_SUMS", kQ4FusedMaxM) &&
-                                 plan.splits <= kFixedMaxShares && (reinterpret_cast<uintptr_t>(sc.sums) & 7) == 0
-                             ? 3
-                             : 2;
+            atomic_out = 2;
     }
     const bool sm90 = device_attribute(cudaDevAttrComputeCapabilityMajor, 0) >= 9;
     // The atomics four columns at a time (red.global.add.v4.f32, sm_90) where the outputs are 16-byte
     // aligned (the fp32 sums always are); GPTQ_Q4_RED4=0 adds one column at a time (measurements,
     // tests; read at every launch).
-    const bool by4 = (atomic_out == 1 || atomic_out == 2) && sm90 && env_int("GPTQ_Q4_RED4", 1) == 1 &&
+    const bool by4 = atomic_out != 0 && sm90 && env_int("GPTQ_Q4_RED4", 1) == 1 &&
                      (atomic_out == 2 ||
                       ((reinterpret_cast<uintptr_t>(out.out32) | uintptr_t(out.ldo) * sizeof(float)) & 15) == 0);
     // The L2 head (sm_90, q4_fused_kernel): each warp asks the L2 for this many tile pairs past its
@@ -191,7 +184,7 @@ void launch_fused_tiles(const __half *x, int M, int ldx, const Q4Dev &w, const Q
     }
     allow_dynamic_smem(kernel, smem);
     launch_clustered(kernel, grid, kQ4Threads, smem, stream, dim3(1, cluster, 1), x, M, ldx, w, plan.pairs_per_split,
-                     atomic_out >= 2 ? sc.sums : sc.partial, sc.counters, out, p,
+                     atomic_out == 2 ? sc.sums : sc.partial, sc.counters, out, p,
                      atomic_out | (by4 && atomic_out ? fused::kQ4AtomicsBy4 : 0), l2_head);
     CUDA_CHECK_LAUNCH();
 }

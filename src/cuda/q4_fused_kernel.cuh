@@ -30,7 +30,6 @@
 //
 #pragma once
 
-#include "fixed_sums.cuh"
 #include "launch.cuh"
 #include "mem_ops.cuh"
 #include "q4_fused_math.cuh"
@@ -47,8 +46,7 @@ namespace fused {
 namespace {
 
 // A flag on the kernel's atomic_out (0: ordered partials, 1: fp32 atomics, 2: fp32 sums behind an
-// fp16 output, 3: fixed-point sums behind an fp16 output): the atomics add four columns at a time
-// (red_add4; atomic_out 1 and 2; the launcher checks alignment).
+// fp16 output): the atomics add four columns at a time (red_add4; the launcher checks alignment).
 constexpr int kQ4AtomicsBy4 = 4;
 
 // MODE 9 (q4_stamps_begin): where thread 0 of each block records its phase times.
@@ -443,8 +441,7 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         if (l2_head > 0 && active && lane == 0) {
             const int h0 = q0 + kRing * kQ4PairsPerBatch, h1 = min(q1, h0 + l2_head);
             constexpr uint32_t kPairBytes = 2 * 32 * sizeof(uint4);  // two k-steps of the warp's 32 lanes
-            // Lane 0's qp is the start of its column tile.
-            if (h1 > h0) prefetch_l2(qp + size_t(2 * h0) * 32, uint32_t(h1 - h0) * kPairBytes);
+            if (h1 > h0) prefetch_l2(w.qw + (size_t(nt) * w.KT + size_t(2 * h0)) * 32, uint32_t(h1 - h0) * kPairBytes);
         }
     }
 #endif
@@ -564,38 +561,6 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
         for_each_output(A, nt, g, c, [&](int row, int col, float v) {
             if (row < M && col < w.N) add1_atomic(out, row, col, v, split == 0);
         });
-        return;
-    }
-
-    if (q4_mode_fixed_sums(MODE) && atomic_out == 3) {  // fp16 output, fixed-point slots [M][NP] (fixed_share)
-        if (wk != 0 || nt >= w.NT) return;
-        unsigned long long *slots = reinterpret_cast<unsigned long long *>(partial);
-        // A round's atomics first, then its stores: a store between them would hold the next
-        // atomic back (the compiler cannot tell that they touch other addresses). Two token tiles
-        // a round: 32 slots in flight per lane.
-        constexpr int kRoundTiles = NTOK < 2 ? NTOK : 2;
-#pragma unroll
-        for (int t0 = 0; t0 < NTOK; t0 += kRoundTiles) {
-            unsigned long long after[kRoundTiles * 16];  // per accumulator, in for_each_output's order
-            int k = 0;
-            for_each_output(A, nt, g, c, t0, t0 + kRoundTiles, [&](int row, int col, float v) {
-                after[k] = 0;
-                if (row < M && col < w.N) {
-                    const unsigned long long share = fixed_share(v);
-                    after[k] = atomicAdd(slots + size_t(row) * NP + col, share) + share;
-                }
-                ++k;
-            });
-            k = 0;
-            for_each_output(A, nt, g, c, t0, t0 + kRoundTiles, [&](int row, int col, float) {
-                float sum;
-                if (row < M && col < w.N && fixed_complete(after[k], S, sum)) {
-                    slots[size_t(row) * NP + col] = 0ull;
-                    store1(out, row, col, sum);
-                }
-                ++k;
-            });
-        }
         return;
     }
 

@@ -18,9 +18,6 @@ namespace fused {
 constexpr bool q4_mode_loads_only(int mode) { return mode == 1 || (mode >= 3 && mode <= 5); }
 constexpr bool q4_mode_stages_scales(int mode) { return mode < 3 || mode >= 6; }
 constexpr bool q4_mode_stages_x(int mode) { return mode < 4 || mode >= 6; }
-// The products add an fp16 output's splits in fixed point (atomic_out 3); the diagnostics keep the
-// fp32 sums, so that their registers and times compare with the runs before.
-constexpr bool q4_mode_fixed_sums(int mode) { return mode == 0 || mode == 9; }
 
 __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
@@ -49,23 +46,16 @@ template <int NTOK> struct Acc {
     float tmpk[NTOK][2];
 };
 
-// Calls f(row, col, value) for every accumulator of token tiles t0 .. t1 - 1 of a warp's column
-// tile nt, in the C layout above.
+// Calls f(row, col, value) for every accumulator of a warp's column tile nt, in the C layout above.
 template <int NTOK, class F>
-__device__ __forceinline__ void for_each_output(const Acc<NTOK> &A, int nt, int g, int c, int t0, int t1, F &&f) {
+__device__ __forceinline__ void for_each_output(const Acc<NTOK> &A, int nt, int g, int c, F &&f) {
 #pragma unroll
-    for (int t = t0; t < t1; ++t)
+    for (int t = 0; t < NTOK; ++t)
 #pragma unroll
         for (int i = 0; i < 4; ++i)
 #pragma unroll
             for (int e = 0; e < 4; ++e)
                 f(8 * t + 2 * c + (e & 1), nt * kQ4TileN + 16 * i + g + 8 * (e >> 1), A.acc[t][i][e]);
-}
-
-// ... of every token tile.
-template <int NTOK, class F>
-__device__ __forceinline__ void for_each_output(const Acc<NTOK> &A, int nt, int g, int c, F &&f) {
-    for_each_output(A, nt, g, c, 0, NTOK, f);
 }
 
 template <int NTOK, bool FOLD>

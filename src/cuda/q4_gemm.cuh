@@ -100,7 +100,7 @@ struct Q4Plan {
     int pairs_per_split = 1;  // tile pairs (32 rows of K) per split
     int strips = 1;
     size_t partial_floats = 0;  // scratch the call needs (splits * M * NT*64 when splits > 1)
-    size_t sums_floats = 0;     // ... and, into fp16 with atomics on, the sums (M * NT*64 64-bit slots)
+    size_t sums_floats = 0;     // ... and, into fp16 with atomics on, the fp32 sums (M * NT*64)
     int stage_batch = 4;        // activation loads in flight per thread in the prologue (4, or 2 at M <= 8)
     // 9..16 rows of x as given: the kernel reads each batch's activations from global memory
     // (through L1) instead of staging the split's K range in shared memory; without that cap on a
@@ -177,11 +177,10 @@ void q4_set_atomic_accumulate(bool on);
 // Scratch for the fused kernel: partial sums and per-strip arrival counters (zeroed once at
 // allocation; every launch leaves them zero again; a strip may be a single column tile, so NT
 // counters cover every plan of a layer). One set per stream.
-// sums: where split calls into fp16 add their shares with atomics (q4_set_atomic_accumulate): a
-// 64-bit fixed-point slot per output that also counts the splits, the one completing it storing
-// the output (or fp32 sums the last block of each strip rounds), instead of one slice of partials
-// per split that the last block reads back in order; 8-byte aligned, zeroed once at allocation,
-// every launch leaves it zero. Null or smaller than the plan's sums_floats: the ordered partials.
+// sums: where split calls into fp16 add their shares with atomics (q4_set_atomic_accumulate) and
+// the last block of each strip rounds them, instead of one slice of partials per split that the
+// last block reads back in order; zeroed once at allocation, every launch leaves it zero. Null or
+// smaller than the plan's sums_floats: the ordered partials.
 struct Q4Scratch {
     float *partial = nullptr;
     size_t partial_floats = 0;

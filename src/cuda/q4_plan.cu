@@ -210,7 +210,7 @@ Q4Plan q4_plan(int M, const Q4Dev &w, const Q4Limits &lim, int blocks_per_sm_tar
     // the short last split made the strip wait on the long ones: 25.2 -> 21.7 us measured).
     p.pairs_per_split = (KP + p.splits - 1) / p.splits;
     p.partial_floats = p.splits > 1 ? size_t(p.splits) * M * w.NT * kQ4TileN : 0;
-    p.sums_floats = p.splits > 1 ? 2 * size_t(M) * w.NT * kQ4TileN : 0;  // 64-bit fixed-point slots
+    p.sums_floats = p.splits > 1 ? size_t(M) * w.NT * kQ4TileN : 0;
     return p;
 }
 
