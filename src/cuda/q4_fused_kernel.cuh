@@ -379,7 +379,9 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     // and its store at a time made every chunk a round trip, and the block reached the wait late.
     // Measured (H100, decode b=1, binaries alternating): 537-547 -> 546-552 tok/s. Not better:
     // both lists in one round of up to 10 chunks (510-519 against 553-558; why not separated), or
-    // cp.async for both, waited for before the wait (527-533 against 550-555).
+    // cp.async for both, waited for before the wait (527-533 against 550-555). The two loops are one
+    // pattern, but written as one helper taking lambdas they compiled to other SASS and decode fell
+    // 550-552 -> 528 (H100, alternating three times), with the products alone unchanged.
     const int n_scale = q4_mode_stages_scales(MODE) ? WN * f.ng * 8 : 0;
     for (int base = threadIdx.x; base < n_scale; base += 2 * kQ4Threads) {
         uint4 sv[2], zv[2];
@@ -435,7 +437,9 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     // layout), asked of the L2 by one bulk prefetch. Until the wait and the staging after it are
     // done, the ring is the warp's only load in flight and memory idles; the loop then finds these
     // pairs in L2. Issued after the constants' copies above: issued before them, the prefetches
-    // delayed those loads and with them the wait (measured, launch_fused_tiles).
+    // delayed those loads and with them the wait (measured, launch_fused_tiles). The address is
+    // lane 0's qp, recomputed from w.qw on purpose: written from qp, 42 kernels' SASS changed and
+    // decode b=1 fell 550.0-550.7 -> 546.9-548.7 tok/s (H100, alternating three times).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     if constexpr (MODE == 0 || MODE == 9) {
         if (l2_head > 0 && active && lane == 0) {
