@@ -116,13 +116,14 @@ Q4Plan q4_plan(int M, const Q4Dev &w, const Q4Limits &lim, int blocks_per_sm_tar
         const int sms = std::max(1, sm_count);
         const int resident_3 = sms * blocks_per_sm(4, 1), resident_4 = sms * blocks_per_sm(4, 2);
         p.x_direct = p.strips > resident_3 && p.strips <= resident_4 ? 2 : 1;
-        // It also pays where its fourth block adds splits to few, long strips: the down products
-        // (single-tile strips, 6 -> 8 splits of 43 pairs for 7B, 3 -> 4 of 224 for 70B; H200,
-        // graph-timed, 16 rows: 15.0 -> 14.4 and 50.8 -> 48.3 µs, 12 rows 14.9 -> 14.2 and 50.5 ->
-        // 48.0), but not o_proj's short K (6 -> 8 splits of 16 pairs: 9.6 -> 10.1 µs). The split
-        // length it asks for lies between those two.
+        // It also pays where its fourth block adds splits to few, long strips: 70B down (single-tile
+        // strips, 3 -> 4 splits of 224 pairs; H100, graph-timed, 16 rows: 53.8 -> 51.0 µs; H200
+        // 50.8 -> 48.3), but not o_proj's short K (6 -> 8 splits of 16 pairs, H200: 9.6 -> 10.1 µs)
+        // nor, on the H100, 7B down's 6 -> 8 splits of 43 pairs (14.6-14.7 against 14.7-14.9 µs
+        // alone, and the decode step at b = 16 3748-3804 tok/s against 3278-3759; the H200 had
+        // measured 15.0 -> 14.4 alone). So it takes splits of 64 pairs or more.
         const int splits_3 = resident_3 / std::max(1, w.NT), splits_4 = resident_4 / std::max(1, w.NT);
-        if (p.x_direct == 1 && splits_3 >= 1 && splits_4 > splits_3 && KP / splits_4 >= 32) p.x_direct = 2;
+        if (p.x_direct == 1 && splits_3 >= 1 && splits_4 > splits_3 && KP / splits_4 >= 64) p.x_direct = 2;
     }
     // Rows of activations a block stages (none when it reads them directly).
     const int staged = p.x_direct ? 0 : M;
