@@ -121,7 +121,8 @@ Q4Plan q4_plan(int M, const Q4Dev &w, const Q4Limits &lim, int blocks_per_sm_tar
         // 50.8 -> 48.3), but not o_proj's short K (6 -> 8 splits of 16 pairs, H200: 9.6 -> 10.1 µs)
         // nor, on the H100, 7B down's 6 -> 8 splits of 43 pairs (14.6-14.7 against 14.7-14.9 µs
         // alone, and the decode step at b = 16 3748-3804 tok/s against 3278-3759; the H200 had
-        // measured 15.0 -> 14.4 alone). So it takes splits of 64 pairs or more.
+        // measured 15.0 -> 14.4 alone, and 14.9 -> 14.2 at 12 rows, which the H100 has not been
+        // asked). So it takes splits of 64 pairs or more.
         const int splits_3 = resident_3 / std::max(1, w.NT), splits_4 = resident_4 / std::max(1, w.NT);
         if (p.x_direct == 1 && splits_3 >= 1 && splits_4 > splits_3 && KP / splits_4 >= 64) p.x_direct = 2;
     }
