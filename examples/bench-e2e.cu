@@ -17,7 +17,8 @@
 //     --trace: 4-bit model only; the kernel timeline of one decode step at batch 1 (CUPTI): each
 //       kernel's time and the gap before it, summed by kernel, and the first layer in order
 //     --stamps: 4-bit model only; the phases of each 4-bit product's blocks in one decode step at
-//       batch 1 (%globaltimer stamps: entry, PDL wait, staging, main loop), means over the layers
+//       batch 1 (%globaltimer stamps: entry, PDL wait, staging, main loop), means over the layers;
+//       GPTQ_STAMPS_CSV=FILE also writes every block's stamps (benchmarks/stamps_deciles.py reads it)
 #include "cuda/cuda_backend.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/q4_gemm.cuh"
