@@ -34,15 +34,19 @@ def main(path):
         for launch in launches:
             release = min(r['waited'] for r in launch)
             ends = [(r['met'] - release) / 1e3 for r in launch]
-            lo.append(min(ends)), med.append(st.median(ends)), hi.append(max(ends))
+            lo.append(min(ends))
+            med.append(st.median(ends))
+            hi.append(max(ends))
             for r in launch:
                 d = deciles[r['block'] * 10 // nb]
                 for i, key in enumerate(('entry', 'waited', 'staged', 'met')):
                     d[i].append((r[key] - release) / 1e3)
-        print(f"  loop end min / median / max, µs after the release: {st.mean(lo):.2f} {st.mean(med):.2f} {st.mean(hi):.2f}")
+        print(f"  loop end min / median / max, µs after the release: "
+              f"{st.mean(lo):.2f} {st.mean(med):.2f} {st.mean(hi):.2f}")
         for i, (entry, waited, staged, met) in enumerate(deciles):
-            print(f"  tenth {i}: entry {st.mean(entry):6.2f}  waited {st.mean(waited):5.2f}  staged {st.mean(staged):5.2f}"
-                  f"  loop end {st.mean(met):6.2f} (latest {max(met):6.2f})  loop {st.mean(met) - st.mean(staged):5.2f}")
+            print(f"  tenth {i}: entry {st.mean(entry):6.2f}  waited {st.mean(waited):5.2f}"
+                  f"  staged {st.mean(staged):5.2f}  loop end {st.mean(met):6.2f} (latest {max(met):6.2f})"
+                  f"  loop {st.mean(met) - st.mean(staged):5.2f}")
 
 
 if __name__ == '__main__':
