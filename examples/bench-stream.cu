@@ -17,9 +17,11 @@
 // Then a fit of each kind's best times to fixed + bytes / bandwidth.
 //
 //   bench-stream [MB ...]   (default: the six bench-kernels shapes' byte counts)
+//   GPTQ_STREAM_BULK_BLOCKS=b runs the bulk kind on b blocks (default: one per SM).
 #include "bench_timer.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/launch.cuh"
+#include "common.h"
 #include "cuda/mem_ops.cuh"
 
 #include <algorithm>
@@ -219,13 +221,16 @@ int main(int argc, char **argv) try {
             }
         }
         if (hopper) {
+            // GPTQ_STREAM_BULK_BLOCKS=b: the bulk kind on b blocks instead of one per SM, to see
+            // what a few SMs can read on their own (e.g. one block per attention head).
+            const int bulk_blocks = std::max(1, env_int("GPTQ_STREAM_BULK_BLOCKS", sms));
             for (int chunk_kb : {8, 16, 32}) {
                 for (int D : {4, 6}) {
                     const size_t smem = size_t(D) * chunk_kb * 1024;
                     auto kern = D == 4 ? bulk_reader<4> : bulk_reader<6>;
                     allow_dynamic_smem(kern, smem);
                     const double t = timer.us_graph(
-                        [&](int i) { launch(kern, dim3(sms), dim3(32), smem, s, at(i), bytes, chunk_kb * 1024, sink); },
+                        [&](int i) { launch(kern, dim3(bulk_blocks), dim3(32), smem, s, at(i), bytes, chunk_kb * 1024, sink); },
                         iters, s);
                     char cfg[64];
                     std::snprintf(cfg, sizeof cfg, "D%d x %d KB", D, chunk_kb);
