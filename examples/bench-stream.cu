@@ -19,9 +19,9 @@
 //   bench-stream [MB ...]   (default: the six bench-kernels shapes' byte counts)
 //   GPTQ_STREAM_BULK_BLOCKS=b runs the bulk kind on b blocks (default: one per SM).
 #include "bench_timer.cuh"
+#include "common.h"
 #include "cuda/cuda_check.cuh"
 #include "cuda/launch.cuh"
-#include "common.h"
 #include "cuda/mem_ops.cuh"
 
 #include <algorithm>
@@ -230,7 +230,9 @@ int main(int argc, char **argv) try {
                     auto kern = D == 4 ? bulk_reader<4> : bulk_reader<6>;
                     allow_dynamic_smem(kern, smem);
                     const double t = timer.us_graph(
-                        [&](int i) { launch(kern, dim3(bulk_blocks), dim3(32), smem, s, at(i), bytes, chunk_kb * 1024, sink); },
+                        [&](int i) {
+                            launch(kern, dim3(bulk_blocks), dim3(32), smem, s, at(i), bytes, chunk_kb * 1024, sink);
+                        },
                         iters, s);
                     char cfg[64];
                     std::snprintf(cfg, sizeof cfg, "D%d x %d KB", D, chunk_kb);
