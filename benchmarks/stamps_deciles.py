@@ -22,6 +22,8 @@ def main(path):
             row = {k: int(v) for k, v in r.items()}
             by_product.setdefault((row['K'], row['N']), []).append(row)
     for (K, N), rows in sorted(by_product.items()):
+        if K == 0 and N == 0:  # attention: its unused ranges' blocks do not stamp, so no fixed count
+            continue
         rows.sort(key=lambda r: r['entry'])
         nb = max(r['block'] for r in rows) + 1  # blocks per launch
         launches = [rows[i:i + nb] for i in range(0, len(rows), nb)]

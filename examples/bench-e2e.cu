@@ -16,9 +16,10 @@
 //       (one thread), against the candidates ranked on the device (GPTQ_CUDA_RANK=1, k = 40)
 //     --trace: 4-bit model only; the kernel timeline of one decode step at batch 1 (CUPTI): each
 //       kernel's time and the gap before it, summed by kernel, and the first layer in order
-//     --stamps: 4-bit model only; the phases of each 4-bit product's blocks in one decode step at
-//       batch 1 (%globaltimer stamps: entry, PDL wait, staging, main loop), means over the layers;
-//       GPTQ_STAMPS_CSV=FILE also writes every block's stamps (benchmarks/stamps_deciles.py reads it)
+//     --stamps: 4-bit model only; the phases of each 4-bit product's and attention's blocks in one
+//       decode step at batch 1 (%globaltimer stamps: entry, PDL wait, staging, main loop), means
+//       over the layers; GPTQ_STAMPS_CSV=FILE also writes every block's stamps
+//       (benchmarks/stamps_deciles.py reads it; attention's rows have K = N = 0)
 #include "cuda/cuda_backend.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/q4_gemm.cuh"
@@ -396,10 +397,11 @@ void trace(bool small) {
                     i ? (double(ks[i].start) - double(ks[i - 1].end)) * 1e-3 : 0.0);
 }
 
-// One decode step's 4-bit products at batch 1 (position ~515 of a 1024 context) as their blocks
-// stamp them (q4_stamps_begin): per product, when its blocks enter, leave the PDL wait, have staged
-// their activations and have finished their main loops, in µs after the product's release (its
-// first block past the wait); means over the layers between the first and the last.
+// One decode step's 4-bit products and attention kernels at batch 1 (position ~515 of a 1024
+// context) as their blocks stamp them (q4_stamps_begin): per kernel, when its blocks enter, leave
+// the PDL wait, have staged their activations and have finished their main loops, in µs after the
+// kernel's release (its first block past the wait); means over the layers between the first and
+// the last.
 void stamps(bool small) {
     const cuda::SyntheticModelSpec spec = llama7b(true, small);
     auto backend = cuda::make_synthetic_backend(spec, 0);
@@ -430,13 +432,14 @@ void stamps(bool small) {
     const int H = spec.cfg.hidden_size, I = spec.cfg.intermediate_size;
     const int kvh = spec.cfg.n_kv_heads * (spec.cfg.head_dim > 0 ? spec.cfg.head_dim : H / spec.cfg.n_heads);
     const Product prods[] = {{"q|k|v", uint32_t(H), uint32_t(H + 2 * kvh)},
+                             {"attn", 0, 0},  // the one-token attention: 'staged' its queries rotated, 'loop done' its end
                              {"o_proj", uint32_t(H), uint32_t(H)},
                              {"gate|up", uint32_t(H), uint32_t(2 * I)},
                              {"down", uint32_t(I), uint32_t(H)}};
     std::printf("one decode step, batch 1: %zu block stamps\n", st.size());
     // Per product and layer: the blocks, sorted by their wait's end (a layer's blocks all come after
     // the previous layer's).
-    const int np = 4;
+    const int np = 5;
     std::vector<std::vector<std::vector<cuda::Q4Stamp>>> by(np, std::vector<std::vector<cuda::Q4Stamp>>(size_t(L)));
     for (int p = 0; p < np; ++p) {
         std::vector<cuda::Q4Stamp> mine;
@@ -488,8 +491,8 @@ void stamps(bool small) {
                     prods[p].name, by[p][0].size(), acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7],
                     acc[8], acc[9], acc[10]);
     }
-    std::printf("(µs after each product's release, means over layers %d..%d; next rel: the next 4-bit product's "
-                "release, attention lies between q|k|v and o_proj)\n",
+    std::printf("(µs after each kernel's release, means over layers %d..%d; next rel: the next kernel's release; "
+                "attention's blocks of unused ranges do not stamp)\n",
                 l0, l1 - 1);
     // Does a block's loop end later where more blocks of its product share its SM? Loop done
     // (median, max) of the blocks on SMs holding 1, 2, 3 or 4 of them, and how many blocks that is.

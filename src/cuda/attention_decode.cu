@@ -24,6 +24,7 @@
 #include "attention_decode.cuh"
 
 #include "attention_common.cuh"
+#include "block_stamps.cuh"
 #include "cuda_check.cuh"
 #include "half_bits.cuh"
 #include "launch.cuh"
@@ -64,12 +65,16 @@ __device__ __forceinline__ int ranges_used(int p, int S) {
     return (p + per) / per;
 }
 
-template <int D, int GP>
+// STAMP: the benchmark's twin (bench-e2e --stamps), whose thread 0 stamps entry, wait, the queries
+// staged and the end into sink's record (K = N = 0); blocks of unused ranges stamp nothing.
+template <int D, int GP, bool STAMP = false>
 __global__ void __launch_bounds__(kThreads, GP <= 2 ? 4 : 2)
     attn_decode_kernel(const __half *__restrict__ q, int ldq, const int32_t *__restrict__ pos,
                        const int32_t *__restrict__ seq, int Hq, KVLayer kv, float scale, float *__restrict__ part_o,
                        float *__restrict__ part_ml, int part_stride, AttnSplitFusion fz, __half *__restrict__ out,
-                       int ldo, int early) {
+                       int ldo, int early, StampSink sink) {
+    uint64_t stamp[3] = {0, 0, 0};
+    if constexpr (STAMP) stamp[0] = globaltimer();
     constexpr int LPK = D / 8;      // lanes per key
     constexpr int KR = 32 / LPK;    // keys per row of a warp load
     constexpr int BS = kRows * KR;  // keys per warp batch
@@ -120,6 +125,7 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 4 : 2)
     const bool kb_early = early && warp + kWarps < nb;
     if (kb_early) load(warp + kWarps, kb, vb);
     if (early) pdl_enter();
+    if constexpr (STAMP) stamp[1] = globaltimer();
     // The token's range count for the consumer, from its first block (r = 0 always gets here), after
     // the wait in either mode: the previous step's consumer has read the old count by then.
     if (merge_later && blockIdx.x % (Hkv * HG) == 0 && r == 0 && threadIdx.x == 0) fz.merge_used[t] = used;
@@ -170,6 +176,7 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 4 : 2)
         }
     }
     __syncthreads();
+    if constexpr (STAMP) stamp[2] = globaltimer();
 
     float qf[GP][8], o[GP][8], m[GP], l[GP];
 #pragma unroll
@@ -294,6 +301,9 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 4 : 2)
             }
         }
     }
+    if constexpr (STAMP) {
+        if (threadIdx.x == 0) record_block_stamp(sink, 0, 0, stamp);
+    }
     if (direct || !fz.counters || merge_later) return;  // no merge, attn_merge_kernel's, or the consumer's
 
     if (!last_to_arrive(&fz.counters[blockIdx.x], unsigned(used))) return;
@@ -313,15 +323,19 @@ struct RangesUsed {
 };
 
 using DecodeKernel = void (*)(const __half *, int, const int32_t *, const int32_t *, int, KVLayer, float, float *,
-                              float *, int, AttnSplitFusion, __half *, int, int);
+                              float *, int, AttnSplitFusion, __half *, int, int, StampSink);
 
-// The kernel for (D, GP) and how many of its blocks an SM holds (asked once per variant).
-DecodeKernel pick_kernel(int D, int GP, int *blocks_per_sm) {
+// The kernel for (D, GP) and how many of its blocks an SM holds (asked once per variant); the
+// stamping twin while the benchmark records (its occupancy taken as the kernel's).
+DecodeKernel pick_kernel(int D, int GP, bool stamp, int *blocks_per_sm) {
     static int cache[2][3] = {};
     const int di = D == 64 ? 0 : 1, gi = GP == 1 ? 0 : GP == 2 ? 1 : 2;
     static const DecodeKernel table[2][3] = {
         {attn_decode_kernel<64, 1>, attn_decode_kernel<64, 2>, attn_decode_kernel<64, 4>},
         {attn_decode_kernel<128, 1>, attn_decode_kernel<128, 2>, attn_decode_kernel<128, 4>}};
+    static const DecodeKernel stamping[2][3] = {
+        {attn_decode_kernel<64, 1, true>, attn_decode_kernel<64, 2, true>, attn_decode_kernel<64, 4, true>},
+        {attn_decode_kernel<128, 1, true>, attn_decode_kernel<128, 2, true>, attn_decode_kernel<128, 4, true>}};
     DecodeKernel k = table[di][gi];
     if (cache[di][gi] == 0) {
         int nb = 0;
@@ -332,7 +346,7 @@ DecodeKernel pick_kernel(int D, int GP, int *blocks_per_sm) {
         cache[di][gi] = std::max(1, nb);
     }
     *blocks_per_sm = cache[di][gi];
-    return k;
+    return stamp ? stamping[di][gi] : k;
 }
 
 } // namespace
@@ -350,7 +364,8 @@ bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_
     if (!attention_decode_available(D)) return false;
     const int GP = G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
     int per_sm = 1;
-    const DecodeKernel kernel = pick_kernel(D, GP, &per_sm);
+    const StampSink sink = n == 1 ? q4_stamp_sink() : StampSink();
+    const DecodeKernel kernel = pick_kernel(D, GP, sink.buf != nullptr, &per_sm);
     // Enough ranges to fill the SMs once; the ranges' partials live in the chunk kernel's scratch
     // (n_chunks per head).
     const int units = n * kv.n_kv * (G / GP);
@@ -359,7 +374,7 @@ bool attention_decode(const __half *q, int ldq, const int32_t *pos, const int32_
     float *part_o = scratch;
     float *part_ml = scratch + attn_split_ml_offset(n, Hq, D, n_chunks);
     launch(kernel, dim3(unsigned(units), unsigned(S)), kThreads, 0, stream, q, ldq, pos, seq, Hq, kv, scale, part_o,
-           part_ml, n_chunks, fuse, out, ldo, n == 1 ? 1 : 0);
+           part_ml, n_chunks, fuse, out, ldo, n == 1 ? 1 : 0, sink);
     CUDA_CHECK_LAUNCH();
     if (!fuse.counters && !fuse.merge_used) {
         launch(attn_merge_kernel<RangesUsed>, unsigned(n * Hq), 128, (kMaxRanges + 8) * sizeof(float), stream, pos, Hq,

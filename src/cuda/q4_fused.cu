@@ -41,6 +41,11 @@ std::atomic<bool> &stamps_switch() {
     return on;
 }
 
+StampSink &stamp_sink() {  // the record's buffer as the host last set it
+    static StampSink sink;
+    return sink;
+}
+
 } // namespace
 
 void q4_stamps_begin(size_t capacity) {
@@ -51,8 +56,13 @@ void q4_stamps_begin(size_t capacity) {
     CUDA_CHECK(cudaMemcpyToSymbol(fused::g_stamps, &buf, sizeof buf));
     CUDA_CHECK(cudaMemcpyToSymbol(fused::g_stamp_capacity, &cap, sizeof cap));
     CUDA_CHECK(cudaMemcpyToSymbol(fused::g_stamp_cursor, &zero, sizeof zero));
+    void *cursor = nullptr;
+    CUDA_CHECK(cudaGetSymbolAddress(&cursor, fused::g_stamp_cursor));
+    stamp_sink() = StampSink{buf, static_cast<unsigned *>(cursor), cap};
     stamps_switch() = true;
 }
+
+StampSink q4_stamp_sink() { return stamps_switch() ? stamp_sink() : StampSink(); }
 
 void q4_stamps_clear() {
     const unsigned zero = 0;
@@ -72,6 +82,7 @@ std::vector<Q4Stamp> q4_stamps_end() {
     Q4Stamp *none = nullptr;
     CUDA_CHECK(cudaMemcpyToSymbol(fused::g_stamps, &none, sizeof none));
     CUDA_CHECK(cudaFree(buf));
+    stamp_sink() = StampSink();
     stamps_switch() = false;
     return v;
 }

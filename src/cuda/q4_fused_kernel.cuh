@@ -30,6 +30,7 @@
 //
 #pragma once
 
+#include "block_stamps.cuh"
 #include "launch.cuh"
 #include "mem_ops.cuh"
 #include "q4_fused_math.cuh"
@@ -52,12 +53,6 @@ constexpr int kQ4AtomicsBy4 = 4;
 // MODE 9 (q4_stamps_begin): where thread 0 of each block records its phase times.
 __device__ Q4Stamp *g_stamps;
 __device__ unsigned g_stamp_cursor, g_stamp_capacity;
-
-__device__ __forceinline__ uint64_t globaltimer() {
-    uint64_t t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
 
 __device__ __forceinline__ void record_stamp(const uint64_t (&t)[3], int K, int N) {
     const unsigned i = atomicAdd(&g_stamp_cursor, 1u);

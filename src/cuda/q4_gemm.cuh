@@ -249,6 +249,14 @@ struct Q4Stamp {
 void q4_stamps_begin(size_t capacity);
 void q4_stamps_clear();  // drops what was recorded so far
 std::vector<Q4Stamp> q4_stamps_end();
+// Where other kernels of the step add their stamps to the same record while it is on (the one-token
+// attention kernel, as K = N = 0); buf is null while off.
+struct StampSink {
+    Q4Stamp *buf = nullptr;
+    unsigned *cursor = nullptr;
+    unsigned capacity = 0;
+};
+StampSink q4_stamp_sink();
 
 // y = x · W for any M >= 1 (x gathered by w.perm already), choosing the path by M. Returns the
 // splits of the (last) fused pass, 0 on the cuBLAS path.
