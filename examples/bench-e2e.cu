@@ -432,7 +432,8 @@ void stamps(bool small) {
     const int H = spec.cfg.hidden_size, I = spec.cfg.intermediate_size;
     const int kvh = spec.cfg.n_kv_heads * (spec.cfg.head_dim > 0 ? spec.cfg.head_dim : H / spec.cfg.n_heads);
     const Product prods[] = {{"q|k|v", uint32_t(H), uint32_t(H + 2 * kvh)},
-                             {"attn", 0, 0},  // the one-token attention: 'staged' its queries rotated, 'loop done' its end
+                             // the one-token attention: 'staged' is its queries rotated, 'loop done' its end
+                             {"attn", 0, 0},
                              {"o_proj", uint32_t(H), uint32_t(H)},
                              {"gate|up", uint32_t(H), uint32_t(2 * I)},
                              {"down", uint32_t(I), uint32_t(H)}};
