@@ -54,15 +54,6 @@ constexpr int kQ4AtomicsBy4 = 4;
 __device__ Q4Stamp *g_stamps;
 __device__ unsigned g_stamp_cursor, g_stamp_capacity;
 
-__device__ __forceinline__ void record_stamp(const uint64_t (&t)[3], int K, int N) {
-    const unsigned i = atomicAdd(&g_stamp_cursor, 1u);
-    if (!g_stamps || i >= g_stamp_capacity) return;
-    uint32_t sm;
-    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
-    g_stamps[i] = Q4Stamp{uint32_t(K), uint32_t(N), blockIdx.x + gridDim.x * blockIdx.y, sm, t[0], t[1], t[2],
-                          globaltimer()};
-}
-
 // Writes v to (row, col): bias, then fp16 store or fp32 accumulate.
 __device__ __forceinline__ void store1(const Q4Out &out, int row, int col, float v) {
     if (out.bias) v += __half2float(out.bias[col]);
@@ -502,7 +493,8 @@ __global__ void __launch_bounds__(kQ4Threads) q4_fused_kernel(const __half *__re
     float *red = reinterpret_cast<float *>(fsm) + size_t(wn) * (WK - 1) * kKSliceAreaFloats<NTOK>;
     meet_k_slices<NTOK, WK>(A, red, wk, lane);
     if constexpr (MODE == 9)
-        if (threadIdx.x == 0) record_stamp(stamp, w.K, w.N);
+        if (threadIdx.x == 0)
+            record_block_stamp(StampSink{g_stamps, &g_stamp_cursor, g_stamp_capacity}, w.K, w.N, stamp);
 
     if constexpr (MODE == 6) {  // diagnostics: every split stores its own sums, none added across splits
         if (wk != 0 || nt >= w.NT) return;
