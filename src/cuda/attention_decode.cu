@@ -124,6 +124,11 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 4 : 2)
     if (warp < nb) load(warp, ka, va);
     const bool kb_early = early && warp + kWarps < nb;
     if (kb_early) load(warp + kWarps, kb, vb);
+    // RoPE's sine and cosine before the wait: they need only p and the frequencies, and a thread's
+    // pair index is the same in every pass of the staging loop below.
+    static_assert(kThreads % (D / 2) == 0, "one rotation pair per thread");
+    float rope_sn = 0.0f, rope_cs = 1.0f;
+    if (fz.inv_freq) rope_sincos(p, fz.inv_freq[threadIdx.x % (D / 2)], &rope_sn, &rope_cs);
     if (early) pdl_enter();
     if constexpr (STAMP) stamp[1] = globaltimer();
     // The token's range count for the consumer, from its first block (r = 0 always gets here), after
@@ -154,8 +159,8 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 4 : 2)
         for (int i2 = threadIdx.x; i2 < items; i2 += kThreads) {
             const int g = i2 / half_d, i = i2 % half_d;
             const int hd = g < GP ? (hq0 + g) * D : kh;  // a query head, or the key head
-            const __half2 r = rope_rotate(__half2float(qkv_at(hd + i)), __half2float(qkv_at(hd + i + half_d)), p,
-                                          fz.inv_freq[i]);
+            const __half2 r = rope_apply(__half2float(qkv_at(hd + i)), __half2float(qkv_at(hd + i + half_d)), rope_sn,
+                                         rope_cs);  // i == threadIdx.x % half_d
             if (g < GP) {
                 qs[g][i] = __low2float(r) * scale;
                 qs[g][i + half_d] = __high2float(r) * scale;
@@ -249,7 +254,10 @@ __global__ void __launch_bounds__(kThreads, GP <= 2 ? 4 : 2)
             va[i] = vb[i];
         }
     }
-    if (early && has_p && warp == 0) {  // position p from shared memory: lane group 0
+    // Position p from shared memory (lane group 0), by the warp with the fewest batches: p's range
+    // is often the shortest, so that warp may have had no other keys (else the block's end waits on
+    // warp 0's extra row).
+    if (early && has_p && warp == nb % kWarps) {
         const uint4 kr[1] = {*reinterpret_cast<const uint4 *>(kp_s + dl)};
         const uint4 vr[1] = {*reinterpret_cast<const uint4 *>(vp_s + dl)};
         consume(kr, vr, p, p + 1);

@@ -17,15 +17,18 @@ __device__ __forceinline__ uint64_t globaltimer() {
     return t;
 }
 
-// Appends one block's stamps (entry, waited, staged as t; its end now) to the sink's record.
+// Appends one block's stamps (entry, waited, staged as t; its end now) to the sink's record. The
+// end is read before the cursor's atomic: its round trip (~1 µs while the memory streams) is the
+// instrument's, not the kernel's.
 __device__ __forceinline__ void record_block_stamp(const StampSink &sink, uint32_t K, uint32_t N,
                                                    const uint64_t (&t)[3]) {
+    const uint64_t end = globaltimer();
     if (!sink.buf) return;
     const unsigned i = atomicAdd(sink.cursor, 1u);
     if (i >= sink.capacity) return;
     uint32_t sm;
     asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
-    sink.buf[i] = Q4Stamp{K, N, blockIdx.x + gridDim.x * blockIdx.y, sm, t[0], t[1], t[2], globaltimer()};
+    sink.buf[i] = Q4Stamp{K, N, blockIdx.x + gridDim.x * blockIdx.y, sm, t[0], t[1], t[2], end};
 }
 
 } // namespace cuda

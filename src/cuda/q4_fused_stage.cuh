@@ -101,8 +101,12 @@ __device__ void stage_activations(const __half *__restrict__ x, int M, int ldx, 
         // two partial merges by shuffles. One global round trip for up to 2 * kAt ranges instead of
         // two (the maximum first, then the weighted sums): measured (H100, e87abe8's binary against
         // this one, alternating, three runs of two each) decode b = 1 511.2-515.9 -> 517.3-522.4
-        // tok/s.
-        constexpr int kAt = 4;
+        // tok/s. Five in flight in the one-token folded kernels (SB = 4, FOLD): the 7B decode's 9
+        // ranges (64 positions each at ~520) then take one round trip, not two (H100, three runs
+        // each, alternating: 556.7-557.8 -> 560.3-561.2 tok/s). The others keep four: five took
+        // the SB = 2 kernels from 128 registers to 168 (the block per SM that SB = 2 exists to
+        // win), and the table's 16-row o_proj from 9.2 to 10.0 µs.
+        constexpr int kAt = SB == 4 && FOLD ? 5 : 4;
         const int span = (2 * total + kQ4Threads - 1) / kQ4Threads * kQ4Threads;  // whole warps loop
         for (int i2 = threadIdx.x; i2 < span; i2 += kQ4Threads) {
             const int idx = i2 >> 1, half = i2 & 1;
