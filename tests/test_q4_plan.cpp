@@ -183,6 +183,8 @@ TEST_CASE("q4_plan: the plans measured for the Llama shapes (H100 / H200)") {
         CHECK(p.stage_batch == 2);
         // With the RMSNorm prologue the tiles stay two (b=1 decode 584 -> 542 tok/s otherwise).
         check_plan(q4_plan(1, qkv, lim, 0, 1), {2, 96, 4, 32});
+        // The attention merge's o_proj plans for 2 blocks per SM (a slot left for gate|up's).
+        check_plan(q4_plan(1, o_proj, lim, 0, 4), {2, 32, 8, 16});
     }
     SUBCASE("eight rows") {
         check_plan(q4_plan(8, qkv, lim), {1, 192, 2, 64});

@@ -136,6 +136,13 @@ Q4Plan q4_plan(int M, const Q4Dev &w, const Q4Limits &lim, int blocks_per_sm_tar
     // Direct activations (16 rows) plan as one token does (no staged rows make splits costly), with
     // as many blocks per SM as their kernel fits (3, or 4 with the fp16 scaling).
     if (default_target) blocks_per_sm_target = M <= 8 ? 3 : p.x_direct ? 4 : 1;
+    // The attention merge's product (o_proj at one token) leaves an SM slot free: the next product
+    // (gate|up, 45 MB at 7B) then lands its blocks while o_proj runs, and their register rings
+    // fill before o_proj ends instead of after. Measured (H100, bench-e2e --sweep on o_proj's split
+    // count, one process, twice): 12 splits (3 per SM) 557.7, 556.2 tok/s; 10: 563.5, 563.3; 8 (2
+    // per SM): 569.0, 569.3; 6: 548.4, 553.9. Stamps at 8: gate|up's last block past its wait 1.60 µs
+    // after its release instead of 2.81, the layer 52.4 µs instead of 53.8.
+    if (default_target && prologue_kind == 4 && M == 1) blocks_per_sm_target = 2;
     int splits;
     const int fit_mode = split_fit_switch().load(std::memory_order_relaxed);
     const int sb_mode = stage_batch_mode();
@@ -220,8 +227,8 @@ Q4ScratchNeed q4_scratch_need(const Q4Dev &w, int max_rows, const Q4Limits &lim)
     Q4ScratchNeed need;
     for (int m : {1, 8, 16, 32, std::min(max_rows, kQ4FusedMaxM)}) {
         if (m > max_rows) continue;
-        for (int prologue_kind : {0, 1}) {  // x as given (9-16 rows: read directly) or staged; every
-                                            // prologue kind plans as kind 1 does
+        for (int prologue_kind : {0, 1, 4}) {  // x as given (9-16 rows: read directly) or staged
+                                               // (kinds 2 and 3 plan as 1 does; 4 has its own target)
             const Q4Plan p = q4_plan(m, w, lim, 0, prologue_kind);
             need.partial_floats = std::max(need.partial_floats, p.partial_floats);
             need.sums_floats = std::max(need.sums_floats, p.sums_floats);
@@ -235,7 +242,7 @@ Q4ScratchNeed q4_scratch_need(const Q4Dev &w, int max_rows, const Q4Limits &lim)
 size_t q4_deferred_need(const Q4Dev &w, int max_rows, const Q4Limits &lim) {
     size_t need = 0;
     for (int m = 1; m <= std::min(max_rows, kQ4FusedMaxM); ++m)
-        for (int prologue_kind : {0, 1})  // as in q4_scratch_need
+        for (int prologue_kind : {0, 1, 4})  // as in q4_scratch_need
             need = std::max(need, q4_deferred_floats(q4_plan(m, w, lim, 0, prologue_kind), m, w));
     return need;
 }
