@@ -33,6 +33,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -440,7 +441,7 @@ void stamps(bool small) {
     std::printf("one decode step, batch 1: %zu block stamps\n", st.size());
     // Per product and layer: the blocks, sorted by their wait's end (a layer's blocks all come after
     // the previous layer's).
-    const int np = 5;
+    const int np = int(std::size(prods));
     std::vector<std::vector<std::vector<cuda::Q4Stamp>>> by(np, std::vector<std::vector<cuda::Q4Stamp>>(size_t(L)));
     for (int p = 0; p < np; ++p) {
         std::vector<cuda::Q4Stamp> mine;
