@@ -223,12 +223,20 @@ Q4Plan q4_plan(int M, const Q4Dev &w, const Q4Limits &lim, int blocks_per_sm_tar
     return p;
 }
 
+namespace {
+
+// The prologue kinds whose plans differ, for sizing what any call may need: x as given (9-16 rows
+// read it directly), staged (kinds 2 and 3 plan as 1 does), and the attention merge (its own
+// blocks-per-SM target).
+constexpr int kDistinctPlanKinds[] = {0, 1, 4};
+
+} // namespace
+
 Q4ScratchNeed q4_scratch_need(const Q4Dev &w, int max_rows, const Q4Limits &lim) {
     Q4ScratchNeed need;
     for (int m : {1, 8, 16, 32, std::min(max_rows, kQ4FusedMaxM)}) {
         if (m > max_rows) continue;
-        for (int prologue_kind : {0, 1, 4}) {  // x as given (9-16 rows: read directly) or staged
-                                               // (kinds 2 and 3 plan as 1 does; 4 has its own target)
+        for (int prologue_kind : kDistinctPlanKinds) {
             const Q4Plan p = q4_plan(m, w, lim, 0, prologue_kind);
             need.partial_floats = std::max(need.partial_floats, p.partial_floats);
             need.sums_floats = std::max(need.sums_floats, p.sums_floats);
@@ -242,7 +250,7 @@ Q4ScratchNeed q4_scratch_need(const Q4Dev &w, int max_rows, const Q4Limits &lim)
 size_t q4_deferred_need(const Q4Dev &w, int max_rows, const Q4Limits &lim) {
     size_t need = 0;
     for (int m = 1; m <= std::min(max_rows, kQ4FusedMaxM); ++m)
-        for (int prologue_kind : {0, 1, 4})  // as in q4_scratch_need
+        for (int prologue_kind : kDistinctPlanKinds)
             need = std::max(need, q4_deferred_floats(q4_plan(m, w, lim, 0, prologue_kind), m, w));
     return need;
 }
