@@ -19,14 +19,15 @@ import sys
 
 def main(path, bin_us):
     with open(path) as f:
-        rows = [tuple(int(v) for v in r.values()) for r in csv.DictReader(f)]
+        rows = [{k: int(v) for k, v in r.items()} for r in csv.DictReader(f)]
     by_product = collections.defaultdict(list)
     for r in rows:
-        by_product[(r[0], r[1])].append(r)
+        by_product[(r['K'], r['N'])].append(r)
     # The layer's first product: the one whose blocks pass the step's earliest wait.
-    first = min(rows, key=lambda r: r[5])[:2]
-    opening = sorted(r[5] for r in by_product[first])
-    nb = max(r[2] for r in by_product[first]) + 1  # blocks per launch
+    earliest = min(rows, key=lambda r: r['waited'])
+    first = (earliest['K'], earliest['N'])
+    opening = sorted(r['waited'] for r in by_product[first])
+    nb = max(r['block'] for r in by_product[first]) + 1  # blocks per launch
     releases = [opening[i] for i in range(0, len(opening) - nb + 1, nb)]
     layers = range(3, len(releases) - 3)
     if not layers:
@@ -35,13 +36,14 @@ def main(path, bin_us):
     step = int(bin_us * 1000)
     acc = collections.defaultdict(collections.Counter)
     for r in rows:
-        label = name[r[:2]]
-        li = bisect.bisect_right(releases, r[5]) - 1
+        label = name[(r['K'], r['N'])]
+        li = bisect.bisect_right(releases, r['waited']) - 1
         for lj in (li - 1, li, li + 1):  # a block may begin in one layer's window and end in the next
             if lj not in layers:
                 continue
             t0, t1 = releases[lj], releases[lj + 1]
-            for phase, a, b in (('pre', r[4], r[5]), ('stg', r[5], r[6]), ('loop', r[6], r[7])):
+            for phase, a, b in (('pre', r['entry'], r['waited']), ('stg', r['waited'], r['staged']),
+                                ('loop', r['staged'], r['met'])):
                 lo, hi = max(a, t0), min(b, t1)
                 while lo < hi:
                     k = (lo - t0) // step
