@@ -8,7 +8,9 @@
 //
 // Small M (the fused kernel) is also timed inside a CUDA graph of back-to-back calls ("graph"
 // columns), the way the backend's decode step runs it: standalone launches cost ~4-5 us each in
-// this VM, which hides what the kernel itself takes.
+// this VM, which hides what the kernel itself takes. "C+= fp32" is the same product graph-timed
+// adding into an fp32 output, the form of the products the backend ends in the residual (o_proj,
+// down): with several splits it takes no last block to round the sums to fp16.
 //
 //   bench-kernels [--quick | --decode | --only SHAPE M]   (--only: one shape (index) at one M, for a
 //   profiler; --quick: fewer shapes, for a smoke run; --decode: the 7B
@@ -214,7 +216,7 @@ int main(int argc, char **argv) try {
                         std::sqrt(num / den));
         }
 
-        double t1 = 0, t1g = 0;
+        double t1 = 0, t1g = 0, t1acc = 0;
         for (int M : Ms) {
             const int iters = M <= 64 ? 100 : (M <= 256 ? 30 : 10);
             o16.out16 = y;
@@ -224,7 +226,7 @@ int main(int argc, char **argv) try {
                 },
                 iters);
             std::string notes;
-            double best = 0, graph_us = 0;
+            double best = 0, graph_us = 0, acc_us = 0;
             const char *path = "fused";
             if (M <= kQ4FusedMaxM) {
                 // Sweep the split heuristic: blocks per SM the split aims for.
@@ -249,6 +251,13 @@ int main(int argc, char **argv) try {
                 std::snprintf(buf, sizeof buf, " | graph %.1f", tg);
                 notes += buf;
                 graph_us = tg;
+                // The same product adding into an fp32 output (C += x W), graph-timed: the form in
+                // which the backend runs the products that end in the residual (o_proj, down), whose
+                // splits add with atomics and need no last block to round the sums to fp16.
+                Q4Out oacc;
+                oacc.out32 = y32;
+                oacc.ldo = N;
+                acc_us = timer.us_graph([&](int i) { q4_fused(x, M, K, q4view(i), oacc, p, ws.fused, gs); }, iters, gs);
                 for (int fit = 0; fit <= 1 && !brief; ++fit) {
                     q4_set_split_fit(fit);
                     notes += fit ? " fit:" : " ceil:";
@@ -415,13 +424,17 @@ int main(int argc, char **argv) try {
             }
             if (M == 1) t1 = best;
             const double floor_us = q4_bytes / bw * 1e6;
-            if (M == 1) t1g = graph_us;
+            if (M == 1) t1g = graph_us, t1acc = acc_us;
+            char acc[96] = "";
+            if (acc_us > 0)
+                std::snprintf(acc, sizeof acc, " | C+= fp32 %6.1f %5.2fx floor %5.2fx M1", acc_us, acc_us / floor_us,
+                              t1acc > 0 ? acc_us / t1acc : 0.0);
             char line[2400];
             std::snprintf(line, sizeof line,
-                          "%-12s %5d %5d | %9.1f %9s %9.1f %9.1f | %8.2f %8.2f %8.2f | graph %6.1f %5.2fx floor %5.2fx M1 | %s",
+                          "%-12s %5d %5d | %9.1f %9s %9.1f %9.1f | %8.2f %8.2f %8.2f | graph %6.1f %5.2fx floor %5.2fx M1%s | %s",
                           s.name.c_str(), K, M, best, path, fp16, floor_us, best / floor_us, best / fp16,
                           t1 > 0 ? best / t1 : 0.0, graph_us, graph_us / floor_us, t1g > 0 ? graph_us / t1g : 0.0,
-                          notes.c_str());
+                          acc, notes.c_str());
             std::printf("%s\n", line);
             std::fflush(stdout);
             lines.push_back(line);
