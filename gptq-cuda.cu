@@ -349,7 +349,10 @@ public:
     int max_candidates() const override { return rank_on_device_ ? kTopCandidatesMax : 0; }
 
     // The forward pass, then the kept rows' candidates ranked on the device (top_candidates.cuh):
-    // k (key, id) pairs and a count per row come back instead of the vocabulary's logits.
+    // k (key, id) pairs and a count per row come back instead of the vocabulary's logits. Where
+    // the batch runs as a decode graph the ranking is part of it (H100, 7B shape, 32000 ids,
+    // bench-e2e --sampling: greedy b = 1 562.7 -> 568.4 tok/s with k = 1's minimum, the default
+    // sampler 560.0 -> 563.7).
     void eval_candidates(const EvalToken *toks, int n, const int8_t *want, const CandidateQuery &q, float *values,
                          int32_t *ids, int32_t *usable) override {
         if (q.k < 1 || q.k > max_candidates())
@@ -359,7 +362,7 @@ public:
         int m = 0;
         for (int i = 0; i < n; ++i) m += want[i] != 0;
         const size_t out_words = size_t(m) * size_t(q.k) * 2 + size_t(m);  // keys, ids, usable counts
-        const size_t scratch = m > 0 ? top_candidates_scratch_words(m, c_.vocab_size, q.k) : 0;
+        const Ranking rank{q.k, q.penalty, m > 0 ? top_candidates_scratch_words(m, c_.vocab_size, q.k) : 0};
         if (m > 0) {
             const int32_t base = q.offsets[0], n_pen = q.offsets[m] - base;
             const size_t words = size_t(m) + 1 + size_t(n_pen);
@@ -367,22 +370,19 @@ public:
             int32_t *h = query_h_.as<int32_t>();
             for (int r = 0; r <= m; ++r) h[r] = q.offsets[r] - base;
             if (n_pen > 0) std::memcpy(h + m + 1, q.penalised + base, size_t(n_pen) * 4);
-            query_.reserve(words * 4);
-            cand_scratch_.reserve(scratch * 4);
-            cand_.reserve(out_words * 4);
+            // A decode graph that ranks holds these buffers' addresses: they grow by doubling (a
+            // history's penalised ids grow a few at a step) and its graphs go when one moves.
+            const bool moved = grow(query_, words * 4) | grow(cand_scratch_, rank.scratch_words * 4) |
+                               grow(cand_, out_words * 4);
+            if (moved) drop_ranking_graphs();
             cand_h_.reserve(out_words * 4);
             CUDA_CHECK(cudaMemcpyAsync(query_.as<void>(), h, words * 4, cudaMemcpyHostToDevice, stream_));
         }
-        if (enqueue(toks, n, want) != m) fail(GPTQ_ERR_INTERNAL, "CUDA eval: kept rows miscounted");
-        if (m > 0) {
-            uint32_t *keys = cand_.as<uint32_t>();
-            int32_t *ids_d = reinterpret_cast<int32_t *>(keys + size_t(m) * q.k), *usable_d = ids_d + size_t(m) * q.k;
-            const int32_t *offsets_d = query_.as<int32_t>();
-            top_candidates(logits_.as<float>(), m, c_.vocab_size, size_t(c_.vocab_size), offsets_d + m + 1,
-                           offsets_d, q.penalty, q.k, keys, ids_d, usable_d, cand_scratch_.as<uint32_t>(), scratch,
-                           stream_);
-            CUDA_CHECK(cudaMemcpyAsync(cand_h_.as<void>(), keys, out_words * 4, cudaMemcpyDeviceToHost, stream_));
-        }
+        if (enqueue(toks, n, want, m > 0 ? &rank : nullptr) != m)
+            fail(GPTQ_ERR_INTERNAL, "CUDA eval: kept rows miscounted");
+        if (m > 0)
+            CUDA_CHECK(cudaMemcpyAsync(cand_h_.as<void>(), cand_.as<void>(), out_words * 4, cudaMemcpyDeviceToHost,
+                                       stream_));
         CUDA_CHECK(cudaStreamSynchronize(stream_));
         if (m == 0) return;
         const uint32_t *keys_h = cand_h_.as<const uint32_t>();
@@ -395,9 +395,46 @@ public:
     }
 
 private:
-    // Validates and uploads the batch, enqueues its forward pass; returns the rows of logits it
-    // leaves in logits_ (the kept tokens').
-    int enqueue(const EvalToken *toks, int n, const int8_t *want) {
+    // The kept rows' candidates ranked after the forward pass (eval_candidates): k per row,
+    // the repetition penalty, top_candidates' scratch words.
+    struct Ranking {
+        int k;
+        float penalty;
+        size_t scratch_words;
+    };
+
+    // Ranks the m rows of logits_ into cand_ (keys, then ids, then usable counts).
+    void rank_rows(const Ranking &r, int m) {
+        uint32_t *keys = cand_.as<uint32_t>();
+        int32_t *ids_d = reinterpret_cast<int32_t *>(keys + size_t(m) * r.k), *usable_d = ids_d + size_t(m) * r.k;
+        const int32_t *offsets_d = query_.as<int32_t>();
+        top_candidates(logits_.as<float>(), m, c_.vocab_size, size_t(c_.vocab_size), offsets_d + m + 1, offsets_d,
+                       r.penalty, r.k, keys, ids_d, usable_d, cand_scratch_.as<uint32_t>(), r.scratch_words, stream_);
+    }
+
+    // At least `bytes`, doubling; whether the buffer moved.
+    static bool grow(DeviceBuffer &b, size_t bytes) {
+        if (bytes <= b.bytes()) return false;
+        b.reserve(std::max(bytes, 2 * b.bytes()));
+        return true;
+    }
+
+    // No launch of them is in flight: every eval ends with the stream synchronized.
+    void drop_ranking_graphs() {
+        for (auto it = graphs_.begin(); it != graphs_.end();) {
+            if (std::get<3>(it->first) == 0) {
+                ++it;
+                continue;
+            }
+            cudaGraphExecDestroy(it->second);
+            it = graphs_.erase(it);
+        }
+    }
+
+    // Validates and uploads the batch, enqueues its forward pass and, with `rank`, the ranking of
+    // its kept rows (inside the decode graph where the batch has one); returns the rows of logits
+    // it leaves in logits_ (the kept tokens').
+    int enqueue(const EvalToken *toks, int n, const int8_t *want, const Ranking *rank = nullptr) {
         if (n <= 0) return 0;
         if (n > nb_) fail(GPTQ_ERR_INVALID_ARG, "CUDA eval: %d tokens exceed the batch size %d", n, nb_);
         CUDA_CHECK(cudaSetDevice(b_.device_));
@@ -420,9 +457,11 @@ private:
             int chunks = 1;
             while (chunks * kAttnChunk < maxpos + 1) chunks *= 2;
             chunks = std::min(chunks, chunks_max_);
-            auto key = std::make_tuple(n, m, chunks);
+            uint32_t penalty_bits = 0;
+            if (rank) std::memcpy(&penalty_bits, &rank->penalty, 4);
+            auto key = std::make_tuple(n, m, chunks, rank ? rank->k : 0, penalty_bits);
             auto it = graphs_.find(key);
-            if (it == graphs_.end()) it = graphs_.emplace(key, capture(n, m, chunks)).first;
+            if (it == graphs_.end()) it = graphs_.emplace(key, capture(n, m, chunks, rank)).first;
             CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
         } else {
             std::vector<Run> runs;
@@ -433,6 +472,7 @@ private:
                 i = j;
             }
             forward(n, m, 0, &runs, pos);
+            if (rank && m > 0) rank_rows(*rank, m);
         }
         return m;
     }
@@ -441,10 +481,11 @@ private:
         int start, len, seq;
     };
 
-    cudaGraphExec_t capture(int n, int m, int chunks) {
+    cudaGraphExec_t capture(int n, int m, int chunks, const Ranking *rank) {
         CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
         try {
             forward(n, m, chunks, nullptr, nullptr);
+            if (rank && m > 0) rank_rows(*rank, m);
         } catch (...) {
             cudaGraph_t g = nullptr;
             cudaStreamEndCapture(stream_, &g);
@@ -680,7 +721,9 @@ private:
     PinnedBuffer ids_h_, logits_h_;  // the batch's tokens going up, its logits coming back
     bool use_graphs_ = true;
     int fuse_ = 0, skip_ = 0;
-    std::map<std::tuple<int, int, int>, cudaGraphExec_t> graphs_;
+    // Decode graphs by (tokens, kept rows, attention chunks, candidates ranked per row or 0, the
+    // ranking's penalty's bits).
+    std::map<std::tuple<int, int, int, int, uint32_t>, cudaGraphExec_t> graphs_;
 };
 
 std::unique_ptr<BackendContext> CudaBackend::create_context(int n_ctx, int n_seq, int n_batch) {

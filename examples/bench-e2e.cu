@@ -11,9 +11,11 @@
 //       variable NAME set to each value in turn (one context each; the list runs twice, so that
 //       drift between the first and the last value shows)
 //     --sampling: 4-bit model only; decode at batch 1 and 16 with the default sampler (T 0.8,
-//       top-k 40, top-p 0.95, min-p 0.05, penalty 1.1 over the last 64 ids) feeding back the drawn
-//       ids, at vocabularies of 32000 and 128256: the logits copied to the host and sampled there
-//       (one thread), against the candidates ranked on the device (GPTQ_CUDA_RANK=1, k = 40)
+//       top-k 40, top-p 0.95, min-p 0.05, penalty 1.1 over the last 64 ids) and with the greedy
+//       one (T 0, the same penalty) feeding back the drawn ids, at vocabularies of 32000 and
+//       128256: the logits copied to the host and sampled there (one thread), against the
+//       candidates ranked on the device (GPTQ_CUDA_RANK=1, k = 40, greedy 1); the ranking alone
+//       first
 //     --trace: 4-bit model only; the kernel timeline of one decode step at batch 1 (CUPTI): each
 //       kernel's time and the gap before it, summed by kernel, and the first layer in order
 //     --stamps: 4-bit model only; the phases of each 4-bit product's and attention's blocks in one
@@ -190,18 +192,21 @@ void sweep(bool small, const std::string &spec_arg) {
 // Decode tokens/s with sampling: n_seq sequences prefilled with n_prompt tokens, then `steps`
 // steps of one token each, every token drawn by a default sampler from the logits on the host or
 // from the candidates ranked on the device (ranked) and fed back.
-double sampled_decode_rate(BackendContext &ctx, int n_seq, int n_prompt, int steps, int V, bool ranked) {
+double sampled_decode_rate(BackendContext &ctx, int n_seq, int n_prompt, int steps, int V, bool ranked,
+                           bool greedy) {
     std::vector<Sampler> samplers;
     std::vector<std::vector<int>> hist(static_cast<size_t>(n_seq));
     for (int s = 0; s < n_seq; ++s) {
         SamplerParams p;
         p.seed = uint64_t(s) + 1;
+        if (greedy) p.temperature = 0.0f;
         samplers.emplace_back(p);
     }
+    const int k = samplers[0].candidates_needed();
     std::vector<EvalToken> b;
     std::vector<int8_t> want;
-    std::vector<float> logits(size_t(n_seq) * V), values(size_t(n_seq) * 40);
-    std::vector<int32_t> ids(size_t(n_seq) * 40), usable(static_cast<size_t>(n_seq));
+    std::vector<float> logits(size_t(n_seq) * V), values(size_t(n_seq) * k);
+    std::vector<int32_t> ids(size_t(n_seq) * k), usable(static_cast<size_t>(n_seq));
     PenalisedRows pen;
     auto eval = [&]() {
         const int n = int(b.size());
@@ -216,7 +221,7 @@ double sampled_decode_rate(BackendContext &ctx, int n_seq, int n_prompt, int ste
                 pen.add(samplers[size_t(s)], hist[size_t(s)], V);
             }
         CandidateQuery q;
-        q.k = 40;
+        q.k = k;
         q.penalty = samplers[0].repeat_penalty();
         q.penalised = pen.ids();
         q.offsets = pen.offsets();
@@ -224,7 +229,7 @@ double sampled_decode_rate(BackendContext &ctx, int n_seq, int n_prompt, int ste
     };
     auto draw = [&](int s) {
         const size_t at = size_t(s);
-        return ranked ? samplers[at].sample_top(&values[at * 40], &ids[at * 40], 40, usable[at], V)
+        return ranked ? samplers[at].sample_top(&values[at * k], &ids[at * k], k, usable[at], V)
                       : samplers[at].sample(&logits[at * V], V, hist[at]);
     };
     for (int s = 0; s < n_seq; ++s) {
@@ -254,62 +259,63 @@ double sampled_decode_rate(BackendContext &ctx, int n_seq, int n_prompt, int ste
     return double(steps - 3) * n_seq / (now_s() - t0);
 }
 
-// The ranking alone (top_candidates, k 40, 64 penalised ids per row) on rows of normal logits:
-// µs per call, the mean of 200 calls back to back after 10, for each round-one chunk size and the
-// one top_candidates plans.
+// The ranking alone (top_candidates, k 40 and k 1, 64 penalised ids per row) on rows of normal
+// logits: µs per call, the mean of 200 calls back to back after 10, for each round-one chunk size
+// and the one top_candidates plans.
 void ranking_alone() {
-    std::printf("%-8s %5s | %14s %14s %14s %14s\n", "vocab", "rows", "chunk 4096", "chunk 2048", "chunk 1024",
-                "planned");
+    std::printf("%-8s %5s %3s | %14s %14s %14s %14s\n", "vocab", "rows", "k", "chunk 4096", "chunk 2048",
+                "chunk 1024", "planned");
     for (int V : {32000, 128256})
-        for (int rows : {1, 16}) {
-            std::vector<float> h(size_t(rows) * V);
-            uint32_t x = 12345;
-            for (float &v : h) {
-                x = x * 1664525u + 1013904223u;
-                v = float(int(x >> 9) - (1 << 22)) * (3.0f / (1 << 22));
+        for (int rows : {1, 16})
+            for (int k : {40, 1}) {
+                std::vector<float> h(size_t(rows) * V);
+                uint32_t x = 12345;
+                for (float &v : h) {
+                    x = x * 1664525u + 1013904223u;
+                    v = float(int(x >> 9) - (1 << 22)) * (3.0f / (1 << 22));
+                }
+                std::vector<int32_t> q(size_t(rows) + 1 + size_t(rows) * 64);
+                for (int r = 0; r <= rows; ++r) q[size_t(r)] = 64 * r;
+                for (int i = 0; i < rows * 64; ++i) q[size_t(rows) + 1 + size_t(i)] = (i % 64) * (V / 64) + i / 64;
+                const size_t words = cuda::top_candidates_scratch_words(rows, V, 40);
+                float *logits = nullptr;
+                int32_t *query = nullptr, *out = nullptr;
+                uint32_t *scratch = nullptr;
+                CUDA_CHECK(cudaMalloc(&logits, h.size() * 4));
+                CUDA_CHECK(cudaMalloc(&query, q.size() * 4));
+                CUDA_CHECK(cudaMalloc(&out, size_t(rows) * 81 * 4));
+                CUDA_CHECK(cudaMalloc(&scratch, words * 4));
+                CUDA_CHECK(cudaMemcpy(logits, h.data(), h.size() * 4, cudaMemcpyHostToDevice));
+                CUDA_CHECK(cudaMemcpy(query, q.data(), q.size() * 4, cudaMemcpyHostToDevice));
+                cudaEvent_t e0, e1;
+                CUDA_CHECK(cudaEventCreate(&e0));
+                CUDA_CHECK(cudaEventCreate(&e1));
+                std::printf("%-8d %5d %3d |", V, rows, k);
+                for (const char *items : {"16", "8", "4", "0"}) {
+                    setenv("GPTQ_RANK_ITEMS", items, 1);
+                    auto call = [&] {
+                        cuda::top_candidates(logits, rows, V, size_t(V), query + rows + 1, query, 1.1f, k,
+                                             reinterpret_cast<uint32_t *>(out), out + rows * 40, out + rows * 80,
+                                             scratch, words, nullptr);
+                    };
+                    for (int i = 0; i < 10; ++i) call();
+                    CUDA_CHECK(cudaEventRecord(e0));
+                    for (int i = 0; i < 200; ++i) call();
+                    CUDA_CHECK(cudaEventRecord(e1));
+                    CUDA_CHECK(cudaEventSynchronize(e1));
+                    float ms = 0;
+                    CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+                    std::printf(" %11.2f us", ms * 1000.0 / 200);
+                }
+                std::printf("\n");
+                unsetenv("GPTQ_RANK_ITEMS");
+                cudaEventDestroy(e0);
+                cudaEventDestroy(e1);
+                cudaFree(logits);
+                cudaFree(query);
+                cudaFree(out);
+                cudaFree(scratch);
             }
-            std::vector<int32_t> q(size_t(rows) + 1 + size_t(rows) * 64);
-            for (int r = 0; r <= rows; ++r) q[size_t(r)] = 64 * r;
-            for (int i = 0; i < rows * 64; ++i) q[size_t(rows) + 1 + size_t(i)] = (i % 64) * (V / 64) + i / 64;
-            const size_t words = cuda::top_candidates_scratch_words(rows, V, 40);
-            float *logits = nullptr;
-            int32_t *query = nullptr, *out = nullptr;
-            uint32_t *scratch = nullptr;
-            CUDA_CHECK(cudaMalloc(&logits, h.size() * 4));
-            CUDA_CHECK(cudaMalloc(&query, q.size() * 4));
-            CUDA_CHECK(cudaMalloc(&out, size_t(rows) * 81 * 4));
-            CUDA_CHECK(cudaMalloc(&scratch, words * 4));
-            CUDA_CHECK(cudaMemcpy(logits, h.data(), h.size() * 4, cudaMemcpyHostToDevice));
-            CUDA_CHECK(cudaMemcpy(query, q.data(), q.size() * 4, cudaMemcpyHostToDevice));
-            cudaEvent_t e0, e1;
-            CUDA_CHECK(cudaEventCreate(&e0));
-            CUDA_CHECK(cudaEventCreate(&e1));
-            std::printf("%-8d %5d |", V, rows);
-            for (const char *items : {"16", "8", "4", "0"}) {
-                setenv("GPTQ_RANK_ITEMS", items, 1);
-                auto call = [&] {
-                    cuda::top_candidates(logits, rows, V, size_t(V), query + rows + 1, query, 1.1f, 40,
-                                         reinterpret_cast<uint32_t *>(out), out + rows * 40, out + rows * 80, scratch,
-                                         words, nullptr);
-                };
-                for (int i = 0; i < 10; ++i) call();
-                CUDA_CHECK(cudaEventRecord(e0));
-                for (int i = 0; i < 200; ++i) call();
-                CUDA_CHECK(cudaEventRecord(e1));
-                CUDA_CHECK(cudaEventSynchronize(e1));
-                float ms = 0;
-                CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-                std::printf(" %11.2f us", ms * 1000.0 / 200);
-            }
-            std::printf("\n");
-            unsetenv("GPTQ_RANK_ITEMS");
-            cudaEventDestroy(e0);
-            cudaEventDestroy(e1);
-            cudaFree(logits);
-            cudaFree(query);
-            cudaFree(out);
-            cudaFree(scratch);
-        }
 }
 
 void sampling(bool small) {
@@ -320,21 +326,24 @@ void sampling(bool small) {
         spec.cfg.vocab_size = V;
         auto backend = cuda::make_synthetic_backend(spec, 0);
         for (int pass = 0; pass < 2; ++pass)
-            for (bool ranked : {false, true}) {
-                setenv("GPTQ_CUDA_RANK", ranked ? "1" : "0", 1);
-                double b1 = 0, b16 = 0;
-                {
-                    auto ctx = backend->create_context(1024, 1, 512);
-                    b1 = sampled_decode_rate(*ctx, 1, 512, 131, V, ranked);
+            for (bool greedy : {false, true})
+                for (bool ranked : {false, true}) {
+                    setenv("GPTQ_CUDA_RANK", ranked ? "1" : "0", 1);
+                    double b1 = 0, b16 = 0;
+                    {
+                        auto ctx = backend->create_context(1024, 1, 512);
+                        b1 = sampled_decode_rate(*ctx, 1, 512, 131, V, ranked, greedy);
+                    }
+                    {
+                        auto ctx = backend->create_context(1024, 16, 512);
+                        b16 = sampled_decode_rate(*ctx, 16, 512, 35, V, ranked, greedy);
+                    }
+                    std::printf("%-8d %-28s | %8.1f t/s %8.1f t/s\n", V,
+                                greedy ? (ranked ? "greedy, ranked on the device" : "greedy, logits to the host")
+                                       : (ranked ? "ranked on the device" : "logits to the host"),
+                                b1, b16);
+                    std::fflush(stdout);
                 }
-                {
-                    auto ctx = backend->create_context(1024, 16, 512);
-                    b16 = sampled_decode_rate(*ctx, 16, 512, 35, V, ranked);
-                }
-                std::printf("%-8d %-28s | %8.1f t/s %8.1f t/s\n", V,
-                            ranked ? "ranked on the device" : "logits to the host", b1, b16);
-                std::fflush(stdout);
-            }
         unsetenv("GPTQ_CUDA_RANK");
     }
 }

@@ -952,9 +952,11 @@ TEST_CASE("dense fp16 GEMV (1-8 rows): fp16 out, fp32 accumulate with bias, stri
     struct Shape {
         int K, N;
     };
-    // K: one chunk, a partial round, several rounds with a partial last one; N: a single row, an odd
-    // count (the last warp task half empty), more tasks than the grid's warps take in one pass.
-    for (const Shape sh : {Shape{8, 1}, Shape{264, 37}, Shape{2056, 301}, Shape{4104, 1001}, Shape{520, 40001}}) {
+    // K: one chunk, a partial round, several rounds with a partial last one (11008, a 7B down row:
+    // five and a third); N: a single row, an odd count (the last warp task half empty), more tasks
+    // than the grid's warps take in one pass.
+    for (const Shape sh : {Shape{8, 1}, Shape{264, 37}, Shape{2056, 301}, Shape{4104, 1001}, Shape{520, 40001},
+                           Shape{11008, 67}}) {
         const int K = sh.K, N = sh.N, ldw = K + 8;
         auto Wt = random_f16(size_t(N) * ldw, rng, -0.1f, 0.1f);
         auto bias = random_f16(size_t(N), rng, -1.0f, 1.0f);

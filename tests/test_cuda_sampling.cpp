@@ -93,10 +93,12 @@ TEST_CASE("top_candidates on the device lists what the host's top_candidates lis
         size_t pad;
     };
     // One round (V <= 4096), two (up to 4096 / k chunks), three (151936 at k 256: 38 chunks, 9728
-    // pairs, 3 chunks, one); k past V; a row stride wider than V.
+    // pairs, 3 chunks, one); k past V; a row stride wider than V; k = 1 (no sort: a block minimum)
+    // in one round and in two (300007 at chunks of 1024: 293 pairs, then one).
     const Shape shapes[] = {{1, 1, 1, 0},       {7, 3, 40, 0},       {100, 2, 256, 5},   {4095, 3, 2, 0},
                             {4096, 2, 64, 0},   {4097, 3, 40, 3},    {32000, 16, 40, 0}, {32000, 4, 1, 0},
-                            {151936, 5, 256, 0}, {151936, 3, 40, 16}, {300007, 2, 128, 0}};
+                            {151936, 5, 256, 0}, {151936, 3, 40, 16}, {300007, 2, 128, 0},
+                            {4097, 3, 1, 3},     {151936, 3, 1, 0},   {300007, 2, 1, 5}};
     const float penalties[] = {1.1f, 0.5f, 3.0f};  // 0.5: the largest float penalised to +inf
     int compared = 0, tied = 0;
     for (const char *items : {"16", "8", "4"})  // round one's chunk: 4096, 2048, 1024 pairs
