@@ -266,30 +266,30 @@ void ranking_alone() {
     std::printf("%-8s %5s %3s | %14s %14s %14s %14s\n", "vocab", "rows", "k", "chunk 4096", "chunk 2048",
                 "chunk 1024", "planned");
     for (int V : {32000, 128256})
-        for (int rows : {1, 16})
+        for (int rows : {1, 16}) {
+            std::vector<float> h(size_t(rows) * V);
+            uint32_t x = 12345;
+            for (float &v : h) {
+                x = x * 1664525u + 1013904223u;
+                v = float(int(x >> 9) - (1 << 22)) * (3.0f / (1 << 22));
+            }
+            std::vector<int32_t> q(size_t(rows) + 1 + size_t(rows) * 64);
+            for (int r = 0; r <= rows; ++r) q[size_t(r)] = 64 * r;
+            for (int i = 0; i < rows * 64; ++i) q[size_t(rows) + 1 + size_t(i)] = (i % 64) * (V / 64) + i / 64;
+            const size_t words = cuda::top_candidates_scratch_words(rows, V, 40);  // k = 40's, the larger
+            float *logits = nullptr;
+            int32_t *query = nullptr, *out = nullptr;
+            uint32_t *scratch = nullptr;
+            CUDA_CHECK(cudaMalloc(&logits, h.size() * 4));
+            CUDA_CHECK(cudaMalloc(&query, q.size() * 4));
+            CUDA_CHECK(cudaMalloc(&out, size_t(rows) * 81 * 4));
+            CUDA_CHECK(cudaMalloc(&scratch, words * 4));
+            CUDA_CHECK(cudaMemcpy(logits, h.data(), h.size() * 4, cudaMemcpyHostToDevice));
+            CUDA_CHECK(cudaMemcpy(query, q.data(), q.size() * 4, cudaMemcpyHostToDevice));
+            cudaEvent_t e0, e1;
+            CUDA_CHECK(cudaEventCreate(&e0));
+            CUDA_CHECK(cudaEventCreate(&e1));
             for (int k : {40, 1}) {
-                std::vector<float> h(size_t(rows) * V);
-                uint32_t x = 12345;
-                for (float &v : h) {
-                    x = x * 1664525u + 1013904223u;
-                    v = float(int(x >> 9) - (1 << 22)) * (3.0f / (1 << 22));
-                }
-                std::vector<int32_t> q(size_t(rows) + 1 + size_t(rows) * 64);
-                for (int r = 0; r <= rows; ++r) q[size_t(r)] = 64 * r;
-                for (int i = 0; i < rows * 64; ++i) q[size_t(rows) + 1 + size_t(i)] = (i % 64) * (V / 64) + i / 64;
-                const size_t words = cuda::top_candidates_scratch_words(rows, V, 40);
-                float *logits = nullptr;
-                int32_t *query = nullptr, *out = nullptr;
-                uint32_t *scratch = nullptr;
-                CUDA_CHECK(cudaMalloc(&logits, h.size() * 4));
-                CUDA_CHECK(cudaMalloc(&query, q.size() * 4));
-                CUDA_CHECK(cudaMalloc(&out, size_t(rows) * 81 * 4));
-                CUDA_CHECK(cudaMalloc(&scratch, words * 4));
-                CUDA_CHECK(cudaMemcpy(logits, h.data(), h.size() * 4, cudaMemcpyHostToDevice));
-                CUDA_CHECK(cudaMemcpy(query, q.data(), q.size() * 4, cudaMemcpyHostToDevice));
-                cudaEvent_t e0, e1;
-                CUDA_CHECK(cudaEventCreate(&e0));
-                CUDA_CHECK(cudaEventCreate(&e1));
                 std::printf("%-8d %5d %3d |", V, rows, k);
                 for (const char *items : {"16", "8", "4", "0"}) {
                     setenv("GPTQ_RANK_ITEMS", items, 1);
@@ -308,14 +308,15 @@ void ranking_alone() {
                     std::printf(" %11.2f us", ms * 1000.0 / 200);
                 }
                 std::printf("\n");
-                unsetenv("GPTQ_RANK_ITEMS");
-                cudaEventDestroy(e0);
-                cudaEventDestroy(e1);
-                cudaFree(logits);
-                cudaFree(query);
-                cudaFree(out);
-                cudaFree(scratch);
             }
+            unsetenv("GPTQ_RANK_ITEMS");
+            cudaEventDestroy(e0);
+            cudaEventDestroy(e1);
+            cudaFree(logits);
+            cudaFree(query);
+            cudaFree(out);
+            cudaFree(scratch);
+        }
 }
 
 void sampling(bool small) {
