@@ -337,13 +337,23 @@ public:
 
     void reset(int) override {}  // cached positions are simply overwritten by later evals
 
+    // Logits land where the caller reads them when that is pinned memory of logits_storage (the
+    // Context's rows); elsewhere through logits_h_ and a host copy.
     void eval(const EvalToken *toks, int n, const int8_t *want, float *logits_out) override {
         const int m = enqueue(toks, n, want);
-        if (m > 0)
-            CUDA_CHECK(cudaMemcpyAsync(logits_h_.as<void>(), logits_.as<void>(), size_t(m) * c_.vocab_size * 4,
-                                       cudaMemcpyDeviceToHost, stream_));
+        const size_t bytes = size_t(m) * c_.vocab_size * 4;
+        const uintptr_t at = reinterpret_cast<uintptr_t>(logits_out), base = reinterpret_cast<uintptr_t>(rows_h_.as<void>());
+        const bool direct = base && at >= base && at + bytes <= base + rows_h_.bytes();
+        void *dst = direct ? static_cast<void *>(logits_out) : logits_h_.as<void>();
+        if (m > 0) CUDA_CHECK(cudaMemcpyAsync(dst, logits_.as<void>(), bytes, cudaMemcpyDeviceToHost, stream_));
         CUDA_CHECK(cudaStreamSynchronize(stream_));
-        if (m > 0) std::memcpy(logits_out, logits_h_.as<const float>(), size_t(m) * c_.vocab_size * 4);
+        if (m > 0 && !direct) std::memcpy(logits_out, logits_h_.as<const float>(), bytes);
+    }
+
+    float *logits_storage(size_t floats) override {
+        if (floats == 0) return nullptr;
+        rows_h_.reserve(floats * 4);
+        return rows_h_.as<float>();
     }
 
     int max_candidates() const override { return rank_on_device_ ? kTopCandidatesMax : 0; }
@@ -618,8 +628,11 @@ private:
         if (m == 0) return;
         const GpuLinear &head = b_.lm_head_;
         rmsnorm(x, H, rows, m, H, b_.final_norm_.as<const float>(), c_.rms_norm_eps, head.perm(), xn, ldn_, stream_);
-        CUDA_CHECK(cudaMemsetAsync(logits_.as<void>(), 0, size_t(m) * c_.vocab_size * 4, stream_));
-        if (!(skip_ & kSkipHead)) linear_nogather(head, xn, m, ldn_, o32(logits_.as<float>(), c_.vocab_size));
+        // A dense head stores its logits; the 4-bit kernels add into a cleared buffer.
+        Q4Out lo = o32(logits_.as<float>(), c_.vocab_size);
+        lo.overwrite32 = !head.q4 && !(skip_ & kSkipHead);
+        if (!lo.overwrite32) CUDA_CHECK(cudaMemsetAsync(logits_.as<void>(), 0, size_t(m) * c_.vocab_size * 4, stream_));
+        if (!(skip_ & kSkipHead)) linear_nogather(head, xn, m, ldn_, lo);
     }
 
     // out = rmsnorm(x) · Wᵀ: the norm inside the 4-bit kernel for few rows, else its own kernel.
@@ -719,6 +732,7 @@ private:
     cudaStream_t stream_ = nullptr;     // owned_stream_'s
     cublasHandle_t cublas_ = nullptr;   // owned_cublas_'s
     PinnedBuffer ids_h_, logits_h_;  // the batch's tokens going up, its logits coming back
+    PinnedBuffer rows_h_;            // logits_storage: the Context's kept rows
     bool use_graphs_ = true;
     int fuse_ = 0, skip_ = 0;
     // Decode graphs by (tokens, kept rows, attention chunks, candidates ranked per row or 0, the

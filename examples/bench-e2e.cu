@@ -69,11 +69,13 @@ double decode_rate(BackendContext &ctx, int n_seq, int n_prompt, int steps, int 
             }
             ctx.eval(b.data(), int(b.size()), want.data(), logits.data());
         }
+    // As the library's Context takes them: into the backend's own host storage where it has one.
     auto step = [&](int pos) {
         b.clear();
         want.assign(size_t(n_seq), 1);
         for (int s = 0; s < n_seq; ++s) b.push_back({(pos * 31 + s) % V, pos, s});
-        ctx.eval(b.data(), n_seq, want.data(), logits.data());
+        float *out = ctx.logits_storage(size_t(n_seq) * V);
+        ctx.eval(b.data(), n_seq, want.data(), out ? out : logits.data());
     };
     for (int i = 0; i < 3; ++i) step(n_prompt + i);  // warm-up (graph capture)
     const double t0 = now_s();
@@ -208,10 +210,13 @@ double sampled_decode_rate(BackendContext &ctx, int n_seq, int n_prompt, int ste
     std::vector<float> logits(size_t(n_seq) * V), values(size_t(n_seq) * k);
     std::vector<int32_t> ids(size_t(n_seq) * k), usable(static_cast<size_t>(n_seq));
     PenalisedRows pen;
+    float *rows = logits.data();  // the backend's host storage where it has one, as the Context
     auto eval = [&]() {
         const int n = int(b.size());
         if (!ranked) {
-            ctx.eval(b.data(), n, want.data(), logits.data());
+            float *storage = ctx.logits_storage(size_t(n_seq) * V);
+            rows = storage ? storage : logits.data();
+            ctx.eval(b.data(), n, want.data(), rows);
             return;
         }
         pen.clear();
@@ -230,7 +235,7 @@ double sampled_decode_rate(BackendContext &ctx, int n_seq, int n_prompt, int ste
     auto draw = [&](int s) {
         const size_t at = size_t(s);
         return ranked ? samplers[at].sample_top(&values[at * k], &ids[at * k], k, usable[at], V)
-                      : samplers[at].sample(&logits[at * V], V, hist[at]);
+                      : samplers[at].sample(rows + at * V, V, hist[at]);
     };
     for (int s = 0; s < n_seq; ++s) {
         b.clear();

@@ -34,6 +34,10 @@ public:
     // (filled by earlier evals or earlier in this batch). For each i with want_logits[i] != 0,
     // in order, writes vocab_size floats to logits_out (logits_out has room for all of them).
     virtual void eval(const EvalToken *tokens, int n, const int8_t *want_logits, float *logits_out) = 0;
+    // Host memory for `floats` logits that eval writes straight into (a GPU backend's pinned
+    // memory, which its copy engine fills with no copy after it), valid until the next call; null
+    // where the caller's own memory serves as well (the CPU backend).
+    virtual float *logits_storage(size_t floats) { (void)floats; return nullptr; }
     // The most candidates per row eval_candidates ranks; 0 when the backend does not offer it.
     virtual int max_candidates() const { return 0; }
     // As eval, but for each kept row, in order, writes its top q.k candidates as top_candidates

@@ -75,11 +75,16 @@ void Context::eval(const EvalToken *toks, int n, const int8_t *want) {
     const std::vector<int8_t> keep = keep_rows(toks, n, want, new_len);
     const size_t vocab = size_t(model_->cfg.vocab_size);
     cand_k_ = 0;
-    logits_.resize(size_t(number_rows(keep)) * vocab);
+    const size_t floats = size_t(number_rows(keep)) * vocab;
+    logits_ = bctx_->logits_storage(floats);
+    if (!logits_) {
+        logits_own_.resize(floats);
+        logits_ = logits_own_.data();
+    }
     for (int start = 0; start < n; start += n_batch_) {
         const int m = std::min(n_batch_, n - start);
         const int row0 = first_kept_row(start, m);
-        float *out = row0 >= 0 ? logits_.data() + size_t(row0) * vocab : nullptr;
+        float *out = row0 >= 0 ? logits_ + size_t(row0) * vocab : nullptr;
         bctx_->eval(toks + start, m, keep.data() + start, out);
     }
     seq_len_ = new_len;
@@ -103,7 +108,7 @@ void Context::eval_candidates(const EvalToken *toks, int n, const int8_t *want, 
         if (q.penalised[j] < 0 || q.penalised[j] >= vocab)
             fail(GPTQ_ERR_INVALID_ARG, "candidate query: penalised id %d outside the vocabulary", q.penalised[j]);
     cand_k_ = q.k;
-    logits_.clear();
+    logits_ = nullptr;
     cand_values_.resize(size_t(rows) * size_t(q.k));
     cand_ids_.resize(size_t(rows) * size_t(q.k));
     cand_usable_.resize(size_t(rows));
@@ -130,7 +135,7 @@ CandidateList Context::candidates(int i) const {
 const float *Context::logits(int i) const {
     if (cand_k_ != 0 || i < 0 || size_t(i) >= logit_row_.size() || logit_row_[size_t(i)] < 0)
         fail(GPTQ_ERR_INVALID_ARG, "no logits kept for token %d of the last batch", i);
-    return logits_.data() + size_t(logit_row_[size_t(i)]) * size_t(model_->cfg.vocab_size);
+    return logits_ + size_t(logit_row_[size_t(i)]) * size_t(model_->cfg.vocab_size);
 }
 
 } // namespace gptq

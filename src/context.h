@@ -51,7 +51,8 @@ private:
     std::unique_ptr<BackendContext> bctx_;
     int n_ctx_, n_seq_, n_batch_;
     std::vector<int> seq_len_;
-    std::vector<float> logits_;      // kept rows, vocab_size each
+    float *logits_ = nullptr;        // kept rows, vocab_size each: the backend's storage or logits_own_
+    std::vector<float> logits_own_;
     std::vector<int> logit_row_;     // per token of the last batch: its kept row, or -1
     int cand_k_ = 0;                 // candidates per kept row (0: the last batch kept logits)
     std::vector<float> cand_values_;

@@ -256,6 +256,35 @@ TEST_CASE("candidates ranked on the device generate the tokens sampling the logi
     check_ranked_generation("docs-llama-8m-gptq-w4g128");
 }
 
+TEST_CASE("a Context's logits land in the CUDA backend's pinned storage, piece by piece, as a plain buffer gets them") {
+    // 20 tokens in pieces of 8: the Context hands the backend rows inside its logits_storage (the
+    // copy engine writes them in place); a plain context of the same backend writes the same
+    // pieces into pageable memory through its staging buffer. fp32 weights: no 4-bit split sums,
+    // so the two are bit for bit equal.
+    std::shared_ptr<Model> model = load_model(testutil::shared_path("models/stories260k"));
+    model->backend = make_cuda_backend(*model, 0);
+    const int V = model->cfg.vocab_size, T = 20, B = 8;
+    std::vector<EvalToken> toks;
+    for (int i = 0; i < T; ++i) toks.push_back({(i * 37 + 5) % V, i, 0});
+    const std::vector<int8_t> want(size_t(T), 1);
+    Context ctx(model, 64, 1, B);
+    ctx.eval(toks.data(), T, want.data());
+    auto plain = model->backend->create_context(64, 1, B);
+    std::vector<float> rows(size_t(T) * V, NAN);
+    for (int at = 0; at < T; at += B)
+        plain->eval(toks.data() + at, std::min(B, T - at), want.data() + at, rows.data() + size_t(at) * V);
+    int equal = 0;
+    for (int i = 0; i < T; ++i)
+        equal += std::equal(rows.begin() + long(i) * V, rows.begin() + long(i + 1) * V, ctx.logits(i));
+    CHECK(equal == T);
+    auto storage = model->backend->create_context(64, 1, B);
+    float *p = storage->logits_storage(size_t(T) * V);
+    REQUIRE(p != nullptr);
+    cudaPointerAttributes attr{};
+    REQUIRE(cudaPointerGetAttributes(&attr, p) == cudaSuccess);
+    CHECK(attr.type == cudaMemoryTypeHost);  // page-locked: the copy engine's own target
+}
+
 TEST_CASE("a context larger than the GPU is GPTQ_ERR_OOM, releases what it took, and the backend goes on") {
     auto model = load_model(testutil::shared_path("models/stories260k"));
     auto gpu_b = make_cuda_backend(*model, 0);

@@ -22,6 +22,7 @@ GPTQ_TEST_REQUIRES("cuda")
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -981,14 +982,22 @@ TEST_CASE("dense fp16 GEMV (1-8 rows): fp16 out, fp32 accumulate with bias, stri
             o32.ldo = ldo;
             o32.bias = reinterpret_cast<const __half *>(db.p);
             dense_gemv(xp, M, ldx, wp, K, N, ldw, o32, 0);
+            // Overwritten fp32 (the head's logits, no memset before): what was there must not count.
+            Dev<float> dyw(std::vector<float>(size_t(M) * ldo, std::numeric_limits<float>::quiet_NaN()));
+            Q4Out ow = o32;
+            ow.out32 = dyw.p;
+            ow.overwrite32 = true;
+            dense_gemv(xp, M, ldx, wp, K, N, ldw, ow, 0);
             const auto h16v = dy16.download();
             const auto h32v = dy32.download();
-            std::vector<double> ref16, got16, ref32, got32;
+            const auto hwv = dyw.download();
+            std::vector<double> ref16, got16, ref32, got32, refw, gotw;
             for (int m = 0; m < M; ++m)
                 for (int n = 0; n < ldo; ++n) {
                     const size_t at = size_t(m) * ldo + n;
                     if (n >= N) {  // past N: the fp32 rows untouched
                         CHECK(h32v[at] == y0[at]);
+                        CHECK(std::isnan(hwv[at]));
                         continue;
                     }
                     double s = 0;
@@ -997,10 +1006,13 @@ TEST_CASE("dense fp16 GEMV (1-8 rows): fp16 out, fp32 accumulate with bias, stri
                     got16.push_back(f16d(h16v[at]));
                     ref32.push_back(double(y0[at]) + s + f16d(bias[n]));
                     got32.push_back(double(h32v[at]));
+                    refw.push_back(s + f16d(bias[n]));
+                    gotw.push_back(double(hwv[at]));
                 }
             INFO("K=" << K << " N=" << N << " M=" << M);
             CHECK(rel_err(ref16, got16) < 2e-3);
             CHECK(rel_err(ref32, got32) < 1e-4);
+            CHECK(rel_err(refw, gotw) < 1e-4);
         }
     }
     // What it does not take goes to cuBLAS: K not a multiple of 8, more than 8 rows.

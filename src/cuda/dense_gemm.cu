@@ -57,7 +57,7 @@ static void gemm_ex(cublasHandle_t h, cublasOperation_t opA, const __half *x, in
     if (!out.out16 == !out.out32) fail(GPTQ_ERR_BACKEND, "dense_matmul: exactly one output must be set");
     bind_cublas_stream(h, stream);
     const float alpha = 1.0f;
-    const float beta = out.out32 ? 1.0f : 0.0f;
+    const float beta = out.out32 && !out.overwrite32 ? 1.0f : 0.0f;
     void *C = out.out16 ? static_cast<void *>(out.out16) : static_cast<void *>(out.out32);
     cudaDataType_t ct = out.out16 ? CUDA_R_16F : CUDA_R_32F;
     CUBLAS_CHECK(cublasGemmEx(h, opA, CUBLAS_OP_N, N, M, K, &alpha, W, CUDA_R_16F, ldw, x, CUDA_R_16F, ldx, &beta,

@@ -1,6 +1,7 @@
 // dense_gemv.cu — fp16 weights times a few rows of activations: the decode step of an fp16
 // checkpoint, and every model's fp16 head. out[m][n] = Σ_k x[m][k] · W[n][k] (+ bias[n]), W in the
-// Hugging Face layout [N][ldw] with k inner, fp32 sums; fp16 out overwritten, fp32 out added to.
+// Hugging Face layout [N][ldw] with k inner, fp32 sums; fp16 out overwritten, fp32 out added to
+// (or overwritten: Q4Out::overwrite32, the head's logits with no memset before).
 //
 // Why not cuBLAS at these sizes: a product of one row is a stream of the weights; cuBLAS's kernel
 // (nvjet at M = 1) read the 7B head in 96.6 µs on the H100 (floor ~87) and cannot take part in
@@ -28,12 +29,12 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kRows = 2;  // weight rows a warp task owns (each activation chunk serves both)
 
-// 16-byte chunks per lane and row in flight: 4 KB a warp for one row of x, 8 KB for more. At one
-// row fewer registers let more warps stream (H100, the 7B head in a decode step, CUPTI: 88.4-89.8
-// µs at 4 chunks, 56 registers, against 91.6-91.9 at 8, 80 registers; fp16 decode b = 1 193.0,
-// 193.6 against 183.1, 183.8 tok/s; 4-bit 572.7, 573.2 against 566.6, 567.3).
+// Weight rows a warp task owns (with several rows of x each activation chunk serves them all), and
+// 16-byte chunks per lane and row in flight. At one row of x, fewer registers let more warps
+// stream: the 7B head in a decode step (H100, CUPTI) took 91.6-91.9 µs at 2 rows x 8 chunks (80
+// registers), 88.4-89.8 at 2 x 4 (56), 87.0-87.3 at 1 x 4 (32; 1000 blocks).
+template <int MT> constexpr int kRows = MT == 1 ? 1 : 2;
 template <int MT> constexpr int kChunks = MT == 1 ? 4 : 8;
 
 // MT: the rows of x the instantiation holds sums for (M <= MT).
@@ -42,14 +43,14 @@ __global__ void __launch_bounds__(kThreads) gemv_f16_kernel(const __half *__rest
                                                             const __half *__restrict__ W, int K, int N, int ldw,
                                                             Q4Out out) {
     const int lane = threadIdx.x & 31;
-    const int task_stride = gridDim.x * kWarps * kRows;
+    const int task_stride = gridDim.x * kWarps * kRows<MT>;
     const int KC = K / 8;  // 16-byte chunks per row
     constexpr int kRound = 32 * kChunks<MT>;  // chunks of a row per round
 
-    uint4 w[kRows][kChunks<MT>];
+    uint4 w[kRows<MT>][kChunks<MT>];
     auto load = [&](int n0, int c0) {
 #pragma unroll
-        for (int r = 0; r < kRows; ++r)
+        for (int r = 0; r < kRows<MT>; ++r)
 #pragma unroll
             for (int u = 0; u < kChunks<MT>; ++u) {
                 const int n = n0 + r, c = c0 + u * 32 + lane;
@@ -58,32 +59,32 @@ __global__ void __launch_bounds__(kThreads) gemv_f16_kernel(const __half *__rest
             }
     };
 
-    int n0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * kRows;
+    int n0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * kRows<MT>;
     if (n0 < N) load(n0, 0);
     pdl_enter();
 
     for (; n0 < N; n0 += task_stride) {
-        float acc[MT][kRows];
+        float acc[MT][kRows<MT>];
 #pragma unroll
         for (int m = 0; m < MT; ++m)
 #pragma unroll
-            for (int r = 0; r < kRows; ++r) acc[m][r] = 0.0f;
+            for (int r = 0; r < kRows<MT>; ++r) acc[m][r] = 0.0f;
         for (int c0 = 0; c0 < KC; c0 += kRound) {
             if (c0 > 0) load(n0, c0);  // round 0 was loaded before the wait or the previous task's sums
 #pragma unroll
             for (int u = 0; u < kChunks<MT>; ++u) {
                 const int c = c0 + u * 32 + lane;
                 if (c >= KC) break;
-                float wf[kRows][8];
+                float wf[kRows<MT>][8];
 #pragma unroll
-                for (int r = 0; r < kRows; ++r) unpack8(w[r][u], wf[r]);
+                for (int r = 0; r < kRows<MT>; ++r) unpack8(w[r][u], wf[r]);
 #pragma unroll
                 for (int m = 0; m < MT; ++m) {
                     if (m >= M) break;
                     float xf[8];
                     unpack8(__ldg(reinterpret_cast<const uint4 *>(x + size_t(m) * ldx) + c), xf);
 #pragma unroll
-                    for (int r = 0; r < kRows; ++r)
+                    for (int r = 0; r < kRows<MT>; ++r)
 #pragma unroll
                         for (int e = 0; e < 8; ++e) acc[m][r] = fmaf(xf[e], wf[r][e], acc[m][r]);
                 }
@@ -94,20 +95,22 @@ __global__ void __launch_bounds__(kThreads) gemv_f16_kernel(const __half *__rest
 #pragma unroll
         for (int m = 0; m < MT; ++m)
 #pragma unroll
-            for (int r = 0; r < kRows; ++r)
+            for (int r = 0; r < kRows<MT>; ++r)
 #pragma unroll
                 for (int o = 16; o > 0; o >>= 1) acc[m][r] += __shfl_xor_sync(0xffffffffu, acc[m][r], o);
         // Every lane holds every sum; lane m * kRows + r stores (m, n0 + r).
 #pragma unroll
         for (int m = 0; m < MT; ++m)
 #pragma unroll
-            for (int r = 0; r < kRows; ++r) {
+            for (int r = 0; r < kRows<MT>; ++r) {
                 const int n = n0 + r;
-                if (lane != m * kRows + r || m >= M || n >= N) continue;
+                if (lane != m * kRows<MT> + r || m >= M || n >= N) continue;
                 float v = acc[m][r];
                 if (out.bias) v += __half2float(out.bias[n]);
                 if (out.out16)
                     out.out16[size_t(m) * out.ldo + n] = __float2half_rn(v);
+                else if (out.overwrite32)
+                    out.out32[size_t(m) * out.ldo + n] = v;
                 else
                     out.out32[size_t(m) * out.ldo + n] += v;
             }
@@ -127,7 +130,7 @@ template <int MT> void launch_gemv(const __half *x, int M, int ldx, const __half
     // The warps loop over the row tasks; a grid of at most one block per SM slot, cut so that every
     // warp takes the same number of tasks (or one fewer): with the full grid, 32000 rows (a 7B head)
     // gave 160 of 3168 warps a sixth task, run on an otherwise idle GPU at the end.
-    const int tasks = (N + kRows - 1) / kRows;
+    const int tasks = (N + kRows<MT> - 1) / kRows<MT>;
     const int max_warps = device_attribute(cudaDevAttrMultiProcessorCount, 1) * per_sm * kWarps;
     const int per_warp = (tasks + max_warps - 1) / max_warps;
     const int warps = (tasks + per_warp - 1) / per_warp;

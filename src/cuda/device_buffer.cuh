@@ -53,6 +53,7 @@ public:
     void reserve(size_t bytes);  // at least `bytes`, the contents lost when it grows
     void release();
     template <class T> T *as() const { return static_cast<T *>(p_); }
+    size_t bytes() const { return bytes_; }
 
 private:
     void *p_ = nullptr;

@@ -40,6 +40,7 @@ struct Q4Out {
     float *out32 = nullptr;
     const __half *bias = nullptr;  // [N] or null
     int ldo = 0;                   // row stride of the output, in elements (>= N)
+    bool overwrite32 = false;      // out32 overwritten, not added to (dense products; the 4-bit ones refuse it)
     // Deferred reduction (decode): instead of out16 / out32, each split s writes its fp32 share of
     // row m to defer[(s * M + m) * NT*64 + col] and no block sums them; the consumer (SwiGLU
     // prologue kind 3, the attention kernel) adds the `splits` shares in order 0..splits-1 and
