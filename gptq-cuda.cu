@@ -342,7 +342,8 @@ public:
     void eval(const EvalToken *toks, int n, const int8_t *want, float *logits_out) override {
         const int m = enqueue(toks, n, want);
         const size_t bytes = size_t(m) * c_.vocab_size * 4;
-        const uintptr_t at = reinterpret_cast<uintptr_t>(logits_out), base = reinterpret_cast<uintptr_t>(rows_h_.as<void>());
+        const uintptr_t at = reinterpret_cast<uintptr_t>(logits_out);
+        const uintptr_t base = reinterpret_cast<uintptr_t>(rows_h_.as<void>());
         const bool direct = base && at >= base && at + bytes <= base + rows_h_.bytes();
         void *dst = direct ? static_cast<void *>(logits_out) : logits_h_.as<void>();
         if (m > 0) CUDA_CHECK(cudaMemcpyAsync(dst, logits_.as<void>(), bytes, cudaMemcpyDeviceToHost, stream_));

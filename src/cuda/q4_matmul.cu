@@ -68,7 +68,8 @@ void wgmma_passes(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &
 
 int q4_matmul(const __half *x, int M, int ldx, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,
               cudaStream_t stream) {
-    if (out.overwrite32) fail(GPTQ_ERR_BACKEND, "q4_matmul: the 4-bit kernels add into fp32 outputs (clear them first)");
+    if (out.overwrite32)
+        fail(GPTQ_ERR_BACKEND, "q4_matmul: the 4-bit kernels add into fp32 outputs (clear them first)");
     if (const int rows = out.defer ? 0 : wgmma_rows(M, w, ws)) {
         wgmma_passes(x, M, ldx, w, out, ws, rows, stream);
         return 0;
@@ -93,7 +94,8 @@ bool q4_takes_prologue(int M, const Q4Workspace &ws) {
 
 int q4_matmul_pro(const Q4Prologue &pro, int M, const Q4Dev &w, const Q4Out &out, const Q4Workspace &ws,
                   cudaStream_t stream) {
-    if (out.overwrite32) fail(GPTQ_ERR_BACKEND, "q4_matmul_pro: the 4-bit kernels add into fp32 outputs (clear them first)");
+    if (out.overwrite32)
+        fail(GPTQ_ERR_BACKEND, "q4_matmul_pro: the 4-bit kernels add into fp32 outputs (clear them first)");
     if (!q4_takes_prologue(M, ws)) fail(GPTQ_ERR_BACKEND, "q4_matmul_pro: %d rows take a many-row path (wgmma or dequantize + cuBLAS)", M);
     if ((out.defer || pro.kind == 3) && M > kQ4FusedMaxM)
         fail(GPTQ_ERR_BACKEND, "q4_matmul_pro: deferred products take one pass (M %d)", M);
