@@ -351,9 +351,15 @@ public:
         if (m > 0 && !direct) std::memcpy(logits_out, logits_h_.as<const float>(), bytes);
     }
 
+    // Null where there is nothing to hold or no page-locked memory to be had (the Context's own
+    // pageable rows then, through the staging buffer as before).
     float *logits_storage(size_t floats) override {
         if (floats == 0) return nullptr;
-        rows_h_.reserve(floats * 4);
+        try {
+            rows_h_.reserve(floats * 4);
+        } catch (const Error &) {
+            return nullptr;
+        }
         return rows_h_.as<float>();
     }
 
