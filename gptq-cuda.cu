@@ -316,8 +316,7 @@ public:
         owned_cublas_ = make_cublas(stream_, cublas_ws_.as<void>(), cublas_ws_.bytes());
         cublas_ = owned_cublas_.get();
         ws_.cublas = cublas_;
-        ids_h_.reserve(B * 4 * 4);
-        logits_h_.reserve(B * V * 4);
+        ids_h_.reserve(B * 4 * 4);  // logits_h_ only on first use: a Context's evals never need it
         const char *e = std::getenv("GPTQ_CUDA_GRAPHS");
         use_graphs_ = !(e && std::strcmp(e, "0") == 0);
         fuse_ = env_int("GPTQ_CUDA_FUSE", kFuseAll);
@@ -338,13 +337,22 @@ public:
     void reset(int) override {}  // cached positions are simply overwritten by later evals
 
     // Logits land where the caller reads them when that is pinned memory of logits_storage (the
-    // Context's rows); elsewhere through logits_h_ and a host copy.
+    // Context's rows); elsewhere through logits_h_, reserved here on first use, and a host copy;
+    // with no page-locked memory to be had, straight into the caller's pageable memory (correct,
+    // only slower).
     void eval(const EvalToken *toks, int n, const int8_t *want, float *logits_out) override {
         const int m = enqueue(toks, n, want);
         const size_t bytes = size_t(m) * c_.vocab_size * 4;
         const uintptr_t at = reinterpret_cast<uintptr_t>(logits_out);
         const uintptr_t base = reinterpret_cast<uintptr_t>(rows_h_.as<void>());
-        const bool direct = base && at >= base && at + bytes <= base + rows_h_.bytes();
+        bool direct = base && at >= base && at + bytes <= base + rows_h_.bytes();
+        if (m > 0 && !direct) {
+            try {
+                logits_h_.reserve(bytes);
+            } catch (const Error &) {
+                direct = true;
+            }
+        }
         void *dst = direct ? static_cast<void *>(logits_out) : logits_h_.as<void>();
         if (m > 0) CUDA_CHECK(cudaMemcpyAsync(dst, logits_.as<void>(), bytes, cudaMemcpyDeviceToHost, stream_));
         CUDA_CHECK(cudaStreamSynchronize(stream_));
