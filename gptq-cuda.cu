@@ -463,7 +463,9 @@ private:
         if (n <= 0) return 0;
         if (n > nb_) fail(GPTQ_ERR_INVALID_ARG, "CUDA eval: %d tokens exceed the batch size %d", n, nb_);
         CUDA_CHECK(cudaSetDevice(b_.device_));
-        int32_t *tok = ids_h_.as<int32_t>(), *pos = tok + nb_, *seq = tok + 2 * nb_, *rows = tok + 3 * nb_;
+        // The batch's four arrays packed at a stride of n, so a step uploads 16 bytes a token, not
+        // 16 a batch slot (8 KB a one-token step at a 512-token batch).
+        int32_t *tok = ids_h_.as<int32_t>(), *pos = tok + n, *seq = tok + 2 * n, *rows = tok + 3 * n;
         int m = 0, maxpos = 0;
         for (int i = 0; i < n; ++i) {
             const EvalToken &t = toks[i];
@@ -476,7 +478,7 @@ private:
             maxpos = std::max(maxpos, t.pos);
             if (want[i]) rows[m++] = i;
         }
-        CUDA_CHECK(cudaMemcpyAsync(ids_.as<void>(), ids_h_.as<void>(), size_t(nb_) * 4 * 4, cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaMemcpyAsync(ids_.as<void>(), ids_h_.as<void>(), size_t(n) * 4 * 4, cudaMemcpyHostToDevice, stream_));
 
         if (use_graphs_ && n <= kGraphMaxTokens) {
             int chunks = 1;
@@ -547,7 +549,7 @@ private:
     // chunks == 0: runs (host copy of positions in pos_h) choose the attention path per run.
     void forward(int n, int m, int chunks, const std::vector<Run> *runs, const int32_t *pos_h) {
         const int H = c_.hidden_size, I = c_.intermediate_size, D = c_.head_dim, Hq = c_.n_heads;
-        const int *tok = ids_.as<int>(), *pos = tok + nb_, *seq = tok + 2 * nb_, *rows = tok + 3 * nb_;
+        const int *tok = ids_.as<int>(), *pos = tok + n, *seq = tok + 2 * n, *rows = tok + 3 * n;
         float *x = x32_.as<float>();
         __half *xn = xn_.as<__half>(), *qkv = qkv_.as<__half>(), *att = att_.as<__half>();
         __half *gu = gu_.as<__half>(), *act = act_.as<__half>();
@@ -685,7 +687,7 @@ private:
                    const AttnSplitFusion &fuse) {
         const bool rope_inside = fuse.inv_freq != nullptr;
         const int Hq = c_.n_heads;
-        const int *pos = ids_.as<int>() + nb_, *seq = ids_.as<int>() + 2 * nb_;
+        const int *pos = ids_.as<int>() + n, *seq = ids_.as<int>() + 2 * n;
         const __half *q = qkv_.as<__half>();
         __half *att = att_.as<__half>();
         const KVLayer &kv = kv_[size_t(l)];
