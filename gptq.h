@@ -119,7 +119,8 @@ typedef struct gptq_load_params {
 
 GPTQ_API gptq_load_params gptq_load_params_default(void);
 
-/* Loads a model directory (config.json, *.safetensors, tokenizer.model). params may be NULL. */
+/* Loads a model directory (config.json, *.safetensors, tokenizer.model or a byte-level BPE
+ * tokenizer.json). params may be NULL. */
 GPTQ_API gptq_status gptq_load(const char *model_dir, const gptq_load_params *params,
                                gptq_model **out_model);
 

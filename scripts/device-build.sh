@@ -5,6 +5,8 @@
 #                                              bench-kernels (no library dependencies)
 #   scripts/device-build.sh BUILD_DIR full      the real CMake build (GPTQ_CUDA=ON), with the Debian
 #                                              packages carried in .deps/ unpacked into /tmp/deps
+#                                              (the -dev packages of install-deps.sh, libpcre2-dev
+#                                              among them: `apt-get download` here)
 #
 # Environment: ARCHS (default 90a), JOBS (default nproc).
 set -euo pipefail
@@ -50,6 +52,7 @@ fi
 cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGPTQ_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCHS" \
   -DGPTQ_NATIVE=OFF -DCMAKE_PREFIX_PATH=$DEPS/usr \
   -DSENTENCEPIECE_INCLUDE_DIR=$DEPS/usr/include -DSENTENCEPIECE_LIBRARY=$DEPS/usr/lib/$MA/libsentencepiece.so \
+  -DPCRE2_INCLUDE_DIR=$DEPS/usr/include -DPCRE2_LIBRARY=$DEPS/usr/lib/$MA/libpcre2-8.so \
   -DCBLAS_INCLUDE_DIR=$DEPS/usr/include/$MA/openblas-pthread \
   -DOPENBLAS_LIBRARY=$DEPS/usr/lib/$MA/openblas-pthread/libopenblas.so \
   -DGPTQ_SHARED_DIR="$ROOT/.dev/shared" ${CMAKE_EXTRA:-}

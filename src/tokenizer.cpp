@@ -1,9 +1,12 @@
-// tokenizer.cpp — SentencePiece tokenizer over libsentencepiece, and streaming detokenization.
+// tokenizer.cpp — SentencePiece tokenizer over libsentencepiece, tokenizer.json through
+// BpeTokenizer, and streaming detokenization.
 #include "tokenizer.h"
+#include "bpe_tokenizer.h"
 #include "config.h"
 
 #include <sentencepiece_processor.h>
 
+#include <cctype>
 #include <cstdio>
 
 namespace gptq {
@@ -23,21 +26,40 @@ static int parse_byte_piece(const std::string &p) {
     return -1;
 }
 
-Tokenizer::Tokenizer() : sp_(new sentencepiece::SentencePieceProcessor) {}
+Tokenizer::Tokenizer() = default;
 Tokenizer::~Tokenizer() = default;
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string &dir, const ModelConfig &cfg) {
     const std::string model_path = path_join(dir, "tokenizer.model");
-    if (!file_exists(model_path)) {
-        if (file_exists(path_join(dir, "tokenizer.json")))
-            fail(GPTQ_ERR_UNSUPPORTED,
-                 "%s has only tokenizer.json (Hugging Face BPE), which this version does not read yet; "
-                 "a SentencePiece tokenizer.model is needed", dir.c_str());
-        fail(GPTQ_ERR_IO, "%s not found: a SentencePiece tokenizer.model is needed", model_path.c_str());
+    const int eos = cfg.eos_tokens.empty() ? -1 : cfg.eos_tokens[0];
+    if (!file_exists(model_path)) {  // SentencePiece first: a model with both reads tokenizer.model
+        const std::string json_path = path_join(dir, "tokenizer.json");
+        if (file_exists(json_path)) return from_json(read_file(json_path), cfg.bos_token, eos, json_path);
+        fail(GPTQ_ERR_IO, "%s has neither tokenizer.model nor tokenizer.json: a tokenizer is needed", dir.c_str());
     }
     const std::string proto = read_file(model_path);  // Error(IO) naming the path
-    const int eos = cfg.eos_tokens.empty() ? -1 : cfg.eos_tokens[0];
     return create(proto, cfg.bos_token, eos, model_path);
+}
+
+std::unique_ptr<Tokenizer> Tokenizer::from_json(const std::string &json, int bos, int eos, const std::string &origin) {
+    std::unique_ptr<Tokenizer> t(new Tokenizer);
+    t->bpe_ = BpeTokenizer::parse(json, origin);
+    const int n = t->bpe_->vocab_size();
+    t->bos_ = bos >= 0 ? bos : -1;
+    t->eos_ = eos >= 0 ? eos : -1;
+    if (t->bos_ >= n) fail(GPTQ_ERR_FORMAT, "bos_token_id %d is outside the %d ids of %s", t->bos_, n, origin.c_str());
+    if (t->eos_ >= n) fail(GPTQ_ERR_FORMAT, "eos_token_id %d is outside the %d ids of %s", t->eos_, n, origin.c_str());
+    t->byte_of_.assign(size_t(n), -1);  // no byte pieces: a byte-level token's bytes are token_bytes()
+    // StreamDecoder's stand-in for "text precedes": a token that is one ASCII letter.
+    for (int id = 0; id < n && t->plain_id_ < 0; ++id) {
+        if (t->bpe_->is_special(id)) continue;
+        const std::string b = t->bpe_->token_bytes(id);
+        if (b.size() == 1 && std::isalpha(static_cast<unsigned char>(b[0]))) {
+            t->plain_id_ = id;
+            t->plain_text_ = b;
+        }
+    }
+    return t;
 }
 
 std::unique_ptr<Tokenizer> Tokenizer::from_serialized(const std::string &proto, int bos, int eos) {
@@ -47,6 +69,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_serialized(const std::string &proto, 
 std::unique_ptr<Tokenizer> Tokenizer::create(const std::string &proto, int bos, int eos,
                                              const std::string &origin) {
     std::unique_ptr<Tokenizer> t(new Tokenizer);
+    t->sp_.reset(new sentencepiece::SentencePieceProcessor);
     auto st = t->sp_->LoadFromSerializedProto(proto);
     if (!st.ok())
         fail(GPTQ_ERR_FORMAT, "%s is not a valid SentencePiece model (%s)", origin.c_str(), st.ToString().c_str());
@@ -92,18 +115,23 @@ int Tokenizer::byte_value(int id) const {
 }
 
 bool Tokenizer::is_control(int id) const {
+    if (bpe_) return bpe_->is_special(id);
     return id >= 0 && id < vocab_size() && sp_->IsControl(id);
 }
 
 std::string Tokenizer::piece(int id) const {
     check_id(id);  // SentencePiece itself aborts on an out-of-range id
-    return sp_->IdToPiece(id);
+    return bpe_ ? bpe_->piece(id) : sp_->IdToPiece(id);
 }
 
 std::vector<int> Tokenizer::encode(std::string_view text, bool add_bos) const {
     std::vector<int> ids;
-    auto st = sp_->Encode(absl::string_view(text.data(), text.size()), &ids);
-    if (!st.ok()) fail(GPTQ_ERR_INVALID_ARG, "cannot tokenize the text: %s", st.ToString().c_str());
+    if (bpe_) {
+        ids = bpe_->encode(text);
+    } else {
+        auto st = sp_->Encode(absl::string_view(text.data(), text.size()), &ids);
+        if (!st.ok()) fail(GPTQ_ERR_INVALID_ARG, "cannot tokenize the text: %s", st.ToString().c_str());
+    }
     if (add_bos && bos_ >= 0) ids.insert(ids.begin(), bos_);
     return ids;
 }
@@ -112,6 +140,12 @@ std::string Tokenizer::decode(const int *ids, size_t n) const {
     if (n == 0) return {};
     if (!ids) fail(GPTQ_ERR_INVALID_ARG, "decode: no ids given for %zu tokens", n);
     for (size_t i = 0; i < n; ++i) check_id(ids[i]);
+    if (bpe_) {
+        std::string bytes;
+        for (size_t i = 0; i < n; ++i)
+            if (!bpe_->is_special(ids[i])) bytes += bpe_->token_bytes(ids[i]);
+        return utf8_lossy(bytes);
+    }
     std::string text;
     auto st = sp_->Decode(std::vector<int>(ids, ids + n), &text);
     if (!st.ok()) fail(GPTQ_ERR_INTERNAL, "SentencePiece decoding failed: %s", st.ToString().c_str());
@@ -152,6 +186,12 @@ bool StreamDecoder::ends_inside_character() const {
     int last[3];  // last[0] is the final byte
     int n = 0;
     for (size_t i = ids_.size(); i > 0 && n < 3; --i) {
+        if (tok_.bpe_) {  // every token's bytes count (special tokens decode to nothing)
+            if (tok_.bpe_->is_special(ids_[i - 1])) continue;
+            const std::string b = tok_.bpe_->token_bytes(ids_[i - 1]);
+            for (size_t k = b.size(); k > 0 && n < 3; --k) last[n++] = static_cast<unsigned char>(b[k - 1]);
+            continue;
+        }
         const int b = tok_.byte_value(ids_[i - 1]);
         if (b < 0) break;
         last[n++] = b;

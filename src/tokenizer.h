@@ -1,6 +1,5 @@
-// tokenizer.h — SentencePiece tokenizer (tokenizer.model) and streaming detokenization.
-//
-// Hugging Face tokenizer.json-only models (byte-level BPE) are refused with UNSUPPORTED for now.
+// tokenizer.h — the model's tokenizer, SentencePiece (tokenizer.model) or Hugging Face byte-level
+// BPE (tokenizer.json: Llama 3, Qwen2, SmolLM; bpe_tokenizer.h), and streaming detokenization.
 #pragma once
 
 #include "common.h"
@@ -15,32 +14,40 @@ namespace sentencepiece { class SentencePieceProcessor; }
 namespace gptq {
 
 struct ModelConfig;
+class BpeTokenizer;
 
 class Tokenizer {
 public:
-    // Loads dir/tokenizer.model. Throws IO/FORMAT/UNSUPPORTED with a clear message (e.g. a missing
-    // tokenizer.model, or a directory with only tokenizer.json). BOS/EOS come from cfg.bos_token /
-    // cfg.eos_tokens[0] when set, else from the SentencePiece model (-1 when it has none).
+    // Loads dir/tokenizer.model, or dir/tokenizer.json where there is no tokenizer.model. Throws
+    // IO/FORMAT/UNSUPPORTED with a clear message (no tokenizer file, a corrupt one, a tokenizer.json
+    // this version cannot follow exactly). BOS/EOS come from cfg.bos_token / cfg.eos_tokens[0] when
+    // set, else from the SentencePiece model (-1 when it has none, and for tokenizer.json).
     static std::unique_ptr<Tokenizer> load(const std::string &dir, const ModelConfig &cfg);
     // From a serialized model proto in memory (tests). bos/eos < 0: the model's own ids.
     static std::unique_ptr<Tokenizer> from_serialized(const std::string &proto, int bos, int eos);
+    // From tokenizer.json text; origin names it in messages. bos/eos < 0: none.
+    static std::unique_ptr<Tokenizer> from_json(const std::string &json, int bos, int eos,
+                                                const std::string &origin = "tokenizer.json");
     ~Tokenizer();
 
-    // SentencePiece encoding with the model's own normalizer options; BOS first when add_bos and
-    // the tokenizer has one.
+    // SentencePiece encoding with the model's own normalizer options, or tokenizer.json's (added
+    // tokens such as "<|eot_id|>" in the text become their ids); BOS first when add_bos and the
+    // tokenizer has one.
     std::vector<int> encode(std::string_view text, bool add_bos) const;
     // SentencePiece decoding: drops the leading-space marker of the first piece, skips control
     // tokens (BOS/EOS decode to nothing, UNK to " ⁇ "), resolves byte pieces (invalid UTF-8
-    // becomes U+FFFD). An id outside [0, vocab_size()) is Error(INVALID_ARG) naming it.
+    // becomes U+FFFD). tokenizer.json: each id's bytes joined, special tokens skipped, invalid
+    // UTF-8 as U+FFFD. An id outside [0, vocab_size()) is Error(INVALID_ARG) naming it.
     std::string decode(const int *ids, size_t n) const;
     std::string decode(const std::vector<int> &ids) const { return decode(ids.data(), ids.size()); }
-    std::string piece(int id) const;  // raw piece text, e.g. "▁the"; INVALID_ARG when out of range
+    std::string piece(int id) const;  // raw piece text, e.g. "▁the" or "Ġthe"; INVALID_ARG when out of range
     int vocab_size() const;
     int bos() const { return bos_; }
     int eos() const { return eos_; }
     // The byte a byte-fallback piece ("<0xE6>") stands for, or -1 for any other piece.
     int byte_value(int id) const;
     bool is_control(int id) const;  // BOS, EOS and other control pieces (decode to nothing)
+    bool is_bpe() const { return bpe_ != nullptr; }
 
 private:
     friend class StreamDecoder;
@@ -49,7 +56,8 @@ private:
     static std::unique_ptr<Tokenizer> create(const std::string &proto, int bos, int eos,
                                              const std::string &origin);
     void check_id(int id) const;   // Error(INVALID_ARG) naming an out-of-range id
-    std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+    std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;  // one of these two
+    std::unique_ptr<BpeTokenizer> bpe_;
     int bos_ = -1, eos_ = -1;
     std::vector<int16_t> byte_of_;  // byte_value() per id
     // A piece that decodes to itself, starts no word and is no byte (e.g. "e"), and its text:

@@ -1,5 +1,5 @@
 // Tokenizer and StreamDecoder on the bundled docs-llama-8m tokenizer (models/docs-llama-8m, in the
-// repository), plus the refusals: tokenizer.json only, missing files, corrupt models.
+// repository), plus the refusals: an unreadable tokenizer.json, missing files, corrupt models.
 #include <doctest/doctest.h>
 
 #include "config.h"
@@ -233,19 +233,24 @@ TEST_CASE("from_serialized equals load") {
     CHECK(t2->encode("a", true).front() == 3);
 }
 
-TEST_CASE("refusals: tokenizer.json only, missing, corrupt") {
+TEST_CASE("refusals: tokenizer.json unfollowable or broken, missing, corrupt") {
     const std::string dir = testutil::temp_dir("tok");
     std::string msg;
 
-    SUBCASE("only tokenizer.json is UNSUPPORTED, saying so") {
-        write_file(dir + "/tokenizer.json", "{\"model\": {\"type\": \"BPE\"}}");
+    SUBCASE("a tokenizer.json this version cannot follow is UNSUPPORTED, a broken one FORMAT, each naming it") {
+        write_file(dir + "/tokenizer.json", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}");
         CHECK(status_of([&] { Tokenizer::load(dir, ModelConfig{}); }, &msg) == GPTQ_ERR_UNSUPPORTED);
-        CHECK(msg.find("tokenizer.json") != std::string::npos);
-        CHECK(msg.find("tokenizer.model") != std::string::npos);
+        CHECK(msg.find(dir + "/tokenizer.json") != std::string::npos);
+        CHECK(msg.find("WordPiece") != std::string::npos);
+        write_file(dir + "/tokenizer.json", "{\"model\": {\"type\": \"BPE\"}}");
+        CHECK(status_of([&] { Tokenizer::load(dir, ModelConfig{}); }, &msg) == GPTQ_ERR_FORMAT);
+        CHECK(msg.find(dir + "/tokenizer.json") != std::string::npos);
     }
-    SUBCASE("neither file is IO naming the path") {
+    SUBCASE("neither file is IO naming the directory and both names") {
         CHECK(status_of([&] { Tokenizer::load(dir, ModelConfig{}); }, &msg) == GPTQ_ERR_IO);
-        CHECK(msg.find(dir + "/tokenizer.model") != std::string::npos);
+        CHECK(msg.find(dir) != std::string::npos);
+        CHECK(msg.find("tokenizer.model") != std::string::npos);
+        CHECK(msg.find("tokenizer.json") != std::string::npos);
         CHECK(status_of([&] { Tokenizer::load(dir + "/no-such-dir", ModelConfig{}); }, &msg) == GPTQ_ERR_IO);
         CHECK(msg.find("no-such-dir") != std::string::npos);
     }

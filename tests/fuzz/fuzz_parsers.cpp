@@ -4,12 +4,17 @@
 //   0  SafetensorsFile::parse
 //   1  parse_model_config (config.json)
 //   2  parse_model_config with quantize_config.json: config text, a NUL byte, quantize_config text
+//   3  BpeTokenizer::parse (tokenizer.json), then encoding and decoding a fixed text with it
+//   4  text through the Llama 3-shaped fixture tokenizer: decoding gives the text back
 // A parser may refuse any input with gptq::Error; anything else — a crash, a sanitizer report, another
 // exception type, or a result that breaks the invariants checked below — is a bug.
+#include "bpe_tokenizer.h"
 #include "config.h"
 #include "safetensors.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -78,11 +83,35 @@ void check_config(const std::string &config, const std::string &quant) {
     }
 }
 
+void check_ids(const BpeTokenizer &t, const std::vector<int> &ids) {
+    for (int id : ids) FUZZ_ASSERT(id >= 0 && id < t.vocab_size());
+}
+
+void check_tokenizer_json(const std::string &text) {
+    auto t = BpeTokenizer::parse(text, "fuzz/tokenizer.json");
+    FUZZ_ASSERT(t->vocab_size() > 0);
+    const std::vector<int> ids = t->encode("Hello <|eot_id|> world 12345 \xc3\xa9\xe4\xb8\xad  \n\n x");
+    check_ids(*t, ids);
+    for (int id : ids) (void)t->token_bytes(id);
+    for (int id = 0; id < std::min(t->vocab_size(), 64); ++id) (void)t->token_bytes(id);
+}
+
+// Byte-level BPE without a prefix space is lossless: any text comes back as its valid UTF-8.
+void check_encoding(const std::string &text) {
+    static std::unique_ptr<BpeTokenizer> t =
+        BpeTokenizer::parse(read_file(GPTQ_FUZZ_BPE_FIXTURE), GPTQ_FUZZ_BPE_FIXTURE);
+    const std::vector<int> ids = t->encode(text);
+    check_ids(*t, ids);
+    std::string bytes;
+    for (int id : ids) bytes += t->token_bytes(id);  // an added token's bytes are its content
+    FUZZ_ASSERT(bytes == utf8_lossy(text));
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0) return 0;
-    const uint8_t mode = data[0] % 3;
+    const uint8_t mode = data[0] % 5;
     data++;
     size--;
     try {
@@ -90,6 +119,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             check_safetensors(data, size);
         } else if (mode == 1) {
             check_config(std::string(reinterpret_cast<const char *>(data), size), "");
+        } else if (mode == 3) {
+            check_tokenizer_json(std::string(reinterpret_cast<const char *>(data), size));
+        } else if (mode == 4) {
+            check_encoding(std::string(reinterpret_cast<const char *>(data), size));
         } else {
             const char *p = reinterpret_cast<const char *>(data);
             const void *nul = std::memchr(p, 0, size);

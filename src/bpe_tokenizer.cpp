@@ -1,0 +1,505 @@
+// bpe_tokenizer.cpp — tokenizer.json byte-level BPE: the file's parts read and checked, then
+// encoding as the Hugging Face tokenizers library does it (added tokens, pre-tokenizers, byte map,
+// merges by rank) and decoding back to bytes.
+#include "bpe_tokenizer.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <queue>
+
+namespace gptq {
+
+using json = nlohmann::json;
+
+namespace {
+
+// GPT-2's pattern, which the ByteLevel pre-tokenizer applies when use_regex is set.
+const char kGpt2Pattern[] = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+const char kReplacement[] = "\xEF\xBF\xBD";  // U+FFFD
+constexpr int kMaxId = 1 << 24;                 // far above any real vocabulary; bounds hostile ids
+
+// GPT-2's byte map: every byte as a printable code point, so that a vocabulary string spells its
+// bytes (a space is "Ġ", U+0120). Printable Latin-1 bytes stand for themselves; the rest take
+// U+0100 upwards in byte order.
+struct ByteMap {
+    std::string text[256];               // byte -> its code point in UTF-8
+    std::unordered_map<uint32_t, uint8_t> byte_of;
+    ByteMap() {
+        int next = 256;
+        for (int b = 0; b < 256; ++b) {
+            const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+            const uint32_t cp = printable ? uint32_t(b) : uint32_t(next++);
+            byte_of[cp] = uint8_t(b);
+            text[b] = cp < 0x80 ? std::string(1, char(cp))
+                                : std::string{char(0xC0 | (cp >> 6)), char(0x80 | (cp & 0x3F))};
+        }
+    }
+};
+const ByteMap &byte_map() {
+    static const ByteMap m;
+    return m;
+}
+
+// Length of the UTF-8 character that starts at s[i] (s valid UTF-8).
+size_t char_len(std::string_view s, size_t i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    return std::min(n, s.size() - i);
+}
+
+// Decodes the code point at s[i] (valid UTF-8) and advances i.
+uint32_t next_code_point(std::string_view s, size_t &i) {
+    const size_t n = char_len(s, i);
+    uint32_t cp = static_cast<unsigned char>(s[i]);
+    if (n > 1) cp &= 0xFFu >> (n + 1);
+    for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    i += n;
+    return cp;
+}
+
+uint64_t pair_key(int a, int b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
+
+bool is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+} // namespace
+
+std::string utf8_lossy(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    size_t i = 0;
+    while (i < s.size()) {
+        const unsigned char c = static_cast<unsigned char>(s[i]);
+        if (c < 0x80) {
+            out += char(c);
+            ++i;
+            continue;
+        }
+        int need = 0;
+        unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
+        if (c >= 0xC2 && c <= 0xDF) need = 1;
+        else if (c == 0xE0) need = 2, lo = 0xA0;
+        else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) need = 2;
+        else if (c == 0xED) need = 2, hi = 0x9F;  // no surrogates
+        else if (c == 0xF0) need = 3, lo = 0x90;
+        else if (c >= 0xF1 && c <= 0xF3) need = 3;
+        else if (c == 0xF4) need = 3, hi = 0x8F;  // nothing above U+10FFFF
+        size_t j = i + 1;
+        int k = 0;
+        while (k < need && j < s.size()) {
+            const unsigned char d = static_cast<unsigned char>(s[j]);
+            if (k == 0 ? (d < lo || d > hi) : (d & 0xC0) != 0x80) break;
+            ++j, ++k;
+        }
+        if (need > 0 && k == need) out.append(s.data() + i, j - i);
+        else out += kReplacement;  // the maximal invalid prefix as one U+FFFD, as Rust's from_utf8_lossy
+        i = j;
+    }
+    return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Patterns
+
+struct BpeTokenizer::Pattern {
+    pcre2_code *code = nullptr;
+    ~Pattern() {
+        if (code) pcre2_code_free(code);
+    }
+};
+
+namespace {
+
+std::shared_ptr<BpeTokenizer::Pattern> compile(const std::string &re, const std::string &origin) {
+    int err = 0;
+    PCRE2_SIZE at = 0;
+    auto p = std::make_shared<BpeTokenizer::Pattern>();
+    p->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(re.data()), re.size(), PCRE2_UTF | PCRE2_UCP, &err, &at,
+                            nullptr);
+    if (!p->code) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(err, msg, sizeof msg);
+        fail(GPTQ_ERR_UNSUPPORTED, "%s: the pre-tokenizer pattern cannot be compiled at offset %zu (%s)",
+             origin.c_str(), size_t(at), reinterpret_cast<const char *>(msg));
+    }
+    pcre2_jit_compile(p->code, PCRE2_JIT_COMPLETE);  // faster when the platform has a JIT; fine without
+    return p;
+}
+
+// Appends the pieces of s that the pattern's matches make, each match and each gap between them
+// its own piece ("Isolated"), in order; empty pieces are dropped. s is valid UTF-8.
+void split_isolated(const BpeTokenizer::Pattern &p, const std::string &s, std::vector<std::string> &out) {
+    std::unique_ptr<pcre2_match_data, void (*)(pcre2_match_data *)> md(
+        pcre2_match_data_create_from_pattern(p.code, nullptr), pcre2_match_data_free);
+    if (!md) fail(GPTQ_ERR_OOM, "tokenizer: no memory for a pattern match");
+    size_t start = 0, last = 0;
+    while (start < s.size()) {
+        const int rc = pcre2_match(p.code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), start,
+                                   PCRE2_NO_UTF_CHECK, md.get(), nullptr);
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            fail(GPTQ_ERR_INVALID_ARG, "tokenizer: the pre-tokenizer pattern failed on the text (%s)",
+                 reinterpret_cast<const char *>(msg));
+        }
+        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md.get());
+        const size_t b = ov[0], e = ov[1];
+        if (e <= b) {  // an empty match splits nothing: look again one character on
+            start = b + char_len(s, b);
+            continue;
+        }
+        if (b > last) out.push_back(s.substr(last, b - last));
+        out.push_back(s.substr(b, e - b));
+        last = start = e;
+    }
+    if (last < s.size()) out.push_back(s.substr(last));
+}
+
+// ------------------------------------------------------------------------------------------------
+// Reading the file
+
+const json &member(const json &j, const char *key, const std::string &origin, const char *where) {
+    if (!j.is_object() || !j.contains(key)) fail(GPTQ_ERR_FORMAT, "%s: %s has no \"%s\"", origin.c_str(), where, key);
+    return j[key];
+}
+
+bool flag(const json &j, const char *key, bool dflt) {
+    if (!j.is_object() || !j.contains(key) || j[key].is_null()) return dflt;
+    return j[key].is_boolean() ? j[key].get<bool>() : dflt;
+}
+
+std::string type_of(const json &j) {
+    return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : "";
+}
+
+void read_pre_tokenizer(const json &j, const std::string &origin, std::vector<BpeTokenizer::PreStep> &steps) {
+    if (j.is_null()) return;
+    const std::string t = type_of(j);
+    using Step = BpeTokenizer::PreStep;
+    if (t == "Sequence") {
+        const json &list = member(j, "pretokenizers", origin, "the Sequence pre-tokenizer");
+        if (!list.is_array()) fail(GPTQ_ERR_FORMAT, "%s: pretokenizers is not a list", origin.c_str());
+        for (const json &s : list) read_pre_tokenizer(s, origin, steps);
+    } else if (t == "Split") {
+        const json &pat = member(j, "pattern", origin, "the Split pre-tokenizer");
+        std::string re;
+        if (pat.is_object() && pat.contains("Regex") && pat["Regex"].is_string()) {
+            re = pat["Regex"].get<std::string>();
+        } else if (pat.is_object() && pat.contains("String") && pat["String"].is_string()) {
+            re = pat["String"].get<std::string>();  // a literal: every character quoted
+            std::string q;
+            for (char c : re) {
+                if (!std::isalnum(static_cast<unsigned char>(c)) && static_cast<unsigned char>(c) < 0x80) q += '\\';
+                q += c;
+            }
+            re = q;
+        } else {
+            fail(GPTQ_ERR_FORMAT, "%s: the Split pre-tokenizer's pattern is neither a Regex nor a String",
+                 origin.c_str());
+        }
+        const std::string behavior = j.contains("behavior") && j["behavior"].is_string()
+                                         ? j["behavior"].get<std::string>() : "";
+        if (behavior != "Isolated" || flag(j, "invert", false))
+            fail(GPTQ_ERR_UNSUPPORTED, "%s: a Split pre-tokenizer with behavior \"%s\"%s is not supported (only "
+                 "Isolated, not inverted)", origin.c_str(), behavior.c_str(), flag(j, "invert", false) ? ", inverted" : "");
+        steps.push_back(Step{Step::kSplit, compile(re, origin), false});
+    } else if (t == "Digits") {
+        steps.push_back(Step{Step::kDigits, compile(flag(j, "individual_digits", false) ? "\\p{N}" : "\\p{N}+", origin),
+                             false});
+    } else if (t == "ByteLevel") {
+        Step s{Step::kByteLevel, nullptr, flag(j, "add_prefix_space", true)};
+        if (flag(j, "use_regex", true)) s.pattern = compile(kGpt2Pattern, origin);
+        steps.push_back(s);
+    } else {
+        fail(GPTQ_ERR_UNSUPPORTED, "%s: the pre-tokenizer \"%s\" is not supported (Split, Digits, ByteLevel and "
+             "Sequences of them are)", origin.c_str(), t.c_str());
+    }
+}
+
+bool has_byte_level(const std::vector<BpeTokenizer::PreStep> &steps) {
+    for (const auto &s : steps)
+        if (s.kind == BpeTokenizer::PreStep::kByteLevel) return true;
+    return false;
+}
+
+} // namespace
+
+std::unique_ptr<BpeTokenizer> BpeTokenizer::parse(std::string_view text, const std::string &origin) {
+    json j;
+    try {
+        j = json::parse(text.begin(), text.end());
+    } catch (const json::exception &e) {
+        fail(GPTQ_ERR_FORMAT, "%s is not valid JSON (%s)", origin.c_str(), e.what());
+    }
+    if (!j.is_object()) fail(GPTQ_ERR_FORMAT, "%s is not a JSON object", origin.c_str());
+    std::unique_ptr<BpeTokenizer> t(new BpeTokenizer);
+    try {
+        const json &model = member(j, "model", origin, "the file");
+        const std::string mt = type_of(model);
+        if (!(mt == "BPE" || (mt.empty() && model.is_object() && model.contains("merges"))))
+            fail(GPTQ_ERR_UNSUPPORTED, "%s: the tokenizer model \"%s\" is not supported (byte-level BPE is)",
+                 origin.c_str(), mt.c_str());
+        if (flag(model, "byte_fallback", false))
+            fail(GPTQ_ERR_UNSUPPORTED, "%s: BPE with byte_fallback (SentencePiece-style) is not supported; the "
+                 "model's tokenizer.model is read instead where it has one", origin.c_str());
+        for (const char *k : {"continuing_subword_prefix", "end_of_word_suffix"})
+            if (model.contains(k) && !model[k].is_null() && !(model[k].is_string() && model[k].get<std::string>().empty()))
+                fail(GPTQ_ERR_UNSUPPORTED, "%s: BPE with a %s is not supported", origin.c_str(), k);
+        if (model.contains("dropout") && model["dropout"].is_number() && model["dropout"].get<double>() > 0.0)
+            fail(GPTQ_ERR_UNSUPPORTED, "%s: BPE dropout is not supported (it makes encoding random)", origin.c_str());
+        t->ignore_merges_ = flag(model, "ignore_merges", false);
+        const json &vocab = member(model, "vocab", origin, "the model");  // a malformed file before anything else
+        const json &merges = member(model, "merges", origin, "the model");
+
+        const json &norm = j.contains("normalizer") ? j["normalizer"] : json();
+        const bool no_norm = norm.is_null() ||
+                             (type_of(norm) == "Sequence" && norm.contains("normalizers") &&
+                              norm["normalizers"].is_array() && norm["normalizers"].empty());
+        if (!no_norm)
+            fail(GPTQ_ERR_UNSUPPORTED, "%s: the normalizer \"%s\" is not supported yet", origin.c_str(),
+                 type_of(norm).c_str());
+        read_pre_tokenizer(j.contains("pre_tokenizer") ? j["pre_tokenizer"] : json(), origin, t->steps_);
+        if (!has_byte_level(t->steps_))
+            fail(GPTQ_ERR_UNSUPPORTED, "%s: only byte-level BPE is supported (no ByteLevel pre-tokenizer found)",
+                 origin.c_str());
+        const json &dec = j.contains("decoder") ? j["decoder"] : json();
+        if (!dec.is_null() && type_of(dec) != "ByteLevel")
+            fail(GPTQ_ERR_UNSUPPORTED, "%s: the decoder \"%s\" is not supported (ByteLevel is)", origin.c_str(),
+                 type_of(dec).c_str());
+
+        // The vocabulary and the added tokens give the ids; an id neither names is a hole that
+        // decodes to nothing.
+        if (!vocab.is_object()) fail(GPTQ_ERR_FORMAT, "%s: the vocabulary is not an object", origin.c_str());
+        auto place = [&](const std::string &s, const json &idj, bool added) {
+            if (!idj.is_number_integer()) fail(GPTQ_ERR_FORMAT, "%s: the id of \"%s\" is not an integer", origin.c_str(), s.c_str());
+            const int64_t id = idj.get<int64_t>();
+            if (id < 0 || id >= kMaxId)
+                fail(GPTQ_ERR_FORMAT, "%s: id %lld of \"%s\" is out of range", origin.c_str(), (long long)id, s.c_str());
+            if (size_t(id) >= t->pieces_.size()) {
+                t->pieces_.resize(size_t(id) + 1);
+                t->special_.resize(size_t(id) + 1, 0);
+                t->added_.resize(size_t(id) + 1, 0);
+            }
+            auto it = t->ids_.find(s);
+            if (!added && it != t->ids_.end())
+                fail(GPTQ_ERR_FORMAT, "%s: \"%s\" appears twice in the vocabulary", origin.c_str(), s.c_str());
+            if (!t->pieces_[size_t(id)].empty() && t->pieces_[size_t(id)] != s)
+                fail(GPTQ_ERR_FORMAT, "%s: id %lld names both \"%s\" and \"%s\"", origin.c_str(), (long long)id,
+                     t->pieces_[size_t(id)].c_str(), s.c_str());
+            t->pieces_[size_t(id)] = s;
+            t->ids_[s] = int(id);
+            return int(id);
+        };
+        for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+            if (it.key().empty()) fail(GPTQ_ERR_FORMAT, "%s: the vocabulary has an empty string", origin.c_str());
+            place(it.key(), it.value(), false);
+        }
+        if (j.contains("added_tokens") && !j["added_tokens"].is_null()) {
+            const json &added = j["added_tokens"];
+            if (!added.is_array()) fail(GPTQ_ERR_FORMAT, "%s: added_tokens is not a list", origin.c_str());
+            for (const json &a : added) {
+                const json &c = member(a, "content", origin, "an added token");
+                if (!c.is_string() || c.get<std::string>().empty())
+                    fail(GPTQ_ERR_FORMAT, "%s: an added token's content is not a non-empty string", origin.c_str());
+                const std::string content = utf8_lossy(c.get<std::string>());
+                if (flag(a, "single_word", false))
+                    fail(GPTQ_ERR_UNSUPPORTED, "%s: the added token \"%s\" is single_word, which is not supported",
+                         origin.c_str(), content.c_str());
+                const int id = place(content, member(a, "id", origin, "an added token"), true);
+                t->special_[size_t(id)] = flag(a, "special", false);
+                t->added_[size_t(id)] = 1;
+                t->added_tokens_.push_back({content, id, flag(a, "lstrip", false), flag(a, "rstrip", false)});
+            }
+        }
+        if (t->pieces_.empty()) fail(GPTQ_ERR_FORMAT, "%s: the vocabulary is empty", origin.c_str());
+        std::stable_sort(t->added_tokens_.begin(), t->added_tokens_.end(),
+                         [](const Added &a, const Added &b) { return a.content.size() > b.content.size(); });
+        for (size_t k = 0; k < t->added_tokens_.size(); ++k)
+            t->added_by_byte_[static_cast<unsigned char>(t->added_tokens_[k].content[0])].push_back(int(k));
+
+        if (!merges.is_array()) fail(GPTQ_ERR_FORMAT, "%s: merges is not a list", origin.c_str());
+        int rank = 0;
+        for (const json &m : merges) {
+            std::string a, b;
+            if (m.is_string()) {  // "a b"
+                const std::string s = m.get<std::string>();
+                const size_t sp = s.find(' ');
+                if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
+                    fail(GPTQ_ERR_FORMAT, "%s: merge %d (\"%s\") is not two strings", origin.c_str(), rank, s.c_str());
+                a = s.substr(0, sp), b = s.substr(sp + 1);
+            } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {  // ["a", "b"]
+                a = m[0].get<std::string>(), b = m[1].get<std::string>();
+            } else {
+                fail(GPTQ_ERR_FORMAT, "%s: merge %d is neither \"a b\" nor [\"a\", \"b\"]", origin.c_str(), rank);
+            }
+            const int ia = t->find(a), ib = t->find(b), im = t->find(a + b);
+            if (ia < 0 || ib < 0 || im < 0)
+                fail(GPTQ_ERR_FORMAT, "%s: merge %d (\"%s\" \"%s\") names a string not in the vocabulary",
+                     origin.c_str(), rank, a.c_str(), b.c_str());
+            t->merges_.emplace(pair_key(ia, ib), std::make_pair(rank, im));  // the first (best) rank wins
+            ++rank;
+        }
+        if (model.contains("unk_token") && model["unk_token"].is_string())
+            t->unk_ = t->find(model["unk_token"].get<std::string>());
+    } catch (const json::exception &e) {
+        fail(GPTQ_ERR_FORMAT, "%s: unexpected contents (%s)", origin.c_str(), e.what());
+    }
+    return t;
+}
+
+BpeTokenizer::~BpeTokenizer() = default;
+
+int BpeTokenizer::find(const std::string &piece) const {
+    auto it = ids_.find(piece);
+    return it == ids_.end() ? -1 : it->second;
+}
+
+void BpeTokenizer::check_id(int id) const {
+    if (id < 0 || id >= vocab_size())
+        fail(GPTQ_ERR_INVALID_ARG, "token id %d is outside the tokenizer's vocabulary [0, %d)", id, vocab_size());
+}
+
+const std::string &BpeTokenizer::piece(int id) const {
+    check_id(id);
+    return pieces_[size_t(id)];
+}
+
+std::string BpeTokenizer::token_bytes(int id) const {
+    check_id(id);
+    const std::string &p = pieces_[size_t(id)];
+    if (added_[size_t(id)]) return p;
+    const ByteMap &m = byte_map();
+    std::string out;
+    size_t i = 0;
+    while (i < p.size()) {
+        const size_t at = i;
+        const uint32_t cp = next_code_point(p, i);
+        auto it = m.byte_of.find(cp);
+        if (it != m.byte_of.end()) out += char(it->second);
+        else out.append(p, at, i - at);  // outside the byte map: the character itself
+    }
+    return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Encoding
+
+std::vector<std::string> BpeTokenizer::pre_tokenize(std::string_view segment) const {
+    std::vector<std::string> pieces{std::string(segment)}, next;
+    for (const PreStep &s : steps_) {
+        next.clear();
+        for (std::string &p : pieces) {
+            if (s.kind == PreStep::kByteLevel && s.add_prefix_space && p[0] != ' ') p.insert(p.begin(), ' ');
+            if (s.pattern) split_isolated(*s.pattern, p, next);
+            else next.push_back(std::move(p));
+        }
+        pieces.swap(next);
+    }
+    return pieces;
+}
+
+// The merges applied to one byte-mapped word, lowest rank first and, among equal ranks, leftmost
+// first (tokenizers' order), through a heap of candidate pairs: O(L log L) for a word of L
+// characters, so a long run of letters in hostile text stays cheap.
+void BpeTokenizer::bpe(const std::string &word, std::vector<int> &out) const {
+    if (ignore_merges_) {
+        const int whole = find(word);
+        if (whole >= 0) {
+            out.push_back(whole);
+            return;
+        }
+    }
+    struct Sym {
+        int id, prev, next;
+    };
+    std::vector<Sym> sym;
+    for (size_t i = 0; i < word.size();) {
+        const size_t n = char_len(word, i);
+        int id = find(word.substr(i, n));
+        if (id < 0) {
+            if (unk_ < 0)
+                fail(GPTQ_ERR_INVALID_ARG, "tokenizer: the character \"%s\" is not in the vocabulary, which has no "
+                     "unknown token", word.substr(i, n).c_str());
+            id = unk_;
+        }
+        sym.push_back({id, int(sym.size()) - 1, int(sym.size()) + 1});
+        i += n;
+    }
+    if (sym.empty()) return;
+    sym.back().next = -1;
+    struct Cand {
+        int rank, pos, left, right, merged;
+        bool operator>(const Cand &o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+    };
+    std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
+    auto offer = [&](int pos) {
+        if (pos < 0 || sym[size_t(pos)].next < 0) return;
+        const Sym &a = sym[size_t(pos)], &b = sym[size_t(a.next)];
+        auto it = merges_.find(pair_key(a.id, b.id));
+        if (it != merges_.end()) heap.push({it->second.first, pos, a.id, b.id, it->second.second});
+    };
+    for (int i = 0; i + 1 < int(sym.size()); ++i) offer(i);
+    while (!heap.empty()) {
+        const Cand c = heap.top();
+        heap.pop();
+        Sym &a = sym[size_t(c.pos)];
+        // Stale when either side changed since the pair was offered.
+        if (a.id != c.left || a.next < 0 || sym[size_t(a.next)].id != c.right) continue;
+        Sym &b = sym[size_t(a.next)];
+        a.id = c.merged;
+        b.id = -1;
+        a.next = b.next;
+        if (a.next >= 0) sym[size_t(a.next)].prev = c.pos;
+        offer(a.prev);
+        offer(c.pos);
+    }
+    for (int i = 0; i >= 0; i = sym[size_t(i)].next) out.push_back(sym[size_t(i)].id);
+}
+
+std::vector<int> BpeTokenizer::encode(std::string_view raw) const {
+    const std::string text = utf8_lossy(raw);
+    const ByteMap &m = byte_map();
+    std::vector<int> ids;
+    auto encode_segment = [&](size_t from, size_t to) {
+        if (from >= to) return;
+        for (const std::string &p : pre_tokenize(std::string_view(text).substr(from, to - from))) {
+            std::string mapped;
+            mapped.reserve(p.size() * 2);
+            for (unsigned char c : p) mapped += m.text[c];
+            bpe(mapped, ids);
+        }
+    };
+    // Added tokens split the text first, leftmost and then longest (added_tokens_ is longest first).
+    size_t seg = 0;
+    for (size_t i = 0; i < text.size();) {
+        const Added *hit = nullptr;
+        for (int k : added_by_byte_[static_cast<unsigned char>(text[i])]) {
+            const Added &a = added_tokens_[size_t(k)];
+            if (text.compare(i, a.content.size(), a.content) == 0) {
+                hit = &a;
+                break;
+            }
+        }
+        if (!hit) {
+            i += char_len(text, i);
+            continue;
+        }
+        size_t from = i, to = i + hit->content.size();
+        if (hit->lstrip)
+            while (from > seg && is_space(static_cast<unsigned char>(text[from - 1]))) --from;
+        if (hit->rstrip)
+            while (to < text.size() && is_space(static_cast<unsigned char>(text[to]))) ++to;
+        encode_segment(seg, from);
+        ids.push_back(hit->id);
+        seg = i = to;
+    }
+    encode_segment(seg, text.size());
+    return ids;
+}
+
+} // namespace gptq

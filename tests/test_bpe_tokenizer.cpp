@@ -1,0 +1,235 @@
+// tokenizer.json byte-level BPE against Hugging Face `tokenizers` itself: the fixtures in
+// tests/data/bpe (two small tokenizers in the shapes of Llama 3 and GPT-2 / SmolLM, and what
+// `tokenizers` 0.23 encodes and decodes a list of texts to; make_fixtures.py there makes them),
+// plus lossless round trips, streaming, and the refusals.
+#include <doctest/doctest.h>
+
+#include "bpe_tokenizer.h"
+#include "config.h"
+#include "testutil.h"
+#include "tokenizer_checks.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+using gptq::ModelConfig;
+using gptq::StreamDecoder;
+using gptq::Tokenizer;
+using tokchecks::status_of;
+using json = nlohmann::json;
+
+namespace {
+
+std::string fixture_dir(const std::string &kind) { return testutil::source_dir() + "/tests/data/bpe/" + kind; }
+
+const Tokenizer &fixture(const std::string &kind) {
+    static std::unique_ptr<Tokenizer> llama3 = Tokenizer::load(fixture_dir("llama3"), ModelConfig{});
+    static std::unique_ptr<Tokenizer> gpt2 = Tokenizer::load(fixture_dir("gpt2"), ModelConfig{});
+    return kind == "llama3" ? *llama3 : *gpt2;
+}
+
+json golden() { return json::parse(testutil::read_text(testutil::source_dir() + "/tests/data/bpe/golden.json")); }
+
+std::string fixture_text(const std::string &kind) {
+    return testutil::read_text(fixture_dir(kind) + "/tokenizer.json");
+}
+
+// Random valid UTF-8: ASCII words, spaces and newlines, digits, and 2-, 3- and 4-byte characters.
+std::string random_text(std::mt19937 &rng, size_t chars) {
+    static const char *const kParts[] = {"the", " ", "  ", "\n", "\t", "42", "7", "'s", "'LL", ",", "!?", "é",
+                                         "ß", "中", "文", "🙂", "∑", "Ω", "ü", "\r\n", "x", "Z", "-", "__"};
+    std::string s;
+    for (size_t i = 0; i < chars; ++i) s += kParts[rng() % (sizeof kParts / sizeof kParts[0])];
+    return s;
+}
+
+} // namespace
+
+TEST_CASE("tokenizer.json: encode and decode as Hugging Face tokenizers does, on both fixtures") {
+    const json g = golden();
+    for (const std::string kind : {"llama3", "gpt2"}) {
+        const Tokenizer &tok = fixture(kind);
+        CHECK(tok.is_bpe());
+        REQUIRE(g.contains(kind));
+        for (const json &c : g[kind]) {
+            const std::string text = c["text"].get<std::string>();
+            CAPTURE(kind);
+            CAPTURE(text);
+            const std::vector<int> want = c["ids"].get<std::vector<int>>();
+            CHECK(tok.encode(text, false) == want);
+            CHECK(tok.decode(want) == c["decoded"].get<std::string>());
+        }
+    }
+}
+
+TEST_CASE("tokenizer.json: merges written as \"a b\" strings read as the [a, b] pairs do") {
+    json j = json::parse(fixture_text("llama3"));
+    REQUIRE(j["model"]["merges"].is_array());
+    REQUIRE(j["model"]["merges"][0].is_array());
+    for (json &m : j["model"]["merges"]) m = m[0].get<std::string>() + " " + m[1].get<std::string>();
+    auto old_style = Tokenizer::from_json(j.dump(), -1, -1);
+    for (const json &c : golden()["llama3"])
+        CHECK(old_style->encode(c["text"].get<std::string>(), false) == c["ids"].get<std::vector<int>>());
+}
+
+TEST_CASE("tokenizer.json: special tokens are ids in the text and nothing in decoded text") {
+    const Tokenizer &tok = fixture("llama3");
+    const std::vector<int> ids = tok.encode("<|begin_of_text|>hi<|eot_id|>", false);
+    REQUIRE(ids.size() >= 3);
+    CHECK(ids.front() == 0);  // the fixture's first added token
+    CHECK(tok.is_control(ids.front()));
+    CHECK(tok.is_control(ids.back()));
+    CHECK(tok.piece(ids.back()) == "<|eot_id|>");
+    CHECK(tok.decode(ids) == "hi");
+    CHECK_FALSE(tok.is_control(ids[1]));
+    // BOS comes from the configuration, not from the file.
+    auto with_bos = Tokenizer::from_json(fixture_text("llama3"), 0, 2);
+    CHECK(with_bos->encode("hi", true).front() == 0);
+    CHECK(with_bos->bos() == 0);
+    CHECK(with_bos->eos() == 2);
+    CHECK(tok.bos() == -1);
+}
+
+TEST_CASE("tokenizer.json: any valid UTF-8 text decodes back to itself; invalid bytes as U+FFFD") {
+    // Llama 3's form is lossless. (GPT-2's form with add_prefix_space is not: tokenizers puts a
+    // space before every piece the Digits step cuts, " 4 2" for "42"; the golden case has it.)
+    const Tokenizer &tok = fixture("llama3");
+    std::mt19937 rng(7);
+    for (int trial = 0; trial < 300; ++trial) {
+        const std::string text = random_text(rng, 1 + rng() % 40);
+        CAPTURE(text);
+        CHECK(tok.decode(tok.encode(text, false)) == text);
+    }
+    CHECK(tok.decode(tok.encode("a\xff" "b", false)) == "a\xEF\xBF\xBD" "b");
+    CHECK(fixture("gpt2").decode(fixture("gpt2").encode("a\xff" "b", false)) == " a\xEF\xBF\xBD" "b");
+}
+
+TEST_CASE("utf8_lossy replaces each maximal invalid part with one U+FFFD, as Rust's from_utf8_lossy") {
+    const std::string R = "\xEF\xBF\xBD";
+    CHECK(gptq::utf8_lossy("plain é 中 🙂") == "plain é 中 🙂");
+    CHECK(gptq::utf8_lossy("\xF0\x9F\x99") == R);               // a truncated 4-byte character
+    CHECK(gptq::utf8_lossy("\xC0\x80") == R + R);                // overlong: both bytes invalid
+    CHECK(gptq::utf8_lossy("\xED\xA0\x80") == R + R + R);        // a surrogate
+    CHECK(gptq::utf8_lossy("a\x80" "b") == "a" + R + "b");       // a stray continuation byte
+    CHECK(gptq::utf8_lossy("\xE4\xB8" "x") == R + "x");          // a lead and one continuation
+    CHECK(gptq::utf8_lossy("\xF4\x90\x80\x80") == R + R + R + R);  // above U+10FFFF
+}
+
+TEST_CASE("tokenizer.json: a stream of ids gives decode() of the whole, even split inside characters") {
+    std::mt19937 rng(11);
+    for (const std::string kind : {"llama3", "gpt2"}) {
+        const Tokenizer &tok = fixture(kind);
+        for (int trial = 0; trial < 100; ++trial) {
+            // Ids of real text (multi-byte characters across tokens) mixed with random ids.
+            std::vector<int> ids = tok.encode(random_text(rng, 20), false);
+            for (int k = 0; k < 5; ++k) ids.insert(ids.begin() + std::ptrdiff_t(rng() % (ids.size() + 1)), int(rng() % unsigned(tok.vocab_size())));
+            const size_t cut = rng() % (ids.size() + 1);
+            std::vector<int> prompt(ids.begin(), ids.begin() + std::ptrdiff_t(cut));
+            StreamDecoder dec(tok, prompt);
+            std::string streamed;
+            for (size_t i = cut; i < ids.size(); ++i) streamed += dec.push(ids[i]);
+            streamed += dec.flush();
+            const std::string whole = tok.decode(ids), before = tok.decode(prompt);
+            CAPTURE(kind);
+            CAPTURE(trial);
+            if (whole.compare(0, before.size(), before) == 0) CHECK(streamed == whole.substr(before.size()));
+            else CHECK(streamed == tok.decode(std::vector<int>(ids.begin() + std::ptrdiff_t(cut), ids.end())));
+        }
+    }
+}
+
+TEST_CASE("tokenizer.json: a long word of hostile text encodes in time and decodes back") {
+    const Tokenizer &tok = fixture("llama3");
+    const std::string word(200000, 'q');
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<int> ids = tok.encode(word, false);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    CHECK(tok.decode(ids) == word);
+    CHECK(s < 5.0);  // the heap keeps merging O(L log L); a quadratic loop would take minutes
+}
+
+TEST_CASE("tokenizer.json refusals: malformed files are FORMAT, unfollowable ones UNSUPPORTED") {
+    const std::string good = fixture_text("llama3");
+    std::string msg;
+    auto status = [&](const std::string &text) {
+        return status_of([&] { Tokenizer::from_json(text, -1, -1, "t/tokenizer.json"); }, &msg);
+    };
+    auto edited = [&](auto &&edit) {
+        json j = json::parse(good);
+        edit(j);
+        return j.dump();
+    };
+    SUBCASE("truncated, empty, not an object") {
+        for (const std::string bad : {good.substr(0, good.size() / 2), std::string(), std::string("[1, 2]")}) {
+            CHECK(status(bad) == GPTQ_ERR_FORMAT);
+            CHECK(msg.find("t/tokenizer.json") != std::string::npos);
+        }
+    }
+    SUBCASE("a model other than BPE, a normalizer, byte fallback, dropout, an unknown pre-tokenizer") {
+        CHECK(status(edited([](json &j) { j["model"]["type"] = "WordPiece"; })) == GPTQ_ERR_UNSUPPORTED);
+        CHECK(msg.find("WordPiece") != std::string::npos);
+        CHECK(status(edited([](json &j) { j["normalizer"] = {{"type", "NFC"}}; })) == GPTQ_ERR_UNSUPPORTED);
+        CHECK(msg.find("NFC") != std::string::npos);
+        CHECK(status(edited([](json &j) { j["model"]["byte_fallback"] = true; })) == GPTQ_ERR_UNSUPPORTED);
+        CHECK(status(edited([](json &j) { j["model"]["dropout"] = 0.1; })) == GPTQ_ERR_UNSUPPORTED);
+        CHECK(status(edited([](json &j) { j["pre_tokenizer"] = {{"type", "Metaspace"}}; })) == GPTQ_ERR_UNSUPPORTED);
+        CHECK(msg.find("Metaspace") != std::string::npos);
+        CHECK(status(edited([](json &j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(unclosed"; })) ==
+              GPTQ_ERR_UNSUPPORTED);
+        CHECK(status(edited([](json &j) { j["decoder"] = {{"type", "Metaspace"}}; })) == GPTQ_ERR_UNSUPPORTED);
+        CHECK(status(edited([](json &j) { j["added_tokens"][0]["single_word"] = true; })) == GPTQ_ERR_UNSUPPORTED);
+    }
+    SUBCASE("wrong types, unknown merge strings, hostile ids, duplicates") {
+        CHECK(status(edited([](json &j) { j["model"].erase("vocab"); })) == GPTQ_ERR_FORMAT);
+        CHECK(status(edited([](json &j) { j["model"]["vocab"] = json::array(); })) == GPTQ_ERR_FORMAT);
+        CHECK(status(edited([](json &j) { j["model"]["merges"][0] = json::array({"nowhere", "t"}); })) == GPTQ_ERR_FORMAT);
+        CHECK(status(edited([](json &j) { j["model"]["merges"][0] = "one-string"; })) == GPTQ_ERR_FORMAT);
+        CHECK(status(edited([](json &j) { j["model"]["merges"][0] = 17; })) == GPTQ_ERR_FORMAT);
+        CHECK(status(edited([](json &j) { j["model"]["vocab"]["zzz"] = 2000000000; })) == GPTQ_ERR_FORMAT);
+        CHECK(status(edited([](json &j) { j["model"]["vocab"]["zzz"] = -1; })) == GPTQ_ERR_FORMAT);
+        CHECK(status(edited([](json &j) { j["model"]["vocab"]["zzz"] = "3"; })) == GPTQ_ERR_FORMAT);
+        CHECK(status(edited([](json &j) { j["model"]["vocab"]["zzz"] = 5; })) == GPTQ_ERR_FORMAT);  // id 5 twice
+        CHECK(status(edited([](json &j) { j["added_tokens"][0]["content"] = ""; })) == GPTQ_ERR_FORMAT);
+        CHECK(status(edited([](json &j) { j["added_tokens"] = 3; })) == GPTQ_ERR_FORMAT);
+    }
+    SUBCASE("BOS/EOS outside the ids") {
+        CHECK(status_of([&] { Tokenizer::from_json(good, 1 << 20, -1); }) == GPTQ_ERR_FORMAT);
+        CHECK(status_of([&] { Tokenizer::from_json(good, -1, 1 << 20); }) == GPTQ_ERR_FORMAT);
+    }
+    SUBCASE("ids outside the vocabulary are INVALID_ARG") {
+        const Tokenizer &tok = fixture("llama3");
+        CHECK(status_of([&] { tok.decode(std::vector<int>{tok.vocab_size()}); }) == GPTQ_ERR_INVALID_ARG);
+        CHECK(status_of([&] { tok.piece(-1); }) == GPTQ_ERR_INVALID_ARG);
+    }
+}
+
+TEST_CASE("load: tokenizer.model wins over tokenizer.json; tokenizer.json alone is read") {
+    const std::string dir = testutil::temp_dir("bpe");
+    {
+        std::ofstream f(dir + "/tokenizer.json", std::ios::binary);
+        f << fixture_text("gpt2");
+    }
+    ModelConfig cfg;
+    cfg.bos_token = 1;
+    cfg.eos_tokens = {2};
+    auto tok = Tokenizer::load(dir, cfg);
+    CHECK(tok->is_bpe());
+    CHECK(tok->bos() == 1);
+    CHECK(tok->eos() == 2);
+    CHECK(tok->decode(tok->encode("Hello world", false)) == " Hello world");
+    {
+        std::ofstream f(dir + "/tokenizer.model", std::ios::binary);
+        f << testutil::read_text(testutil::bundled_model_dir() + "/tokenizer.model");
+    }
+    CHECK_FALSE(Tokenizer::load(dir, cfg)->is_bpe());
+    std::remove((dir + "/tokenizer.json").c_str());
+    std::remove((dir + "/tokenizer.model").c_str());
+    rmdir(dir.c_str());
+}
