@@ -6,7 +6,7 @@
 #   scripts/device-build.sh BUILD_DIR full      the real CMake build (GPTQ_CUDA=ON), with the Debian
 #                                              packages carried in .deps/ unpacked into /tmp/deps
 #                                              (the -dev packages of install-deps.sh, libpcre2-dev
-#                                              among them: `apt-get download` here)
+#                                              and libicu-dev among them: `apt-get download` here)
 #
 # Environment: ARCHS (default 90a), JOBS (default nproc).
 set -euo pipefail

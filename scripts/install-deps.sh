@@ -4,7 +4,7 @@
 #   scripts/install-deps.sh --all    also the toolchains the language bindings are tested with
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config git
-      libmimalloc-dev libsentencepiece-dev libpcre2-dev nlohmann-json3-dev doctest-dev
+      libmimalloc-dev libsentencepiece-dev libpcre2-dev libicu-dev nlohmann-json3-dev doctest-dev
       libopenblas-dev liblapacke-dev python3 time)
 if [[ "${1:-}" == "--all" ]]; then
   pkgs+=(clang libclang-rt-14-dev golang-go mono-mcs mono-runtime cargo)

@@ -5,6 +5,8 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <unicode/unorm2.h>
+#include <unicode/ustring.h>
 
 #include <nlohmann/json.hpp>
 
@@ -161,6 +163,56 @@ void split_isolated(const BpeTokenizer::Pattern &p, const std::string &s, std::v
 }
 
 // ------------------------------------------------------------------------------------------------
+// Unicode normalization (ICU): tokenizer.json's NFC / NFKC / NFD / NFKD normalizers
+
+const UNormalizer2 *icu_normalizer(const std::string &type) {
+    UErrorCode e = U_ZERO_ERROR;
+    const UNormalizer2 *n = type == "NFC"    ? unorm2_getNFCInstance(&e)
+                            : type == "NFKC" ? unorm2_getNFKCInstance(&e)
+                            : type == "NFD"  ? unorm2_getNFDInstance(&e)
+                            : type == "NFKD" ? unorm2_getNFKDInstance(&e)
+                                             : nullptr;
+    return U_SUCCESS(e) ? n : nullptr;
+}
+
+void icu_check(UErrorCode e, const char *what) {
+    if (U_FAILURE(e)) fail(GPTQ_ERR_INTERNAL, "tokenizer: Unicode normalization failed in %s (%s)", what, u_errorName(e));
+}
+
+// s (valid UTF-8) normalized; s itself when it already is (ICU's quick check), which is most text.
+std::string normalize(const UNormalizer2 *n, const std::string &s) {
+    if (s.size() > (size_t(1) << 28))
+        fail(GPTQ_ERR_INVALID_ARG, "tokenizer: %zu bytes of text in one piece are more than the normalizer takes",
+             s.size());
+    UErrorCode e = U_ZERO_ERROR;
+    int32_t n16 = 0;
+    u_strFromUTF8(nullptr, 0, &n16, s.data(), int32_t(s.size()), &e);
+    if (e != U_BUFFER_OVERFLOW_ERROR) icu_check(e, "u_strFromUTF8");
+    std::vector<UChar> src(size_t(n16) + 1);
+    e = U_ZERO_ERROR;
+    u_strFromUTF8(src.data(), n16 + 1, nullptr, s.data(), int32_t(s.size()), &e);
+    icu_check(e, "u_strFromUTF8");
+    if (unorm2_quickCheck(n, src.data(), n16, &e) == UNORM_YES && U_SUCCESS(e)) return s;
+    e = U_ZERO_ERROR;
+    std::vector<UChar> dst(size_t(n16) * 3 + 16);
+    int32_t out = unorm2_normalize(n, src.data(), n16, dst.data(), int32_t(dst.size()), &e);
+    if (e == U_BUFFER_OVERFLOW_ERROR) {
+        dst.resize(size_t(out));
+        e = U_ZERO_ERROR;
+        out = unorm2_normalize(n, src.data(), n16, dst.data(), out, &e);
+    }
+    icu_check(e, "unorm2_normalize");
+    int32_t n8 = 0;
+    u_strToUTF8(nullptr, 0, &n8, dst.data(), out, &e);
+    if (e != U_BUFFER_OVERFLOW_ERROR) icu_check(e, "u_strToUTF8");
+    std::string r(size_t(n8), '\0');
+    e = U_ZERO_ERROR;
+    u_strToUTF8(r.data(), n8, nullptr, dst.data(), out, &e);
+    icu_check(e, "u_strToUTF8");
+    return r;
+}
+
+// ------------------------------------------------------------------------------------------------
 // Reading the file
 
 const json &member(const json &j, const char *key, const std::string &origin, const char *where) {
@@ -175,6 +227,20 @@ bool flag(const json &j, const char *key, bool dflt) {
 
 std::string type_of(const json &j) {
     return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : "";
+}
+
+void read_normalizer(const json &j, const std::string &origin, std::vector<const void *> &out) {
+    if (j.is_null()) return;
+    const std::string t = type_of(j);
+    if (t == "Sequence" && j.contains("normalizers") && j["normalizers"].is_array()) {
+        for (const json &n : j["normalizers"]) read_normalizer(n, origin, out);
+        return;
+    }
+    const UNormalizer2 *n = icu_normalizer(t);
+    if (!n)
+        fail(GPTQ_ERR_UNSUPPORTED, "%s: the normalizer \"%s\" is not supported (NFC, NFKC, NFD, NFKD are)",
+             origin.c_str(), t.c_str());
+    out.push_back(n);
 }
 
 void read_pre_tokenizer(const json &j, const std::string &origin, std::vector<BpeTokenizer::PreStep> &steps) {
@@ -256,13 +322,7 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::parse(std::string_view text, const s
         const json &vocab = member(model, "vocab", origin, "the model");  // a malformed file before anything else
         const json &merges = member(model, "merges", origin, "the model");
 
-        const json &norm = j.contains("normalizer") ? j["normalizer"] : json();
-        const bool no_norm = norm.is_null() ||
-                             (type_of(norm) == "Sequence" && norm.contains("normalizers") &&
-                              norm["normalizers"].is_array() && norm["normalizers"].empty());
-        if (!no_norm)
-            fail(GPTQ_ERR_UNSUPPORTED, "%s: the normalizer \"%s\" is not supported yet", origin.c_str(),
-                 type_of(norm).c_str());
+        read_normalizer(j.contains("normalizer") ? j["normalizer"] : json(), origin, t->normalizers_);
         read_pre_tokenizer(j.contains("pre_tokenizer") ? j["pre_tokenizer"] : json(), origin, t->steps_);
         if (!has_byte_level(t->steps_))
             fail(GPTQ_ERR_UNSUPPORTED, "%s: only byte-level BPE is supported (no ByteLevel pre-tokenizer found)",
@@ -467,7 +527,9 @@ std::vector<int> BpeTokenizer::encode(std::string_view raw) const {
     std::vector<int> ids;
     auto encode_segment = [&](size_t from, size_t to) {
         if (from >= to) return;
-        for (const std::string &p : pre_tokenize(std::string_view(text).substr(from, to - from))) {
+        std::string segment = text.substr(from, to - from);
+        for (const void *n : normalizers_) segment = normalize(static_cast<const UNormalizer2 *>(n), segment);
+        for (const std::string &p : pre_tokenize(segment)) {
             std::string mapped;
             mapped.reserve(p.size() * 2);
             for (unsigned char c : p) mapped += m.text[c];

@@ -1,12 +1,13 @@
 // bpe_tokenizer.h — Hugging Face tokenizer.json byte-level BPE (Llama 3, Qwen2, SmolLM, GPT-2).
 //
 // What it reads: a "BPE" model (vocab, merges as "a b" strings or [a, b] pairs, ignore_merges),
-// added tokens (matched in the text before anything else, leftmost and longest first), a
-// pre-tokenizer made of Split (a regex, Isolated), Digits and ByteLevel (GPT-2's pattern when
-// use_regex, add_prefix_space), no normalizer, and the ByteLevel decoder. Anything else (a
-// normalizer such as NFC, byte_fallback, subword prefixes, dropout, other pre-tokenizers) is refused
-// with UNSUPPORTED naming it, never tokenized differently from the original. Regexes run on PCRE2
-// with Unicode properties, which reads the patterns these files carry (\p{L}, (?i:...), (?!\S)).
+// added tokens (matched in the text before anything else, leftmost and longest first), the
+// normalizers NFC / NFKC / NFD / NFKD (Qwen2 has NFC; ICU applies them), a pre-tokenizer made of
+// Split (a regex, Isolated), Digits and ByteLevel (GPT-2's pattern when use_regex,
+// add_prefix_space), and the ByteLevel decoder. Anything else (other normalizers, byte_fallback,
+// subword prefixes, dropout, other pre-tokenizers) is refused with UNSUPPORTED naming it, never
+// tokenized differently from the original. Regexes run on PCRE2 with Unicode properties, which
+// reads the patterns these files carry (\p{L}, (?i:...), (?!\S)).
 #pragma once
 
 #include "common.h"
@@ -66,6 +67,7 @@ private:
     std::unordered_map<uint64_t, std::pair<int, int>> merges_;  // (left, right) -> (rank, merged id)
     std::vector<Added> added_tokens_;    // longest first
     std::vector<int> added_by_byte_[256];  // indices into added_tokens_ by first byte, longest first
+    std::vector<const void *> normalizers_;  // ICU's UNormalizer2 instances, applied in order
     std::vector<PreStep> steps_;
     bool ignore_merges_ = false;
     int unk_ = -1;

@@ -1,5 +1,5 @@
 // tokenizer.json byte-level BPE against Hugging Face `tokenizers` itself: the fixtures in
-// tests/data/bpe (two small tokenizers in the shapes of Llama 3 and GPT-2 / SmolLM, and what
+// tests/data/bpe (three small tokenizers in the shapes of Llama 3, GPT-2 / SmolLM and Qwen2, and what
 // `tokenizers` 0.23 encodes and decodes a list of texts to; make_fixtures.py there makes them),
 // plus lossless round trips, streaming, and the refusals.
 #include <doctest/doctest.h>
@@ -32,7 +32,8 @@ std::string fixture_dir(const std::string &kind) { return testutil::source_dir()
 const Tokenizer &fixture(const std::string &kind) {
     static std::unique_ptr<Tokenizer> llama3 = Tokenizer::load(fixture_dir("llama3"), ModelConfig{});
     static std::unique_ptr<Tokenizer> gpt2 = Tokenizer::load(fixture_dir("gpt2"), ModelConfig{});
-    return kind == "llama3" ? *llama3 : *gpt2;
+    static std::unique_ptr<Tokenizer> qwen2 = Tokenizer::load(fixture_dir("qwen2"), ModelConfig{});
+    return kind == "llama3" ? *llama3 : kind == "gpt2" ? *gpt2 : *qwen2;
 }
 
 json golden() { return json::parse(testutil::read_text(testutil::source_dir() + "/tests/data/bpe/golden.json")); }
@@ -52,9 +53,9 @@ std::string random_text(std::mt19937 &rng, size_t chars) {
 
 } // namespace
 
-TEST_CASE("tokenizer.json: encode and decode as Hugging Face tokenizers does, on both fixtures") {
+TEST_CASE("tokenizer.json: encode and decode as Hugging Face tokenizers does, on the three fixtures") {
     const json g = golden();
-    for (const std::string kind : {"llama3", "gpt2"}) {
+    for (const std::string kind : {"llama3", "gpt2", "qwen2"}) {
         const Tokenizer &tok = fixture(kind);
         CHECK(tok.is_bpe());
         REQUIRE(g.contains(kind));
@@ -111,6 +112,22 @@ TEST_CASE("tokenizer.json: any valid UTF-8 text decodes back to itself; invalid 
     CHECK(fixture("gpt2").decode(fixture("gpt2").encode("a\xff" "b", false)) == " a\xEF\xBF\xBD" "b");
 }
 
+TEST_CASE("tokenizer.json: the NFC normalizer makes decomposed and composed text one encoding") {
+    const Tokenizer &tok = fixture("qwen2");
+    const std::string composed = "\xc3\xa9t\xc3\xa9 \xc3\x85 \xea\xb0\x81";                // "été Å 각"
+    const std::string decomposed = "e\xcc\x81te\xcc\x81 A\xcc\x8a \xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8";
+    CHECK(tok.encode(decomposed, false) == tok.encode(composed, false));
+    CHECK(tok.decode(tok.encode(decomposed, false)) == composed);
+    // Without the normalizer (the Llama 3 fixture) the two stay apart.
+    CHECK(fixture("llama3").encode(decomposed, false) != fixture("llama3").encode(composed, false));
+    // NFKC, read from a Sequence, folds the ligature that NFC keeps.
+    json j = json::parse(fixture_text("qwen2"));
+    j["normalizer"] = {{"type", "Sequence"}, {"normalizers", json::array({{{"type", "NFKC"}}})}};
+    auto nfkc = Tokenizer::from_json(j.dump(), -1, -1);
+    CHECK(nfkc->decode(nfkc->encode("\xef\xac\x81ne", false)) == "fine");
+    CHECK(tok.decode(tok.encode("\xef\xac\x81ne", false)) == "\xef\xac\x81ne");
+}
+
 TEST_CASE("utf8_lossy replaces each maximal invalid part with one U+FFFD, as Rust's from_utf8_lossy") {
     const std::string R = "\xEF\xBF\xBD";
     CHECK(gptq::utf8_lossy("plain é 中 🙂") == "plain é 中 🙂");
@@ -124,7 +141,7 @@ TEST_CASE("utf8_lossy replaces each maximal invalid part with one U+FFFD, as Rus
 
 TEST_CASE("tokenizer.json: a stream of ids gives decode() of the whole, even split inside characters") {
     std::mt19937 rng(11);
-    for (const std::string kind : {"llama3", "gpt2"}) {
+    for (const std::string kind : {"llama3", "gpt2", "qwen2"}) {
         const Tokenizer &tok = fixture(kind);
         for (int trial = 0; trial < 100; ++trial) {
             // Ids of real text (multi-byte characters across tokens) mixed with random ids.
@@ -175,8 +192,8 @@ TEST_CASE("tokenizer.json refusals: malformed files are FORMAT, unfollowable one
     SUBCASE("a model other than BPE, a normalizer, byte fallback, dropout, an unknown pre-tokenizer") {
         CHECK(status(edited([](json &j) { j["model"]["type"] = "WordPiece"; })) == GPTQ_ERR_UNSUPPORTED);
         CHECK(msg.find("WordPiece") != std::string::npos);
-        CHECK(status(edited([](json &j) { j["normalizer"] = {{"type", "NFC"}}; })) == GPTQ_ERR_UNSUPPORTED);
-        CHECK(msg.find("NFC") != std::string::npos);
+        CHECK(status(edited([](json &j) { j["normalizer"] = {{"type", "Lowercase"}}; })) == GPTQ_ERR_UNSUPPORTED);
+        CHECK(msg.find("Lowercase") != std::string::npos);
         CHECK(status(edited([](json &j) { j["model"]["byte_fallback"] = true; })) == GPTQ_ERR_UNSUPPORTED);
         CHECK(status(edited([](json &j) { j["model"]["dropout"] = 0.1; })) == GPTQ_ERR_UNSUPPORTED);
         CHECK(status(edited([](json &j) { j["pre_tokenizer"] = {{"type", "Metaspace"}}; })) == GPTQ_ERR_UNSUPPORTED);

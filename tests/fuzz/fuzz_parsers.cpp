@@ -5,7 +5,7 @@
 //   1  parse_model_config (config.json)
 //   2  parse_model_config with quantize_config.json: config text, a NUL byte, quantize_config text
 //   3  BpeTokenizer::parse (tokenizer.json), then encoding and decoding a fixed text with it
-//   4  text through the Llama 3-shaped fixture tokenizer: decoding gives the text back
+//   4  text through the Llama 3- and Qwen2-shaped fixture tokenizers: decoding gives the text back
 // A parser may refuse any input with gptq::Error; anything else — a crash, a sanitizer report, another
 // exception type, or a result that breaks the invariants checked below — is a bug.
 #include "bpe_tokenizer.h"
@@ -96,15 +96,21 @@ void check_tokenizer_json(const std::string &text) {
     for (int id = 0; id < std::min(t->vocab_size(), 64); ++id) (void)t->token_bytes(id);
 }
 
-// Byte-level BPE without a prefix space is lossless: any text comes back as its valid UTF-8.
+// Byte-level BPE without a prefix space or normalizer is lossless: any text comes back as its valid
+// UTF-8. With Qwen2's NFC normalizer, the ids stay in range and decode.
 void check_encoding(const std::string &text) {
     static std::unique_ptr<BpeTokenizer> t =
-        BpeTokenizer::parse(read_file(GPTQ_FUZZ_BPE_FIXTURE), GPTQ_FUZZ_BPE_FIXTURE);
+        BpeTokenizer::parse(read_file(GPTQ_FUZZ_BPE_DIR "/llama3/tokenizer.json"), "llama3 fixture");
+    static std::unique_ptr<BpeTokenizer> nfc =
+        BpeTokenizer::parse(read_file(GPTQ_FUZZ_BPE_DIR "/qwen2/tokenizer.json"), "qwen2 fixture");
     const std::vector<int> ids = t->encode(text);
     check_ids(*t, ids);
     std::string bytes;
     for (int id : ids) bytes += t->token_bytes(id);  // an added token's bytes are its content
     FUZZ_ASSERT(bytes == utf8_lossy(text));
+    const std::vector<int> nids = nfc->encode(text);
+    check_ids(*nfc, nids);
+    for (int id : nids) (void)nfc->token_bytes(id);
 }
 
 } // namespace

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Makes the byte-level BPE fixtures of test_bpe_tokenizer.cpp with Hugging Face `tokenizers`.
 
-Two small tokenizers trained here on the repository's own prose (README.md, BENCHMARKS.md), each in
-the shape of a family the library reads:
+Three small tokenizers trained here on the repository's own prose (README.md, BENCHMARKS.md), each
+in the shape of a family the library reads:
   llama3/tokenizer.json  Split(Llama 3's pattern) + ByteLevel(use_regex=false), ignore_merges
   gpt2/tokenizer.json    Digits(individual) + ByteLevel(use_regex=true, add_prefix_space)
+  qwen2/tokenizer.json   the NFC normalizer, Split(Qwen2's pattern: single digits) + ByteLevel
 and golden.json: for each, what `tokenizers` encodes a list of texts to and decodes the ids back to.
 
     python3 -m venv /tmp/v && /tmp/v/bin/pip install tokenizers && /tmp/v/bin/python make_fixtures.py
@@ -12,13 +13,15 @@ and golden.json: for each, what `tokenizers` encodes a list of texts to and deco
 import json
 import os
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                   r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 SPECIAL = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"]
 
 TEXTS = [
@@ -37,6 +40,7 @@ TEXTS = [
     "\n\n\n",
     "a" * 40,
     "Ça va? ¿Qué tal? Грамматика и орфография.",
+    "decomposed: e\u0301te\u0301, A\u030a, \u1100\u1161\u11a8 -- composed: été, Å, 각; ligature ﬁne",
 ]
 
 
@@ -48,8 +52,10 @@ def corpus():
     yield from TEXTS
 
 
-def train(pre, ignore_merges, vocab_size):
+def train(pre, ignore_merges, vocab_size, normalizer=None):
     tok = Tokenizer(models.BPE(ignore_merges=ignore_merges))
+    if normalizer is not None:
+        tok.normalizer = normalizer
     tok.pre_tokenizer = pre
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False,
@@ -66,6 +72,9 @@ def main():
         "gpt2": train(pre_tokenizers.Sequence([
             pre_tokenizers.Digits(individual_digits=True),
             pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)]), False, 600),
+        "qwen2": train(pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]), False, 650, normalizers.NFC()),
     }
     golden = {}
     for kind, tok in kinds.items():
