@@ -64,14 +64,17 @@ GenerateResult generate(Context &ctx, const std::vector<std::string> &prompts, c
     res.texts.resize(size_t(n));
     res.tokens.resize(size_t(n));
     if (opt.max_tokens <= 0) return res;
-    const int vocab = m.cfg.vocab_size;
+    // Ids past the tokenizer's vocabulary (an embedding padded to a round size, as Qwen2's 152064
+    // rows for 151665 ids) have no text: sampling sees only the tokenizer's ids.
+    const int vocab = std::min(m.cfg.vocab_size, m.tok->vocab_size());
 
     // Where the next tokens' candidates are ranked: by the backend, where the logits are, when it
     // ranks as many as the samplers need (the CUDA backend: k pairs per sequence cross to the
     // host instead of the vocabulary); else on the host from the logits. The same draws either
     // way (Sampler::sample_top). Every stream's sampler has the same parameters but the seed.
     const int need = streams[0].sampler.candidates_needed();
-    const bool ranked_by_backend = need > 0 && need <= ctx.max_candidates();
+    // (A backend ranks the whole embedding's rows, so a padded one samples on the host.)
+    const bool ranked_by_backend = need > 0 && need <= ctx.max_candidates() && vocab == m.cfg.vocab_size;
     std::vector<int8_t> keep;
     PenalisedRows penalised;
     // Evaluates a batch, keeping the results of each sequence's last token.

@@ -6,6 +6,7 @@
 
 #include "bpe_tokenizer.h"
 #include "config.h"
+#include "gptq.h"
 #include "testutil.h"
 #include "tokenizer_checks.h"
 
@@ -248,5 +249,55 @@ TEST_CASE("load: tokenizer.model wins over tokenizer.json; tokenizer.json alone 
     CHECK_FALSE(Tokenizer::load(dir, cfg)->is_bpe());
     std::remove((dir + "/tokenizer.json").c_str());
     std::remove((dir + "/tokenizer.model").c_str());
+    rmdir(dir.c_str());
+}
+
+namespace {
+int32_t record_token(int32_t, int32_t token, const char *, size_t, void *user) {
+    static_cast<std::vector<int> *>(user)->push_back(token);
+    return 0;
+}
+} // namespace
+
+TEST_CASE("a model whose tokenizer.json has fewer ids than its embedding generates only the tokenizer's ids") {
+    // The bundled model's weights (8192 rows) with the Llama 3-shaped fixture (700 ids): the ids
+    // past 700 have no text, as a padded embedding's rows (Qwen2) have none.
+    const std::string dir = testutil::temp_dir("bpe-model");
+    const std::string src = testutil::bundled_model_dir();
+    for (const char *f : {"config.json", "model.safetensors"})
+        REQUIRE(symlink((src + "/" + f).c_str(), (dir + "/" + f).c_str()) == 0);
+    {
+        std::ofstream f(dir + "/tokenizer.json", std::ios::binary);
+        f << fixture_text("llama3");
+    }
+    gptq_model *model = nullptr;
+    REQUIRE(gptq_load(dir.c_str(), nullptr, &model) == GPTQ_OK);
+    gptq_context *ctx = nullptr;
+    REQUIRE(gptq_context_init(model, nullptr, &ctx) == GPTQ_OK);
+    int32_t ids[64];
+    size_t n = 0;
+    REQUIRE(gptq_tokenize(model, "Hello world", 11, 0, ids, 64, &n) == GPTQ_OK);
+    CHECK(std::vector<int>(ids, ids + n) == golden()["llama3"][0]["ids"].get<std::vector<int>>());
+    for (float temperature : {0.0f, 1.5f}) {
+        gptq_generate_params p = gptq_generate_params_default();
+        p.max_tokens = 24;
+        p.temperature = temperature;
+        p.top_k = 0;
+        p.top_p = 1.0f;
+        p.min_p = 0.0f;
+        p.stop_at_eos = 0;
+        std::vector<int> drawn;
+        p.on_token = record_token;
+        p.user_data = &drawn;
+        char out[4096];
+        size_t len = 0;
+        CAPTURE(temperature);
+        CHECK(gptq_generate(ctx, "Hello world", &p, out, sizeof out, &len) == GPTQ_OK);
+        CHECK(drawn.size() == 24);
+        for (int id : drawn) CHECK(id < 700);
+    }
+    gptq_context_free(ctx);
+    gptq_model_free(model);
+    for (const char *f : {"config.json", "model.safetensors", "tokenizer.json"}) std::remove((dir + "/" + f).c_str());
     rmdir(dir.c_str());
 }
