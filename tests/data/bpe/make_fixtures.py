@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """Makes the byte-level BPE fixtures of test_bpe_tokenizer.cpp with Hugging Face `tokenizers`.
 
-Three small tokenizers trained here on the repository's own prose (README.md, BENCHMARKS.md), each
-in the shape of a family the library reads:
+Three small tokenizers trained here on the repository's own prose (README.md, BENCHMARKS.md at
+CORPUS_REV), each in the shape of a family the library reads:
   llama3/tokenizer.json  Split(Llama 3's pattern) + ByteLevel(use_regex=false), ignore_merges
   gpt2/tokenizer.json    Digits(individual) + ByteLevel(use_regex=true, add_prefix_space)
   qwen2/tokenizer.json   the NFC normalizer, Split(Qwen2's pattern: single digits) + ByteLevel
-and golden.json: for each, what `tokenizers` encodes a list of texts to and decodes the ids back to.
+and golden.json: for each, what `tokenizers` encodes a list of texts to and decodes the ids back to;
+with ../shared beside the checkout, golden_shared.json: the count and FNV-1a 64 hash (over the ids
+as little-endian int32) of each fixture's encoding of WikiText-2's test text and the docs held-out text.
 
     python3 -m venv /tmp/v && /tmp/v/bin/pip install tokenizers && /tmp/v/bin/python make_fixtures.py
 """
 import json
 import os
+import subprocess
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -44,11 +47,16 @@ TEXTS = [
 ]
 
 
+# The training text is these files as they were at one commit, so the fixtures come out the same
+# whenever this runs.
+CORPUS_REV = "aaeffac"
+
+
 def corpus():
     for name in ("README.md", "BENCHMARKS.md"):
-        with open(os.path.join(ROOT, name), encoding="utf-8") as f:
-            for line in f:
-                yield line
+        text = subprocess.run(["git", "-C", ROOT, "show", f"{CORPUS_REV}:{name}"], check=True,
+                              capture_output=True, text=True).stdout
+        yield from text.splitlines(keepends=True)
     yield from TEXTS
 
 
@@ -90,6 +98,32 @@ def main():
         f.write("{\n" + ",\n".join(
             json.dumps(kind) + ": [\n" + ",\n".join(json.dumps(c, ensure_ascii=False) for c in cases) + "\n]"
             for kind, cases in golden.items()) + "\n}\n")
+    shared_goldens()
+
+
+def fnv1a64(ids):
+    h = 0xcbf29ce484222325
+    for i in ids:
+        for byte in int(i).to_bytes(4, "little", signed=True):
+            h = ((h ^ byte) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def shared_goldens():
+    shared = os.path.join(ROOT, "..", "shared", "data")
+    files = {"wikitext2": "wikitext2/wiki.test.raw", "docs-heldout": "docs-heldout.txt"}
+    if not all(os.path.exists(os.path.join(shared, f)) for f in files.values()):
+        return
+    out = {}
+    for kind in ("llama3", "gpt2", "qwen2"):
+        tok = Tokenizer.from_file(os.path.join(HERE, kind, "tokenizer.json"))
+        for name, rel in files.items():
+            with open(os.path.join(shared, rel), encoding="utf-8") as f:
+                ids = tok.encode(f.read(), add_special_tokens=False).ids
+            out.setdefault(kind, {})[name] = {"count": len(ids), "fnv1a64": format(fnv1a64(ids), "016x")}
+    with open(os.path.join(HERE, "golden_shared.json"), "w", encoding="utf-8") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
 
 
 if __name__ == "__main__":
