@@ -478,7 +478,8 @@ private:
             maxpos = std::max(maxpos, t.pos);
             if (want[i]) rows[m++] = i;
         }
-        CUDA_CHECK(cudaMemcpyAsync(ids_.as<void>(), ids_h_.as<void>(), size_t(n) * 4 * 4, cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(
+            cudaMemcpyAsync(ids_.as<void>(), ids_h_.as<void>(), size_t(n) * 4 * 4, cudaMemcpyHostToDevice, stream_));
 
         if (use_graphs_ && n <= kGraphMaxTokens) {
             int chunks = 1;

@@ -176,7 +176,8 @@ const UNormalizer2 *icu_normalizer(const std::string &type) {
 }
 
 void icu_check(UErrorCode e, const char *what) {
-    if (U_FAILURE(e)) fail(GPTQ_ERR_INTERNAL, "tokenizer: Unicode normalization failed in %s (%s)", what, u_errorName(e));
+    if (U_FAILURE(e))
+        fail(GPTQ_ERR_INTERNAL, "tokenizer: Unicode normalization failed in %s (%s)", what, u_errorName(e));
 }
 
 // s (valid UTF-8) normalized; s itself when it already is (ICU's quick check), which is most text.
@@ -270,9 +271,10 @@ void read_pre_tokenizer(const json &j, const std::string &origin, std::vector<Bp
         }
         const std::string behavior = j.contains("behavior") && j["behavior"].is_string()
                                          ? j["behavior"].get<std::string>() : "";
-        if (behavior != "Isolated" || flag(j, "invert", false))
+        const bool invert = flag(j, "invert", false);
+        if (behavior != "Isolated" || invert)
             fail(GPTQ_ERR_UNSUPPORTED, "%s: a Split pre-tokenizer with behavior \"%s\"%s is not supported (only "
-                 "Isolated, not inverted)", origin.c_str(), behavior.c_str(), flag(j, "invert", false) ? ", inverted" : "");
+                 "Isolated, not inverted)", origin.c_str(), behavior.c_str(), invert ? ", inverted" : "");
         steps.push_back(Step{Step::kSplit, compile(re, origin), false});
     } else if (t == "Digits") {
         steps.push_back(Step{Step::kDigits, compile(flag(j, "individual_digits", false) ? "\\p{N}" : "\\p{N}+", origin),
@@ -314,7 +316,8 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::parse(std::string_view text, const s
             fail(GPTQ_ERR_UNSUPPORTED, "%s: BPE with byte_fallback (SentencePiece-style) is not supported; the "
                  "model's tokenizer.model is read instead where it has one", origin.c_str());
         for (const char *k : {"continuing_subword_prefix", "end_of_word_suffix"})
-            if (model.contains(k) && !model[k].is_null() && !(model[k].is_string() && model[k].get<std::string>().empty()))
+            if (model.contains(k) && !model[k].is_null() &&
+                !(model[k].is_string() && model[k].get<std::string>().empty()))
                 fail(GPTQ_ERR_UNSUPPORTED, "%s: BPE with a %s is not supported", origin.c_str(), k);
         if (model.contains("dropout") && model["dropout"].is_number() && model["dropout"].get<double>() > 0.0)
             fail(GPTQ_ERR_UNSUPPORTED, "%s: BPE dropout is not supported (it makes encoding random)", origin.c_str());
@@ -336,10 +339,12 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::parse(std::string_view text, const s
         // decodes to nothing.
         if (!vocab.is_object()) fail(GPTQ_ERR_FORMAT, "%s: the vocabulary is not an object", origin.c_str());
         auto place = [&](const std::string &s, const json &idj, bool added) {
-            if (!idj.is_number_integer()) fail(GPTQ_ERR_FORMAT, "%s: the id of \"%s\" is not an integer", origin.c_str(), s.c_str());
+            if (!idj.is_number_integer())
+                fail(GPTQ_ERR_FORMAT, "%s: the id of \"%s\" is not an integer", origin.c_str(), s.c_str());
             const int64_t id = idj.get<int64_t>();
             if (id < 0 || id >= kMaxId)
-                fail(GPTQ_ERR_FORMAT, "%s: id %lld of \"%s\" is out of range", origin.c_str(), (long long)id, s.c_str());
+                fail(GPTQ_ERR_FORMAT, "%s: id %lld of \"%s\" is out of range", origin.c_str(), (long long)id,
+                     s.c_str());
             if (size_t(id) >= t->pieces_.size()) {
                 t->pieces_.resize(size_t(id) + 1);
                 t->special_.resize(size_t(id) + 1, 0);

@@ -147,7 +147,10 @@ TEST_CASE("tokenizer.json: a stream of ids gives decode() of the whole, even spl
         for (int trial = 0; trial < 100; ++trial) {
             // Ids of real text (multi-byte characters across tokens) mixed with random ids.
             std::vector<int> ids = tok.encode(random_text(rng, 20), false);
-            for (int k = 0; k < 5; ++k) ids.insert(ids.begin() + std::ptrdiff_t(rng() % (ids.size() + 1)), int(rng() % unsigned(tok.vocab_size())));
+            for (int k = 0; k < 5; ++k) {
+                const auto at = ids.begin() + std::ptrdiff_t(rng() % (ids.size() + 1));
+                ids.insert(at, int(rng() % unsigned(tok.vocab_size())));
+            }
             const size_t cut = rng() % (ids.size() + 1);
             std::vector<int> prompt(ids.begin(), ids.begin() + std::ptrdiff_t(cut));
             StreamDecoder dec(tok, prompt);
@@ -199,15 +202,16 @@ TEST_CASE("tokenizer.json refusals: malformed files are FORMAT, unfollowable one
         CHECK(status(edited([](json &j) { j["model"]["dropout"] = 0.1; })) == GPTQ_ERR_UNSUPPORTED);
         CHECK(status(edited([](json &j) { j["pre_tokenizer"] = {{"type", "Metaspace"}}; })) == GPTQ_ERR_UNSUPPORTED);
         CHECK(msg.find("Metaspace") != std::string::npos);
-        CHECK(status(edited([](json &j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(unclosed"; })) ==
-              GPTQ_ERR_UNSUPPORTED);
+        auto bad_regex = [](json &j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(unclosed"; };
+        CHECK(status(edited(bad_regex)) == GPTQ_ERR_UNSUPPORTED);
         CHECK(status(edited([](json &j) { j["decoder"] = {{"type", "Metaspace"}}; })) == GPTQ_ERR_UNSUPPORTED);
         CHECK(status(edited([](json &j) { j["added_tokens"][0]["single_word"] = true; })) == GPTQ_ERR_UNSUPPORTED);
     }
     SUBCASE("wrong types, unknown merge strings, hostile ids, duplicates") {
         CHECK(status(edited([](json &j) { j["model"].erase("vocab"); })) == GPTQ_ERR_FORMAT);
         CHECK(status(edited([](json &j) { j["model"]["vocab"] = json::array(); })) == GPTQ_ERR_FORMAT);
-        CHECK(status(edited([](json &j) { j["model"]["merges"][0] = json::array({"nowhere", "t"}); })) == GPTQ_ERR_FORMAT);
+        auto unknown_merge = [](json &j) { j["model"]["merges"][0] = json::array({"nowhere", "t"}); };
+        CHECK(status(edited(unknown_merge)) == GPTQ_ERR_FORMAT);
         CHECK(status(edited([](json &j) { j["model"]["merges"][0] = "one-string"; })) == GPTQ_ERR_FORMAT);
         CHECK(status(edited([](json &j) { j["model"]["merges"][0] = 17; })) == GPTQ_ERR_FORMAT);
         CHECK(status(edited([](json &j) { j["model"]["vocab"]["zzz"] = 2000000000; })) == GPTQ_ERR_FORMAT);
