@@ -164,13 +164,15 @@ GPTQ_API gptq_status gptq_model_get_info(const gptq_model *model, gptq_model_inf
 GPTQ_API gptq_status gptq_tokenize(const gptq_model *model, const char *text, size_t text_len,
                                    int32_t add_bos, int32_t *tokens, size_t n_max, size_t *n_out);
 
-/* Decodes ids to UTF-8 text as SentencePiece does (the leading-space marker of the first piece is
- * dropped, special tokens are skipped). Writes a NUL-terminated string; *n_out gets its length
- * without the NUL (or the buffer size needed including it, with BUFFER_SMALL). */
+/* Decodes ids to UTF-8 text as the model's tokenizer does: SentencePiece drops the leading-space
+ * marker of the first piece; tokenizer.json joins each id's bytes; special tokens are skipped and
+ * invalid UTF-8 becomes U+FFFD. Writes a NUL-terminated string; *n_out gets its length without the
+ * NUL (or the buffer size needed including it, with BUFFER_SMALL). */
 GPTQ_API gptq_status gptq_detokenize(const gptq_model *model, const int32_t *tokens, size_t n_tokens,
                                      char *text, size_t text_size, size_t *n_out);
 
-/* The raw piece of one id, e.g. "▁the" or "<0x0A>". Same buffer contract as gptq_detokenize. */
+/* The raw piece of one id, e.g. "▁the", "<0x0A>" or (tokenizer.json) "Ġthe". Same buffer contract
+ * as gptq_detokenize. */
 GPTQ_API gptq_status gptq_token_piece(const gptq_model *model, int32_t token, char *text,
                                       size_t text_size, size_t *n_out);
 

@@ -61,7 +61,8 @@ type Model struct {
 	pieceErr  error
 }
 
-// Load loads a model directory (config.json, *.safetensors, tokenizer.model) with defaults.
+// Load loads a model directory (config.json, *.safetensors, tokenizer.model or tokenizer.json)
+// with defaults.
 func Load(dir string) (*Model, error) {
 	return LoadWith(dir, DefaultLoadParams())
 }

@@ -43,8 +43,9 @@ namespace Gptq
 
         private Model(ModelHandle handle) { Handle = handle; }
 
-        /// <summary>Loads a model directory (config.json, *.safetensors, tokenizer.model). progress may
-        /// return false to cancel (a GptqException with Status.Aborted).</summary>
+        /// <summary>Loads a model directory (config.json, *.safetensors, tokenizer.model or
+        /// tokenizer.json). progress may return false to cancel (a GptqException with
+        /// Status.Aborted).</summary>
         public static Model Load(string dir, LoadParams options = null, Func<Progress, bool> progress = null)
         {
             if (dir == null) throw new ArgumentNullException("dir");

@@ -71,7 +71,8 @@ unsafe impl Send for Model {}
 unsafe impl Sync for Model {}
 
 impl Model {
-    /// Loads a model directory (config.json, *.safetensors, tokenizer.model) with default options.
+    /// Loads a model directory (config.json, *.safetensors, tokenizer.model or tokenizer.json) with
+    /// default options.
     pub fn load(dir: impl AsRef<Path>) -> Result<Model> {
         Model::load_with(dir, &LoadParams::default())
     }
