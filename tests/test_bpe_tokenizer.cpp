@@ -77,7 +77,8 @@ TEST_CASE("tokenizer.json: merges written as \"a b\" strings read as the [a, b] 
     REQUIRE(j["model"]["merges"][0].is_array());
     for (json &m : j["model"]["merges"]) m = m[0].get<std::string>() + " " + m[1].get<std::string>();
     auto old_style = Tokenizer::from_json(j.dump(), -1, -1);
-    for (const json &c : golden()["llama3"])
+    const json g = golden();  // held: a range over a member of a temporary would outlive it
+    for (const json &c : g["llama3"])
         CHECK(old_style->encode(c["text"].get<std::string>(), false) == c["ids"].get<std::vector<int>>());
 }
 
