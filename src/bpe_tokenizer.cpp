@@ -411,6 +411,10 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::parse(std::string_view text, const s
         }
         if (model.contains("unk_token") && model["unk_token"].is_string())
             t->unk_ = t->find(model["unk_token"].get<std::string>());
+        // Decoding runs per generated token; mapping each id's characters back to bytes once here
+        // keeps that a lookup (about 1 MB for a 128K vocabulary).
+        t->bytes_.resize(t->pieces_.size());
+        for (size_t id = 0; id < t->pieces_.size(); ++id) t->bytes_[id] = t->map_to_bytes(int(id));
     } catch (const json::exception &e) {
         fail(GPTQ_ERR_FORMAT, "%s: unexpected contents (%s)", origin.c_str(), e.what());
     }
@@ -434,8 +438,14 @@ const std::string &BpeTokenizer::piece(int id) const {
     return pieces_[size_t(id)];
 }
 
-std::string BpeTokenizer::token_bytes(int id) const {
+const std::string &BpeTokenizer::token_bytes(int id) const {
     check_id(id);
+    return bytes_[size_t(id)];
+}
+
+// An id's bytes: its vocabulary string through the byte map (a character outside the map stands
+// for itself), or an added token's content verbatim.
+std::string BpeTokenizer::map_to_bytes(int id) const {
     const std::string &p = pieces_[size_t(id)];
     if (added_[size_t(id)]) return p;
     const ByteMap &m = byte_map();
@@ -446,7 +456,7 @@ std::string BpeTokenizer::token_bytes(int id) const {
         const uint32_t cp = next_code_point(p, i);
         auto it = m.byte_of.find(cp);
         if (it != m.byte_of.end()) out += char(it->second);
-        else out.append(p, at, i - at);  // outside the byte map: the character itself
+        else out.append(p, at, i - at);
     }
     return out;
 }

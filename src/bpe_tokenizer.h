@@ -36,7 +36,7 @@ public:
     std::vector<int> encode(std::string_view text) const;
     // The bytes an id stands for: its vocabulary string through the byte map, or an added
     // token's content. INVALID_ARG outside [0, vocab_size()).
-    std::string token_bytes(int id) const;
+    const std::string &token_bytes(int id) const;
     const std::string &piece(int id) const;  // the vocabulary string as stored, e.g. "Ġthe"
     int vocab_size() const { return int(pieces_.size()); }
     bool is_special(int id) const { return id >= 0 && id < vocab_size() && special_[size_t(id)]; }
@@ -59,8 +59,10 @@ private:
     void check_id(int id) const;
     std::vector<std::string> pre_tokenize(std::string_view segment) const;
     void bpe(const std::string &word, std::vector<int> &out) const;  // word: byte-mapped UTF-8
+    std::string map_to_bytes(int id) const;
 
     std::vector<std::string> pieces_;   // id -> vocabulary string (or added content)
+    std::vector<std::string> bytes_;    // id -> token_bytes(), computed at load
     std::vector<char> special_;          // id -> special added token
     std::vector<char> added_;            // id -> added token (decodes to its content verbatim)
     std::unordered_map<std::string, int> ids_;
