@@ -119,8 +119,8 @@ typedef struct gptq_load_params {
 
 GPTQ_API gptq_load_params gptq_load_params_default(void);
 
-/* Loads a model directory (config.json, *.safetensors, tokenizer.model or a byte-level BPE
- * tokenizer.json). params may be NULL. */
+/* Loads a model directory (config.json, *.safetensors, tokenizer.model or a Hugging Face BPE
+ * tokenizer.json, byte-level or SentencePiece-style). params may be NULL. */
 GPTQ_API gptq_status gptq_load(const char *model_dir, const gptq_load_params *params,
                                gptq_model **out_model);
 
@@ -165,8 +165,8 @@ GPTQ_API gptq_status gptq_tokenize(const gptq_model *model, const char *text, si
                                    int32_t add_bos, int32_t *tokens, size_t n_max, size_t *n_out);
 
 /* Decodes ids to UTF-8 text as the model's tokenizer does: SentencePiece drops the leading-space
- * marker of the first piece; tokenizer.json joins each id's bytes; special tokens are skipped and
- * invalid UTF-8 becomes U+FFFD. Writes a NUL-terminated string; *n_out gets its length without the
+ * marker of the first piece; tokenizer.json follows its decoder (byte-level: each id's bytes
+ * joined); special tokens are skipped and invalid UTF-8 becomes U+FFFD. Writes a NUL-terminated string; *n_out gets its length without the
  * NUL (or the buffer size needed including it, with BUFFER_SMALL). */
 GPTQ_API gptq_status gptq_detokenize(const gptq_model *model, const int32_t *tokens, size_t n_tokens,
                                      char *text, size_t text_size, size_t *n_out);

@@ -1,6 +1,6 @@
-// bpe_tokenizer.cpp — tokenizer.json byte-level BPE: the file's parts read and checked, then
-// encoding as the Hugging Face tokenizers library does it (added tokens, pre-tokenizers, byte map,
-// merges by rank) and decoding back to bytes.
+// bpe_tokenizer.cpp — tokenizer.json BPE: the file's parts read and checked, then encoding as the
+// Hugging Face tokenizers library does it (added tokens, normalizers, pre-tokenizers, byte map or
+// byte fallback, merges by rank) and decoding back to text.
 #include "bpe_tokenizer.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <queue>
 
 namespace gptq {
@@ -162,6 +163,64 @@ void split_isolated(const BpeTokenizer::Pattern &p, const std::string &s, std::v
     if (last < s.size()) out.push_back(s.substr(last));
 }
 
+// s with every match of the pattern replaced by `to` (taken literally), left to right. An empty
+// match is refused: where tokenizers would insert `to` there depends on its regex engine's
+// stepping, which this reader does not reproduce.
+std::string replace_matches(const BpeTokenizer::Pattern &p, const std::string &s, const std::string &to) {
+    std::unique_ptr<pcre2_match_data, void (*)(pcre2_match_data *)> md(
+        pcre2_match_data_create_from_pattern(p.code, nullptr), pcre2_match_data_free);
+    if (!md) fail(GPTQ_ERR_OOM, "tokenizer: no memory for a pattern match");
+    std::string out;
+    size_t start = 0;
+    while (start <= s.size()) {
+        const int rc = pcre2_match(p.code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), start,
+                                   PCRE2_NO_UTF_CHECK, md.get(), nullptr);
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            fail(GPTQ_ERR_INVALID_ARG, "tokenizer: the normalizer's pattern failed on the text (%s)",
+                 reinterpret_cast<const char *>(msg));
+        }
+        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md.get());
+        if (ov[1] <= ov[0])
+            fail(GPTQ_ERR_UNSUPPORTED, "tokenizer: a Replace normalizer's pattern matched an empty string, which "
+                 "this reader does not follow");
+        out.append(s, start, ov[0] - start);
+        out += to;
+        start = ov[1];
+    }
+    if (start < s.size()) out.append(s, start, std::string::npos);
+    return out;
+}
+
+// Every occurrence of `from` (non-empty) in s replaced by `to`, left to right.
+std::string replace_all(const std::string &s, const std::string &from, const std::string &to) {
+    std::string out;
+    size_t at = 0;
+    for (size_t hit; (hit = s.find(from, at)) != std::string::npos; at = hit + from.size()) {
+        out.append(s, at, hit - at);
+        out += to;
+    }
+    out.append(s, at, std::string::npos);
+    return out;
+}
+
+// The byte a "<0xXX>" token names (two hex digits of either case, as tokenizers' ByteFallback
+// decoder reads them), else -1.
+int parse_byte_token(const std::string &t) {
+    if (t.size() != 6 || t.compare(0, 3, "<0x") != 0 || t[5] != '>') return -1;
+    int v = 0;
+    for (int k = 3; k < 5; ++k) {
+        const char c = t[size_t(k)];
+        const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
 // ------------------------------------------------------------------------------------------------
 // Unicode normalization (ICU): tokenizer.json's NFC / NFKC / NFD / NFKD normalizers
 
@@ -181,7 +240,7 @@ void icu_check(UErrorCode e, const char *what) {
 }
 
 // s (valid UTF-8) normalized; s itself when it already is (ICU's quick check), which is most text.
-std::string normalize(const UNormalizer2 *n, const std::string &s) {
+std::string unicode_normalize(const UNormalizer2 *n, const std::string &s) {
     if (s.size() > (size_t(1) << 28))
         fail(GPTQ_ERR_INVALID_ARG, "tokenizer: %zu bytes of text in one piece are more than the normalizer takes",
              s.size());
@@ -226,22 +285,73 @@ bool flag(const json &j, const char *key, bool dflt) {
     return j[key].is_boolean() ? j[key].get<bool>() : dflt;
 }
 
+std::string text_of(const json &j, const char *key, const std::string &origin, const char *where) {
+    const json &v = member(j, key, origin, where);
+    if (!v.is_string()) fail(GPTQ_ERR_FORMAT, "%s: %s's \"%s\" is not a string", origin.c_str(), where, key);
+    return v.get<std::string>();
+}
+
 std::string type_of(const json &j) {
     return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : "";
 }
 
-void read_normalizer(const json &j, const std::string &origin, std::vector<const void *> &out) {
+// A Replace's pattern ({"String": s} or {"Regex": r}): *literal gets s, or the regex is compiled.
+std::shared_ptr<BpeTokenizer::Pattern> read_pattern(const json &j, const std::string &origin, const char *where,
+                                                    std::string *literal) {
+    const json &pat = member(j, "pattern", origin, where);
+    if (pat.is_object() && pat.contains("String") && pat["String"].is_string()) {
+        *literal = pat["String"].get<std::string>();
+        if (literal->empty()) fail(GPTQ_ERR_FORMAT, "%s: %s replaces an empty string", origin.c_str(), where);
+        return nullptr;
+    }
+    if (pat.is_object() && pat.contains("Regex") && pat["Regex"].is_string())
+        return compile(pat["Regex"].get<std::string>(), origin);
+    fail(GPTQ_ERR_FORMAT, "%s: %s's pattern is neither a Regex nor a String", origin.c_str(), where);
+}
+
+void read_normalizer(const json &j, const std::string &origin, std::vector<BpeTokenizer::NormStep> &out) {
     if (j.is_null()) return;
+    using Step = BpeTokenizer::NormStep;
     const std::string t = type_of(j);
     if (t == "Sequence" && j.contains("normalizers") && j["normalizers"].is_array()) {
         for (const json &n : j["normalizers"]) read_normalizer(n, origin, out);
-        return;
+    } else if (t == "Prepend") {
+        Step s{Step::kPrepend};
+        s.to = text_of(j, "prepend", origin, "the Prepend normalizer");
+        out.push_back(s);
+    } else if (t == "Replace") {
+        Step s{Step::kReplace};
+        s.pattern = read_pattern(j, origin, "the Replace normalizer", &s.from);
+        s.to = text_of(j, "content", origin, "the Replace normalizer");
+        out.push_back(s);
+    } else if (const UNormalizer2 *n = icu_normalizer(t)) {
+        Step s{Step::kUnicode};
+        s.unicode = n;
+        out.push_back(s);
+    } else {
+        fail(GPTQ_ERR_UNSUPPORTED, "%s: the normalizer \"%s\" is not supported (NFC, NFKC, NFD, NFKD, Prepend, "
+             "Replace and Sequences of them are)", origin.c_str(), t.c_str());
     }
-    const UNormalizer2 *n = icu_normalizer(t);
-    if (!n)
-        fail(GPTQ_ERR_UNSUPPORTED, "%s: the normalizer \"%s\" is not supported (NFC, NFKC, NFD, NFKD are)",
-             origin.c_str(), t.c_str());
-    out.push_back(n);
+}
+
+// Metaspace's replacement character and prepend scheme (files from before prepend_scheme have
+// add_prefix_space: true for always, false for never).
+std::string read_metaspace(const json &j, const std::string &origin, const char *where, BpeTokenizer::Prepend *p) {
+    const std::string r = text_of(j, "replacement", origin, where);
+    if (r.empty() || char_len(r, 0) != r.size())
+        fail(GPTQ_ERR_FORMAT, "%s: %s's replacement is not one character", origin.c_str(), where);
+    using P = BpeTokenizer::Prepend;
+    if (j.contains("prepend_scheme") && !j["prepend_scheme"].is_null()) {
+        const std::string scheme = text_of(j, "prepend_scheme", origin, where);
+        if (scheme == "always") *p = P::kAlways;
+        else if (scheme == "first") *p = P::kFirst;
+        else if (scheme == "never") *p = P::kNever;
+        else fail(GPTQ_ERR_FORMAT, "%s: %s's prepend_scheme \"%s\" is none of always, first, never", origin.c_str(),
+                  where, scheme.c_str());
+    } else {
+        *p = flag(j, "add_prefix_space", true) ? P::kAlways : P::kNever;
+    }
+    return r;
 }
 
 void read_pre_tokenizer(const json &j, const std::string &origin, std::vector<BpeTokenizer::PreStep> &steps) {
@@ -283,9 +393,61 @@ void read_pre_tokenizer(const json &j, const std::string &origin, std::vector<Bp
         Step s{Step::kByteLevel, nullptr, flag(j, "add_prefix_space", true)};
         if (flag(j, "use_regex", true)) s.pattern = compile(kGpt2Pattern, origin);
         steps.push_back(s);
+    } else if (t == "Metaspace") {
+        Step s{Step::kMetaspace};
+        s.replacement = read_metaspace(j, origin, "the Metaspace pre-tokenizer", &s.prepend);
+        s.split = flag(j, "split", true);  // files from before the field always split
+        steps.push_back(s);
     } else {
-        fail(GPTQ_ERR_UNSUPPORTED, "%s: the pre-tokenizer \"%s\" is not supported (Split, Digits, ByteLevel and "
-             "Sequences of them are)", origin.c_str(), t.c_str());
+        fail(GPTQ_ERR_UNSUPPORTED, "%s: the pre-tokenizer \"%s\" is not supported (Split, Digits, ByteLevel, "
+             "Metaspace and Sequences of them are)", origin.c_str(), t.c_str());
+    }
+}
+
+// The decoder of a tokenizer that is not byte-level: a Sequence of Replace (a string), ByteFallback,
+// Fuse, Strip (nothing taken off the end) and Metaspace, or one of them alone.
+void read_decoder(const json &j, const std::string &origin, std::vector<BpeTokenizer::DecodeStep> &out) {
+    using Step = BpeTokenizer::DecodeStep;
+    const std::string t = type_of(j);
+    if (t == "Sequence") {
+        const json &list = member(j, "decoders", origin, "the Sequence decoder");
+        if (!list.is_array()) fail(GPTQ_ERR_FORMAT, "%s: decoders is not a list", origin.c_str());
+        for (const json &d : list) read_decoder(d, origin, out);
+    } else if (t == "Replace") {
+        Step s{Step::kReplace};
+        if (read_pattern(j, origin, "the Replace decoder", &s.from))
+            fail(GPTQ_ERR_UNSUPPORTED, "%s: a Replace decoder with a regex is not supported", origin.c_str());
+        s.to = text_of(j, "content", origin, "the Replace decoder");
+        out.push_back(s);
+    } else if (t == "ByteFallback") {
+        out.push_back(Step{Step::kByteFallback});
+    } else if (t == "Fuse") {
+        out.push_back(Step{Step::kFuse});
+    } else if (t == "Strip") {
+        Step s{Step::kStrip};
+        s.from = text_of(j, "content", origin, "the Strip decoder");
+        const json &start = member(j, "start", origin, "the Strip decoder"), &stop = member(j, "stop", origin,
+                                                                                           "the Strip decoder");
+        if (!start.is_number_unsigned() || !stop.is_number_unsigned() || s.from.empty() ||
+            char_len(s.from, 0) != s.from.size())
+            fail(GPTQ_ERR_FORMAT, "%s: the Strip decoder wants one character and two counts", origin.c_str());
+        // Taking characters off the end would make a token's text depend on the tokens after it,
+        // which streamed output cannot know.
+        if (stop.get<uint64_t>() > 0)
+            fail(GPTQ_ERR_UNSUPPORTED, "%s: a Strip decoder that strips the end (stop > 0) is not supported",
+                 origin.c_str());
+        s.start = int(std::min<uint64_t>(start.get<uint64_t>(), 1u << 20));
+        out.push_back(s);
+    } else if (t == "Metaspace") {
+        Step s{Step::kMetaspace};
+        BpeTokenizer::Prepend prepend;
+        s.from = read_metaspace(j, origin, "the Metaspace decoder", &prepend);
+        s.drop_first = prepend != BpeTokenizer::Prepend::kNever;
+        out.push_back(s);
+    } else {
+        fail(GPTQ_ERR_UNSUPPORTED, "%s: the decoder \"%s\" is not supported here (a Sequence of Replace, "
+             "ByteFallback, Fuse, Strip and Metaspace is, or ByteLevel with a ByteLevel pre-tokenizer)",
+             origin.c_str(), t.c_str());
     }
 }
 
@@ -312,9 +474,6 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::parse(std::string_view text, const s
         if (!(mt == "BPE" || (mt.empty() && model.is_object() && model.contains("merges"))))
             fail(GPTQ_ERR_UNSUPPORTED, "%s: the tokenizer model \"%s\" is not supported (byte-level BPE is)",
                  origin.c_str(), mt.c_str());
-        if (flag(model, "byte_fallback", false))
-            fail(GPTQ_ERR_UNSUPPORTED, "%s: BPE with byte_fallback (SentencePiece-style) is not supported; the "
-                 "model's tokenizer.model is read instead where it has one", origin.c_str());
         for (const char *k : {"continuing_subword_prefix", "end_of_word_suffix"})
             if (model.contains(k) && !model[k].is_null() &&
                 !(model[k].is_string() && model[k].get<std::string>().empty()))
@@ -322,18 +481,34 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::parse(std::string_view text, const s
         if (model.contains("dropout") && model["dropout"].is_number() && model["dropout"].get<double>() > 0.0)
             fail(GPTQ_ERR_UNSUPPORTED, "%s: BPE dropout is not supported (it makes encoding random)", origin.c_str());
         t->ignore_merges_ = flag(model, "ignore_merges", false);
+        t->byte_fallback_ = flag(model, "byte_fallback", false);
+        t->fuse_unk_ = flag(model, "fuse_unk", false);
         const json &vocab = member(model, "vocab", origin, "the model");  // a malformed file before anything else
         const json &merges = member(model, "merges", origin, "the model");
 
         read_normalizer(j.contains("normalizer") ? j["normalizer"] : json(), origin, t->normalizers_);
         read_pre_tokenizer(j.contains("pre_tokenizer") ? j["pre_tokenizer"] : json(), origin, t->steps_);
-        if (!has_byte_level(t->steps_))
-            fail(GPTQ_ERR_UNSUPPORTED, "%s: only byte-level BPE is supported (no ByteLevel pre-tokenizer found)",
-                 origin.c_str());
+        // Byte-level (a ByteLevel pre-tokenizer: every piece spelled in GPT-2's byte map) or not
+        // (pieces are text, "▁" for a space, and byte_fallback spells a character missing from
+        // the vocabulary as "<0xXX>" tokens); the decoder must be the family's.
+        t->byte_level_ = has_byte_level(t->steps_);
         const json &dec = j.contains("decoder") ? j["decoder"] : json();
-        if (!dec.is_null() && type_of(dec) != "ByteLevel")
-            fail(GPTQ_ERR_UNSUPPORTED, "%s: the decoder \"%s\" is not supported (ByteLevel is)", origin.c_str(),
-                 type_of(dec).c_str());
+        if (t->byte_level_) {
+            for (const PreStep &st : t->steps_)
+                if (st.kind == PreStep::kMetaspace)
+                    fail(GPTQ_ERR_UNSUPPORTED, "%s: Metaspace beside ByteLevel is not supported", origin.c_str());
+            if (t->byte_fallback_)
+                fail(GPTQ_ERR_UNSUPPORTED, "%s: byte_fallback beside a ByteLevel pre-tokenizer is not supported",
+                     origin.c_str());
+            if (!dec.is_null() && type_of(dec) != "ByteLevel")
+                fail(GPTQ_ERR_UNSUPPORTED, "%s: the decoder \"%s\" is not supported with a ByteLevel pre-tokenizer "
+                     "(ByteLevel is)", origin.c_str(), type_of(dec).c_str());
+        } else {
+            if (dec.is_null())
+                fail(GPTQ_ERR_UNSUPPORTED, "%s: a tokenizer that is not byte-level and has no decoder is not "
+                     "supported", origin.c_str());
+            read_decoder(dec, origin, t->decoders_);
+        }
 
         // The vocabulary and the added tokens give the ids; an id neither names is a hole that
         // decodes to nothing.
@@ -413,8 +588,23 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::parse(std::string_view text, const s
             t->unk_ = t->find(model["unk_token"].get<std::string>());
         // Decoding runs per generated token; mapping each id's characters back to bytes once here
         // keeps that a lookup (about 1 MB for a 128K vocabulary).
-        t->bytes_.resize(t->pieces_.size());
-        for (size_t id = 0; id < t->pieces_.size(); ++id) t->bytes_[id] = t->map_to_bytes(int(id));
+        if (t->byte_level_) {
+            t->bytes_.resize(t->pieces_.size());
+            for (size_t id = 0; id < t->pieces_.size(); ++id) t->bytes_[id] = t->map_to_bytes(int(id));
+        }
+        // Byte fallback: the "<0xXX>" token of each byte (encoding), the byte of each such token
+        // (decoding, where the decoder has ByteFallback).
+        for (int b = 0; b < 256; ++b) {
+            char name[8];
+            std::snprintf(name, sizeof name, "<0x%02X>", b);
+            t->byte_ids_[b] = t->find(name);
+        }
+        t->byte_of_.assign(t->pieces_.size(), -1);
+        bool resolves_bytes = false;
+        for (const DecodeStep &d : t->decoders_) resolves_bytes = resolves_bytes || d.kind == DecodeStep::kByteFallback;
+        if (resolves_bytes)
+            for (size_t id = 0; id < t->pieces_.size(); ++id)
+                t->byte_of_[id] = int16_t(parse_byte_token(t->pieces_[id]));
     } catch (const json::exception &e) {
         fail(GPTQ_ERR_FORMAT, "%s: unexpected contents (%s)", origin.c_str(), e.what());
     }
@@ -440,7 +630,7 @@ const std::string &BpeTokenizer::piece(int id) const {
 
 const std::string &BpeTokenizer::token_bytes(int id) const {
     check_id(id);
-    return bytes_[size_t(id)];
+    return byte_level_ ? bytes_[size_t(id)] : pieces_[size_t(id)];
 }
 
 // An id's bytes: its vocabulary string through the byte map (a character outside the map stands
@@ -464,11 +654,49 @@ std::string BpeTokenizer::map_to_bytes(int id) const {
 // ------------------------------------------------------------------------------------------------
 // Encoding
 
-std::vector<std::string> BpeTokenizer::pre_tokenize(std::string_view segment) const {
+std::string BpeTokenizer::normalize(std::string segment) const {
+    for (const NormStep &n : normalizers_) {
+        switch (n.kind) {
+        case NormStep::kUnicode:
+            segment = unicode_normalize(static_cast<const UNormalizer2 *>(n.unicode), segment);
+            break;
+        case NormStep::kPrepend:
+            if (!segment.empty()) segment.insert(0, n.to);
+            break;
+        case NormStep::kReplace:
+            segment = n.pattern ? replace_matches(*n.pattern, segment, n.to) : replace_all(segment, n.from, n.to);
+            break;
+        }
+    }
+    return segment;
+}
+
+std::vector<std::string> BpeTokenizer::pre_tokenize(std::string_view segment, bool at_start) const {
     std::vector<std::string> pieces{std::string(segment)}, next;
     for (const PreStep &s : steps_) {
         next.clear();
-        for (std::string &p : pieces) {
+        for (size_t k = 0; k < pieces.size(); ++k) {
+            std::string &p = pieces[k];
+            if (s.kind == PreStep::kMetaspace) {
+                p = replace_all(p, " ", s.replacement);
+                // "first": only the piece that begins the text (after an added token, none does).
+                const bool first = at_start && k == 0;
+                if ((s.prepend == Prepend::kAlways || (s.prepend == Prepend::kFirst && first)) &&
+                    p.compare(0, s.replacement.size(), s.replacement) != 0)
+                    p.insert(0, s.replacement);
+                if (!s.split) {
+                    next.push_back(std::move(p));
+                    continue;
+                }
+                size_t from = 0;  // each replacement starts a piece (merged with what follows it)
+                for (size_t hit = p.find(s.replacement, 1); hit != std::string::npos;
+                     hit = p.find(s.replacement, hit + 1)) {
+                    next.push_back(p.substr(from, hit - from));
+                    from = hit;
+                }
+                next.push_back(p.substr(from));
+                continue;
+            }
             if (s.kind == PreStep::kByteLevel && s.add_prefix_space && p[0] != ' ') p.insert(p.begin(), ' ');
             if (s.pattern) split_isolated(*s.pattern, p, next);
             else next.push_back(std::move(p));
@@ -493,18 +721,31 @@ void BpeTokenizer::bpe(const std::string &word, std::vector<int> &out) const {
         int id, prev, next;
     };
     std::vector<Sym> sym;
+    auto add = [&](int id) { sym.push_back({id, int(sym.size()) - 1, int(sym.size()) + 1}); };
+    bool unk_pending = false;  // an unknown character's token not yet added (fuse_unk joins a run)
     for (size_t i = 0; i < word.size();) {
         const size_t n = char_len(word, i);
-        int id = find(word.substr(i, n));
-        if (id < 0) {
-            if (unk_ < 0)
-                fail(GPTQ_ERR_INVALID_ARG, "tokenizer: the character \"%s\" is not in the vocabulary, which has no "
-                     "unknown token", word.substr(i, n).c_str());
-            id = unk_;
-        }
-        sym.push_back({id, int(sym.size()) - 1, int(sym.size()) + 1});
+        const std::string c = word.substr(i, n);
         i += n;
+        const int id = find(c);
+        if (id >= 0) {
+            if (unk_pending) add(unk_), unk_pending = false;
+            add(id);
+            continue;
+        }
+        if (byte_fallback_ &&
+            std::all_of(c.begin(), c.end(), [&](char b) { return byte_ids_[static_cast<unsigned char>(b)] >= 0; })) {
+            // As tokenizers does: a pending unknown token is not added before these (it follows them).
+            for (char b : c) add(byte_ids_[static_cast<unsigned char>(b)]);
+            continue;
+        }
+        if (unk_ < 0)
+            fail(GPTQ_ERR_INVALID_ARG, "tokenizer: the character \"%s\" is not in the vocabulary, which has no "
+                 "unknown token", c.c_str());
+        if (unk_pending && !fuse_unk_) add(unk_);
+        unk_pending = true;
     }
+    if (unk_pending) add(unk_);
     if (sym.empty()) return;
     sym.back().next = -1;
     struct Cand {
@@ -542,9 +783,12 @@ std::vector<int> BpeTokenizer::encode(std::string_view raw) const {
     std::vector<int> ids;
     auto encode_segment = [&](size_t from, size_t to) {
         if (from >= to) return;
-        std::string segment = text.substr(from, to - from);
-        for (const void *n : normalizers_) segment = normalize(static_cast<const UNormalizer2 *>(n), segment);
-        for (const std::string &p : pre_tokenize(segment)) {
+        const std::string segment = normalize(text.substr(from, to - from));
+        for (const std::string &p : pre_tokenize(segment, from == 0)) {
+            if (!byte_level_) {
+                bpe(p, ids);
+                continue;
+            }
             std::string mapped;
             mapped.reserve(p.size() * 2);
             for (unsigned char c : p) mapped += m.text[c];
@@ -577,6 +821,76 @@ std::vector<int> BpeTokenizer::encode(std::string_view raw) const {
     }
     encode_segment(seg, text.size());
     return ids;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Decoding
+
+std::string BpeTokenizer::decode(const int *ids, size_t n) const {
+    for (size_t i = 0; i < n; ++i) check_id(ids[i]);
+    if (byte_level_) {
+        std::string bytes;
+        for (size_t i = 0; i < n; ++i)
+            if (!is_special(ids[i])) bytes += bytes_[size_t(ids[i])];
+        return utf8_lossy(bytes);
+    }
+    // The decoder's steps over the tokens' strings, as tokenizers applies them.
+    std::vector<std::string> toks;
+    for (size_t i = 0; i < n; ++i)
+        if (!is_special(ids[i])) toks.push_back(pieces_[size_t(ids[i])]);
+    for (const DecodeStep &d : decoders_) {
+        switch (d.kind) {
+        case DecodeStep::kReplace:
+            for (std::string &t : toks) t = replace_all(t, d.from, d.to);
+            break;
+        case DecodeStep::kByteFallback: {
+            // A run of byte tokens becomes its bytes when they are valid UTF-8, else one U+FFFD per byte.
+            std::vector<std::string> out;
+            std::string run;
+            size_t run_len = 0;
+            auto end_run = [&] {
+                if (run_len == 0) return;
+                if (utf8_lossy(run) == run) out.push_back(run);
+                else for (size_t k = 0; k < run_len; ++k) out.push_back(kReplacement);
+                run.clear();
+                run_len = 0;
+            };
+            for (std::string &t : toks) {
+                const int b = parse_byte_token(t);
+                if (b >= 0) {
+                    run += char(b);
+                    ++run_len;
+                    continue;
+                }
+                end_run();
+                out.push_back(std::move(t));
+            }
+            end_run();
+            toks.swap(out);
+            break;
+        }
+        case DecodeStep::kFuse: {
+            std::string all;
+            for (const std::string &t : toks) all += t;
+            toks.assign(1, all);
+            break;
+        }
+        case DecodeStep::kStrip:
+            for (std::string &t : toks) {
+                size_t cut = 0;
+                for (int k = 0; k < d.start && t.compare(cut, d.from.size(), d.from) == 0; ++k) cut += d.from.size();
+                t.erase(0, cut);
+            }
+            break;
+        case DecodeStep::kMetaspace:
+            for (size_t k = 0; k < toks.size(); ++k)
+                toks[k] = replace_all(toks[k], d.from, k == 0 && d.drop_first ? "" : " ");
+            break;
+        }
+    }
+    std::string text;
+    for (const std::string &t : toks) text += t;
+    return text;
 }
 
 } // namespace gptq

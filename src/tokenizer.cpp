@@ -49,12 +49,15 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json(const std::string &json, int bos
     t->eos_ = eos >= 0 ? eos : -1;
     if (t->bos_ >= n) fail(GPTQ_ERR_FORMAT, "bos_token_id %d is outside the %d ids of %s", t->bos_, n, origin.c_str());
     if (t->eos_ >= n) fail(GPTQ_ERR_FORMAT, "eos_token_id %d is outside the %d ids of %s", t->eos_, n, origin.c_str());
-    t->byte_of_.assign(size_t(n), -1);  // no byte pieces: a byte-level token's bytes are token_bytes()
-    // StreamDecoder's stand-in for "text precedes": a token that is one ASCII letter.
+    t->byte_of_.resize(size_t(n));  // byte-fallback tokens ("<0xE6>"); a byte-level tokenizer has none
+    for (int id = 0; id < n; ++id) t->byte_of_[size_t(id)] = int16_t(t->bpe_->byte_value(id));
+    // StreamDecoder's stand-in for "text precedes": a token that decodes to one ASCII letter (and,
+    // after text, to that letter too: no leading-space marker to strip).
     for (int id = 0; id < n && t->plain_id_ < 0; ++id) {
         if (t->bpe_->is_special(id)) continue;
-        const std::string b = t->bpe_->token_bytes(id);
-        if (b.size() == 1 && std::isalpha(static_cast<unsigned char>(b[0]))) {
+        const std::string b = t->bpe_->decode(&id, 1);
+        if (b.size() == 1 && std::isalpha(static_cast<unsigned char>(b[0])) &&
+            (t->bpe_->byte_level() || t->bpe_->piece(id) == b)) {
             t->plain_id_ = id;
             t->plain_text_ = b;
         }
@@ -140,12 +143,7 @@ std::string Tokenizer::decode(const int *ids, size_t n) const {
     if (n == 0) return {};
     if (!ids) fail(GPTQ_ERR_INVALID_ARG, "decode: no ids given for %zu tokens", n);
     for (size_t i = 0; i < n; ++i) check_id(ids[i]);
-    if (bpe_) {
-        std::string bytes;
-        for (size_t i = 0; i < n; ++i)
-            if (!bpe_->is_special(ids[i])) bytes += bpe_->token_bytes(ids[i]);
-        return utf8_lossy(bytes);
-    }
+    if (bpe_) return bpe_->decode(ids, n);
     std::string text;
     auto st = sp_->Decode(std::vector<int>(ids, ids + n), &text);
     if (!st.ok()) fail(GPTQ_ERR_INTERNAL, "SentencePiece decoding failed: %s", st.ToString().c_str());
@@ -186,9 +184,15 @@ bool StreamDecoder::ends_inside_character() const {
     int last[3];  // last[0] is the final byte
     int n = 0;
     for (size_t i = ids_.size(); i > 0 && n < 3; --i) {
+        if (tok_.bpe_ && !tok_.bpe_->byte_level()) {
+            // ByteFallback joins a whole run of byte tokens, and a run that is not valid UTF-8
+            // decodes to one U+FFFD per byte: hold while the run may go on.
+            if (tok_.bpe_->is_special(ids_[i - 1])) continue;
+            return tok_.byte_value(ids_[i - 1]) >= 0;
+        }
         if (tok_.bpe_) {  // every token's bytes count (special tokens decode to nothing)
             if (tok_.bpe_->is_special(ids_[i - 1])) continue;
-            const std::string b = tok_.bpe_->token_bytes(ids_[i - 1]);
+            const std::string &b = tok_.bpe_->token_bytes(ids_[i - 1]);
             for (size_t k = b.size(); k > 0 && n < 3; --k) last[n++] = static_cast<unsigned char>(b[k - 1]);
             continue;
         }

@@ -1,5 +1,6 @@
-// tokenizer.h — the model's tokenizer, SentencePiece (tokenizer.model) or Hugging Face byte-level
-// BPE (tokenizer.json: Llama 3, Qwen2, SmolLM; bpe_tokenizer.h), and streaming detokenization.
+// tokenizer.h — the model's tokenizer, SentencePiece (tokenizer.model) or Hugging Face BPE
+// (tokenizer.json, byte-level or SentencePiece-style; bpe_tokenizer.h), and streaming
+// detokenization.
 #pragma once
 
 #include "common.h"
@@ -36,15 +37,16 @@ public:
     std::vector<int> encode(std::string_view text, bool add_bos) const;
     // SentencePiece decoding: drops the leading-space marker of the first piece, skips control
     // tokens (BOS/EOS decode to nothing, UNK to " ⁇ "), resolves byte pieces (invalid UTF-8
-    // becomes U+FFFD). tokenizer.json: each id's bytes joined, special tokens skipped, invalid
-    // UTF-8 as U+FFFD. An id outside [0, vocab_size()) is Error(INVALID_ARG) naming it.
+    // becomes U+FFFD). tokenizer.json: special tokens skipped, the rest through the file's decoder
+    // (BpeTokenizer::decode). An id outside [0, vocab_size()) is Error(INVALID_ARG) naming it.
     std::string decode(const int *ids, size_t n) const;
     std::string decode(const std::vector<int> &ids) const { return decode(ids.data(), ids.size()); }
     std::string piece(int id) const;  // raw piece text, e.g. "▁the" or "Ġthe"; INVALID_ARG when out of range
     int vocab_size() const;
     int bos() const { return bos_; }
     int eos() const { return eos_; }
-    // The byte a byte-fallback piece ("<0xE6>") stands for, or -1 for any other piece.
+    // The byte a byte-fallback piece ("<0xE6>") stands for, or -1 for any other piece (and for
+    // every piece of a byte-level tokenizer.json).
     int byte_value(int id) const;
     bool is_control(int id) const;  // BOS, EOS and other control pieces (decode to nothing)
     bool is_bpe() const { return bpe_ != nullptr; }

@@ -1,4 +1,5 @@
-// tokenizer.json byte-level BPE against Hugging Face `tokenizers` itself: the fixtures in
+// tokenizer.json byte-level BPE against Hugging Face `tokenizers` itself (the SentencePiece-style
+// family is test_spm_json_tokenizer.cpp's): the fixtures in
 // tests/data/bpe (three small tokenizers in the shapes of Llama 3, GPT-2 / SmolLM and Qwen2, and what
 // `tokenizers` 0.23 encodes and decodes a list of texts to; make_fixtures.py there makes them),
 // plus lossless round trips, streaming, and the refusals.
@@ -195,15 +196,19 @@ TEST_CASE("tokenizer.json refusals: malformed files are FORMAT, unfollowable one
             CHECK(msg.find("t/tokenizer.json") != std::string::npos);
         }
     }
-    SUBCASE("a model other than BPE, a normalizer, byte fallback, dropout, an unknown pre-tokenizer") {
+    SUBCASE("a model other than BPE, a normalizer, byte fallback here, dropout, an unknown pre-tokenizer") {
         CHECK(status(edited([](json &j) { j["model"]["type"] = "WordPiece"; })) == GPTQ_ERR_UNSUPPORTED);
         CHECK(msg.find("WordPiece") != std::string::npos);
         CHECK(status(edited([](json &j) { j["normalizer"] = {{"type", "Lowercase"}}; })) == GPTQ_ERR_UNSUPPORTED);
         CHECK(msg.find("Lowercase") != std::string::npos);
         CHECK(status(edited([](json &j) { j["model"]["byte_fallback"] = true; })) == GPTQ_ERR_UNSUPPORTED);
         CHECK(status(edited([](json &j) { j["model"]["dropout"] = 0.1; })) == GPTQ_ERR_UNSUPPORTED);
-        CHECK(status(edited([](json &j) { j["pre_tokenizer"] = {{"type", "Metaspace"}}; })) == GPTQ_ERR_UNSUPPORTED);
-        CHECK(msg.find("Metaspace") != std::string::npos);
+        CHECK(status(edited([](json &j) { j["pre_tokenizer"] = {{"type", "Whitespace"}}; })) == GPTQ_ERR_UNSUPPORTED);
+        CHECK(msg.find("Whitespace") != std::string::npos);
+        // Not byte-level without a ByteLevel step: then the ByteLevel decoder is not its family's.
+        auto metaspace = [](json &j) { j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "_"}}; };
+        CHECK(status(edited(metaspace)) == GPTQ_ERR_UNSUPPORTED);
+        CHECK(msg.find("ByteLevel") != std::string::npos);
         auto bad_regex = [](json &j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(unclosed"; };
         CHECK(status(edited(bad_regex)) == GPTQ_ERR_UNSUPPORTED);
         CHECK(status(edited([](json &j) { j["decoder"] = {{"type", "Metaspace"}}; })) == GPTQ_ERR_UNSUPPORTED);

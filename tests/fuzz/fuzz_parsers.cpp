@@ -94,6 +94,7 @@ void check_tokenizer_json(const std::string &text) {
     check_ids(*t, ids);
     for (int id : ids) (void)t->token_bytes(id);
     for (int id = 0; id < std::min(t->vocab_size(), 64); ++id) (void)t->token_bytes(id);
+    (void)t->decode(ids.data(), ids.size());  // through the file's decoder steps
 }
 
 // Byte-level BPE without a prefix space or normalizer is lossless: any text comes back as its valid
@@ -111,6 +112,16 @@ void check_encoding(const std::string &text) {
     const std::vector<int> nids = nfc->encode(text);
     check_ids(*nfc, nids);
     for (int id : nids) (void)nfc->token_bytes(id);
+    // The SentencePiece-style file (Llama 2's form, byte fallback) is lossless too, for text with
+    // no "\u2581" (which decodes as a space) and no special-token string (which decodes to nothing).
+    static std::unique_ptr<BpeTokenizer> spm =
+        BpeTokenizer::parse(read_file(GPTQ_FUZZ_BPE_DIR "/llama2/tokenizer.json"), "llama2 fixture");
+    const std::vector<int> sids = spm->encode(text);
+    check_ids(*spm, sids);
+    const std::string back = spm->decode(sids.data(), sids.size());
+    bool plain = true;
+    for (const char *s : {"\xe2\x96\x81", "<unk>", "<s>", "</s>"}) plain = plain && text.find(s) == std::string::npos;
+    if (plain) FUZZ_ASSERT(back == utf8_lossy(text));
 }
 
 } // namespace

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Makes the byte-level BPE fixtures of test_bpe_tokenizer.cpp with Hugging Face `tokenizers`.
+"""Makes the tokenizer.json fixtures of test_bpe_tokenizer.cpp with Hugging Face `tokenizers`.
 
 Three small tokenizers trained here on the repository's own prose (README.md, BENCHMARKS.md at
 CORPUS_REV), each in the shape of a family the library reads:
@@ -10,13 +10,24 @@ and golden.json: for each, what `tokenizers` encodes a list of texts to and deco
 with ../shared beside the checkout, golden_shared.json: the count and FNV-1a 64 hash (over the ids
 as little-endian int32) of each fixture's encoding of WikiText-2's test text and the docs held-out text.
 
-    python3 -m venv /tmp/v && /tmp/v/bin/pip install tokenizers && /tmp/v/bin/python make_fixtures.py
+And the SentencePiece-style family (BPE with byte fallback, pieces spelled with "▁"):
+  llama2/tokenizer.json  the bundled model's tokenizer.model (models/docs-llama-8m) as transformers'
+                         LlamaConverter writes Llama 2's: Prepend + Replace normalizer, no
+                         pre-tokenizer, decoder Replace, ByteFallback, Fuse, Strip
+and golden_spm.json: variants of that file (each the top-level parts and model fields it replaces:
+Mistral's Metaspace pre-tokenizer, the forms transformers 5 writes, a splitting Metaspace with
+its decoder, no byte fallback), each with its encodings of the texts and the decodings of random
+id sequences.
+
+    python3 -m venv /tmp/v && /tmp/v/bin/pip install tokenizers sentencepiece protobuf transformers \
+        && /tmp/v/bin/python make_fixtures.py
 """
 import json
 import os
+import random
 import subprocess
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
@@ -98,7 +109,95 @@ def main():
         f.write("{\n" + ",\n".join(
             json.dumps(kind) + ": [\n" + ",\n".join(json.dumps(c, ensure_ascii=False) for c in cases) + "\n]"
             for kind, cases in golden.items()) + "\n}\n")
+    spm_fixtures()
     shared_goldens()
+
+
+def spm_base():
+    """The bundled tokenizer.model as transformers' LlamaConverter writes Llama 2's tokenizer.json."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    from transformers.tokenization_utils_base import generate_merges
+    m = pb.ModelProto()
+    with open(os.path.join(ROOT, "models", "docs-llama-8m", "tokenizer.model"), "rb") as f:
+        m.ParseFromString(f.read())
+    vocab = {p.piece: i for i, p in enumerate(m.pieces)}
+    merges = generate_merges(vocab, {p.piece: p.score for p in m.pieces})  # ranked by the merged piece's score
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=m.trainer_spec.unk_piece, fuse_unk=True,
+                               byte_fallback=True, dropout=None))
+    tok.add_special_tokens([AddedToken(p.piece, normalized=False, special=True)
+                            for p in m.pieces if p.type in (2, 3)])  # unknown, control
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    return m, vocab, tok
+
+
+def parts(tok):
+    j = json.loads(tok.to_str())
+    return {k: j[k] for k in ("normalizer", "pre_tokenizer", "decoder")}
+
+
+SPM_TEXTS = TEXTS + [
+    "<s>Begin, then</s> end <unk> and <s> again",
+    "  two leading spaces, and ▁ the marker itself ▁▁",
+    "bytes: \x00\x01\x7f ÿ ĀĂ ǅ \U0001F600\U0001F680 \u4e2d\u6587 \ufffd",
+    "ends with a space ",
+]
+
+
+def spm_fixtures():
+    from transformers.convert_slow_tokenizer import SpmConverter
+    m, vocab, base = spm_base()
+    os.makedirs(os.path.join(HERE, "llama2"), exist_ok=True)
+    path = os.path.join(HERE, "llama2", "tokenizer.json")
+    base.save(path, pretty=False)
+    meta = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": False}
+    variants = {
+        "llama2": {},
+        "mistral": {"normalizer": None, "pre_tokenizer": meta},
+        "transformers5-legacy": parts(SpmConverter.build_tokenizer_from_spm_proto(m, vocab, legacy=True)),
+        "transformers5": parts(SpmConverter.build_tokenizer_from_spm_proto(m, vocab, legacy=False)),
+        "metaspace-split": {"normalizer": None,
+                            "pre_tokenizer": dict(meta, prepend_scheme="always", split=True),
+                            "decoder": {"type": "Sequence", "decoders": [
+                                {"type": "ByteFallback"},
+                                {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always",
+                                 "split": True}]}},
+        "no-byte-fallback": {"model": {"byte_fallback": False}},
+    }
+    rng = random.Random(20261208)
+    n = len(vocab)
+    pools = [list(range(3)), list(range(3, 259)), list(range(259, n))]  # specials, bytes, pieces
+    golden = {}
+    for name, edit in variants.items():
+        j = json.loads(base.to_str())
+        for k, v in edit.items():
+            if k == "model":
+                j["model"].update(v)
+            else:
+                j[k] = v
+        tok = Tokenizer.from_str(json.dumps(j))
+        cases = []
+        for t in SPM_TEXTS:
+            ids = tok.encode(t, add_special_tokens=False).ids
+            cases.append({"text": t, "ids": ids, "decoded": tok.decode(ids, skip_special_tokens=True)})
+        decodes = []
+        for _ in range(60):  # runs of byte tokens (valid or not), pieces, specials
+            ids = []
+            for _ in range(rng.randint(1, 10)):
+                pool = pools[rng.choices([0, 1, 2], weights=[1, 6, 4])[0]]
+                if pool is pools[1] and rng.random() < 0.5:  # a whole character's bytes
+                    ids += [3 + b for b in rng.choice("éß中🙂Ω").encode()]
+                else:
+                    ids.append(rng.choice(pool))
+            decodes.append({"ids": ids, "text": tok.decode(ids, skip_special_tokens=True)})
+        golden[name] = {"edit": edit, "cases": cases, "decodes": decodes}
+    with open(os.path.join(HERE, "golden_spm.json"), "w", encoding="utf-8") as f:  # a case a line
+        f.write("{\n" + ",\n".join(
+            json.dumps(name) + ": {\"edit\": " + json.dumps(g["edit"], ensure_ascii=False) + ",\n\"cases\": [\n" +
+            ",\n".join(json.dumps(c, ensure_ascii=False) for c in g["cases"]) + "\n],\n\"decodes\": [\n" +
+            ",\n".join(json.dumps(c, ensure_ascii=False) for c in g["decodes"]) + "\n]}"
+            for name, g in golden.items()) + "\n}\n")
 
 
 def fnv1a64(ids):
