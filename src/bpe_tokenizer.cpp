@@ -553,6 +553,14 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::parse(std::string_view text, const s
                 const int id = place(content, member(a, "id", origin, "an added token"), true);
                 t->special_[size_t(id)] = flag(a, "special", false);
                 t->added_[size_t(id)] = 1;
+                // tokenizers matches such a token in the normalized text, against its content
+                // normalized too ("<pad>" as "▁<pad>" after Prepend): not followed here.
+                const bool rewrites = std::any_of(t->normalizers_.begin(), t->normalizers_.end(),
+                                                  [](const NormStep &n) { return n.kind != NormStep::kUnicode; });
+                if (rewrites && flag(a, "normalized", !t->special_[size_t(id)]))
+                    fail(GPTQ_ERR_UNSUPPORTED, "%s: the added token \"%s\" is matched after normalization "
+                         "(normalized: true), which with a Prepend or Replace normalizer is not supported",
+                         origin.c_str(), content.c_str());
                 t->added_tokens_.push_back({content, id, flag(a, "lstrip", false), flag(a, "rstrip", false)});
             }
         }

@@ -204,6 +204,11 @@ TEST_CASE("SentencePiece-style tokenizer.json refusals: what it cannot follow is
           GPTQ_ERR_FORMAT);
     CHECK(status({{"decoder", {{"type", "Strip"}, {"content", "ab"}, {"start", 1}, {"stop", 0}}}}) ==
           GPTQ_ERR_FORMAT);
+    // An added token matched after a Prepend / Replace normalizer has rewritten the text.
+    json j = json::parse(base_text());
+    j["added_tokens"][1]["normalized"] = true;
+    CHECK(status_of([&] { Tokenizer::from_json(j.dump(), -1, -1); }, &msg) == GPTQ_ERR_UNSUPPORTED);
+    CHECK(msg.find("<s>") != std::string::npos);
     // A regex normalizer that matches an empty string: refused when it does, not guessed at.
     const json empty_match = {{"type", "Replace"}, {"pattern", {{"Regex", "x*"}}}, {"content", "y"}};
     auto tok = Tokenizer::from_json(variant_text({{"normalizer", empty_match}}), -1, -1);
