@@ -1,9 +1,11 @@
-// tokenizer.json byte-level BPE on real text (../shared): WikiText-2's test text (1.29 MB) and the
-// docs held-out text through each fixture of tests/data/bpe, against the id count and hash that
-// Hugging Face tokenizers gives for the same file (golden_shared.json, from make_fixtures.py).
+// tokenizer.json on real text (../shared): WikiText-2's test text (1.29 MB) and the docs held-out
+// text through each fixture of tests/data/bpe (byte-level, and the SentencePiece-style variants),
+// against the id count and hash that Hugging Face tokenizers gives for the same file
+// (golden_shared.json, from make_fixtures.py).
 #include <doctest/doctest.h>
 
 #include "config.h"
+#include "spm_variants.h"
 #include "testutil.h"
 #include "tokenizer.h"
 
@@ -47,6 +49,28 @@ TEST_CASE("tokenizer.json fixtures encode WikiText-2 and the docs held-out text 
             CHECK(fnv1a64(ids) == w["fnv1a64"].get<std::string>());
             // Lossless where no prefix space or normalizer changes the text.
             if (std::string(kind) == "llama3") CHECK(tok->decode(ids) == text);
+        }
+    }
+}
+
+TEST_CASE("SentencePiece-style tokenizer.json variants encode the same texts as tokenizers does") {
+    const auto want = nlohmann::json::parse(testutil::read_text(spm_variants::data_dir() + "/golden_shared.json"));
+    const std::pair<const char *, const char *> texts[] = {{"wikitext2", "data/wikitext2/wiki.test.raw"},
+                                                          {"docs-heldout", "data/docs-heldout.txt"}};
+    const auto &variants = spm_variants::golden();
+    auto from_model_file = gptq::Tokenizer::load(testutil::bundled_model_dir(), gptq::ModelConfig{});
+    for (auto it = variants.begin(); it != variants.end(); ++it) {
+        auto tok = gptq::Tokenizer::from_json(spm_variants::variant_text(it.value()["edit"]), -1, -1, it.key());
+        for (const auto &[name, rel] : texts) {
+            CAPTURE(it.key());
+            CAPTURE(name);
+            const std::string text = testutil::read_text(testutil::shared_path(rel));
+            const std::vector<int> ids = tok->encode(text, false);
+            const auto &w = want["spm/" + it.key()][name];
+            CHECK(ids.size() == w["count"].get<size_t>());
+            CHECK(fnv1a64(ids) == w["fnv1a64"].get<std::string>());
+            // Llama 2's form (as converted) encodes these texts as the tokenizer.model it came from.
+            if (it.key() == "llama2") CHECK(ids == from_model_file->encode(text, false));
         }
     }
 }

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "gptq.h"
+#include "spm_variants.h"
 #include "testutil.h"
 #include "tokenizer_checks.h"
 
@@ -27,30 +28,11 @@ using gptq::StreamDecoder;
 using gptq::Tokenizer;
 using tokchecks::status_of;
 using json = nlohmann::json;
+using spm_variants::base_text;
+using spm_variants::golden;
+using spm_variants::variant_text;
 
 namespace {
-
-std::string data_dir() { return testutil::source_dir() + "/tests/data/bpe"; }
-
-const std::string &base_text() {
-    static const std::string text = testutil::read_text(data_dir() + "/llama2/tokenizer.json");
-    return text;
-}
-
-const json &golden() {
-    static const json g = json::parse(testutil::read_text(data_dir() + "/golden_spm.json"));
-    return g;
-}
-
-// The base file with a variant's replacements: top-level parts replaced, model fields merged.
-std::string variant_text(const json &edit) {
-    json j = json::parse(base_text());
-    for (auto it = edit.begin(); it != edit.end(); ++it) {
-        if (it.key() == "model") j["model"].update(it.value());
-        else j[it.key()] = it.value();
-    }
-    return j.dump();
-}
 
 const Tokenizer &llama2() {
     static std::unique_ptr<Tokenizer> t = Tokenizer::from_json(base_text(), 1, 2);

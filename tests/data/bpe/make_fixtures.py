@@ -145,6 +145,18 @@ SPM_TEXTS = TEXTS + [
 ]
 
 
+def variant(edit):
+    """llama2/tokenizer.json with a variant's parts replaced (top level) and model fields merged."""
+    with open(os.path.join(HERE, "llama2", "tokenizer.json"), encoding="utf-8") as f:
+        j = json.load(f)
+    for k, v in edit.items():
+        if k == "model":
+            j["model"].update(v)
+        else:
+            j[k] = v
+    return json.dumps(j)
+
+
 def spm_fixtures():
     from transformers.convert_slow_tokenizer import SpmConverter
     m, vocab, base = spm_base()
@@ -170,13 +182,7 @@ def spm_fixtures():
     pools = [list(range(3)), list(range(3, 259)), list(range(259, n))]  # specials, bytes, pieces
     golden = {}
     for name, edit in variants.items():
-        j = json.loads(base.to_str())
-        for k, v in edit.items():
-            if k == "model":
-                j["model"].update(v)
-            else:
-                j[k] = v
-        tok = Tokenizer.from_str(json.dumps(j))
+        tok = Tokenizer.from_str(variant(edit))
         cases = []
         for t in SPM_TEXTS:
             ids = tok.encode(t, add_special_tokens=False).ids
@@ -214,8 +220,11 @@ def shared_goldens():
     if not all(os.path.exists(os.path.join(shared, f)) for f in files.values()):
         return
     out = {}
-    for kind in ("llama3", "gpt2", "qwen2"):
-        tok = Tokenizer.from_file(os.path.join(HERE, kind, "tokenizer.json"))
+    toks = {kind: Tokenizer.from_file(os.path.join(HERE, kind, "tokenizer.json")) for kind in ("llama3", "gpt2", "qwen2")}
+    with open(os.path.join(HERE, "golden_spm.json"), encoding="utf-8") as f:
+        for name, g in json.load(f).items():  # the SentencePiece-style variants
+            toks["spm/" + name] = Tokenizer.from_str(variant(g["edit"]))
+    for kind, tok in toks.items():
         for name, rel in files.items():
             with open(os.path.join(shared, rel), encoding="utf-8") as f:
                 ids = tok.encode(f.read(), add_special_tokens=False).ids
