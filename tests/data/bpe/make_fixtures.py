@@ -220,7 +220,8 @@ def shared_goldens():
     if not all(os.path.exists(os.path.join(shared, f)) for f in files.values()):
         return
     out = {}
-    toks = {kind: Tokenizer.from_file(os.path.join(HERE, kind, "tokenizer.json")) for kind in ("llama3", "gpt2", "qwen2")}
+    toks = {kind: Tokenizer.from_file(os.path.join(HERE, kind, "tokenizer.json"))
+            for kind in ("llama3", "gpt2", "qwen2")}
     with open(os.path.join(HERE, "golden_spm.json"), encoding="utf-8") as f:
         for name, g in json.load(f).items():  # the SentencePiece-style variants
             toks["spm/" + name] = Tokenizer.from_str(variant(g["edit"]))
