@@ -133,44 +133,13 @@ std::shared_ptr<BpeTokenizer::Pattern> compile(const std::string &re, const std:
     return p;
 }
 
-// Appends the pieces of s that the pattern's matches make, each match and each gap between them
-// its own piece ("Isolated"), in order; empty pieces are dropped. s is valid UTF-8.
-void split_isolated(const BpeTokenizer::Pattern &p, const std::string &s, std::vector<std::string> &out) {
+// Calls on_match(begin, end) for each match of the pattern in s (valid UTF-8), left to right;
+// on_match returns where the next search starts. `what` names the pattern in an error.
+template <class OnMatch>
+void each_match(const BpeTokenizer::Pattern &p, const std::string &s, const char *what, OnMatch on_match) {
     std::unique_ptr<pcre2_match_data, void (*)(pcre2_match_data *)> md(
         pcre2_match_data_create_from_pattern(p.code, nullptr), pcre2_match_data_free);
     if (!md) fail(GPTQ_ERR_OOM, "tokenizer: no memory for a pattern match");
-    size_t start = 0, last = 0;
-    while (start < s.size()) {
-        const int rc = pcre2_match(p.code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), start,
-                                   PCRE2_NO_UTF_CHECK, md.get(), nullptr);
-        if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) {
-            PCRE2_UCHAR msg[256];
-            pcre2_get_error_message(rc, msg, sizeof msg);
-            fail(GPTQ_ERR_INVALID_ARG, "tokenizer: the pre-tokenizer pattern failed on the text (%s)",
-                 reinterpret_cast<const char *>(msg));
-        }
-        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md.get());
-        const size_t b = ov[0], e = ov[1];
-        if (e <= b) {  // an empty match splits nothing: look again one character on
-            start = b + char_len(s, b);
-            continue;
-        }
-        if (b > last) out.push_back(s.substr(last, b - last));
-        out.push_back(s.substr(b, e - b));
-        last = start = e;
-    }
-    if (last < s.size()) out.push_back(s.substr(last));
-}
-
-// s with every match of the pattern replaced by `to` (taken literally), left to right. An empty
-// match is refused: where tokenizers would insert `to` there depends on its regex engine's
-// stepping, which this reader does not reproduce.
-std::string replace_matches(const BpeTokenizer::Pattern &p, const std::string &s, const std::string &to) {
-    std::unique_ptr<pcre2_match_data, void (*)(pcre2_match_data *)> md(
-        pcre2_match_data_create_from_pattern(p.code, nullptr), pcre2_match_data_free);
-    if (!md) fail(GPTQ_ERR_OOM, "tokenizer: no memory for a pattern match");
-    std::string out;
     size_t start = 0;
     while (start <= s.size()) {
         const int rc = pcre2_match(p.code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), start,
@@ -179,18 +148,43 @@ std::string replace_matches(const BpeTokenizer::Pattern &p, const std::string &s
         if (rc < 0) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof msg);
-            fail(GPTQ_ERR_INVALID_ARG, "tokenizer: the normalizer's pattern failed on the text (%s)",
+            fail(GPTQ_ERR_INVALID_ARG, "tokenizer: the %s pattern failed on the text (%s)", what,
                  reinterpret_cast<const char *>(msg));
         }
         const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md.get());
-        if (ov[1] <= ov[0])
+        start = on_match(size_t(ov[0]), size_t(ov[1]));
+    }
+}
+
+// Appends the pieces of s that the pattern's matches make, each match and each gap between them
+// its own piece ("Isolated"), in order; empty pieces are dropped. s is valid UTF-8.
+void split_isolated(const BpeTokenizer::Pattern &p, const std::string &s, std::vector<std::string> &out) {
+    size_t last = 0;
+    each_match(p, s, "pre-tokenizer", [&](size_t b, size_t e) {
+        if (e <= b)  // an empty match splits nothing: look again one character on (or stop at the end)
+            return b < s.size() ? b + char_len(s, b) : s.size() + 1;
+        if (b > last) out.push_back(s.substr(last, b - last));
+        out.push_back(s.substr(b, e - b));
+        return last = e;
+    });
+    if (last < s.size()) out.push_back(s.substr(last));
+}
+
+// s with every match of the pattern replaced by `to` (taken literally), left to right. An empty
+// match is refused: where tokenizers would insert `to` there depends on its regex engine's
+// stepping, which this reader does not reproduce.
+std::string replace_matches(const BpeTokenizer::Pattern &p, const std::string &s, const std::string &to) {
+    std::string out;
+    size_t last = 0;
+    each_match(p, s, "normalizer's", [&](size_t b, size_t e) {
+        if (e <= b)
             fail(GPTQ_ERR_UNSUPPORTED, "tokenizer: a Replace normalizer's pattern matched an empty string, which "
                  "this reader does not follow");
-        out.append(s, start, ov[0] - start);
+        out.append(s, last, b - last);
         out += to;
-        start = ov[1];
-    }
-    if (start < s.size()) out.append(s, start, std::string::npos);
+        return last = e;
+    });
+    out.append(s, last, std::string::npos);
     return out;
 }
 
